@@ -1,0 +1,4 @@
+"""GateScope's engine: layers, the model graph, data and training, on NumPy or CuPy.
+
+Never imports Qt, ``studio`` or ``widgets`` (DESIGN section 1).
+"""

@@ -1,0 +1,348 @@
+"""The model graph: a DAG of blocks wired output -> input port.
+
+``analyse(spec)`` validates a graph and infers every block's output shape and parameter
+count without building anything, reporting each problem against the block it concerns in
+words a student understands. ``Model`` runs a valid graph: layers in topological order
+forward, and back in reverse, accumulating gradients (``+=``) where an output feeds several
+blocks.
+"""
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from compute import layers as layer_registry
+from compute.layers.base import Layer, SettingsError, ShapeError, describe_shape
+from compute.layers.heads import Head
+
+
+@dataclass
+class Block:
+    """One block of the graph: a unique ``id``, its ``type`` (a registry name) and settings."""
+
+    id: str
+    type: str
+    settings: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Wire:
+    """The output of block ``src`` feeds input ``port`` of block ``dst``."""
+
+    src: str
+    dst: str
+    port: int = 0
+
+
+@dataclass
+class GraphSpec:
+    blocks: list[Block] = field(default_factory=list)
+    wires: list[Wire] = field(default_factory=list)
+
+    def block(self, block_id: str) -> Block:
+        for b in self.blocks:
+            if b.id == block_id:
+                return b
+        raise KeyError(block_id)
+
+    def to_dict(self) -> dict:
+        return {
+            "blocks": [{"id": b.id, "type": b.type, "settings": _jsonable(b.settings)} for b in self.blocks],
+            "wires": [{"src": w.src, "dst": w.dst, "port": w.port} for w in self.wires],
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "GraphSpec":
+        return cls([Block(b["id"], b["type"], dict(b.get("settings", {}))) for b in data["blocks"]],
+                   [Wire(w["src"], w["dst"], int(w.get("port", 0))) for w in data["wires"]])
+
+    @classmethod
+    def chain(cls, *blocks: tuple[str, dict]) -> "GraphSpec":
+        """A straight chain of blocks, ids ``b0, b1, ...``: the quickest way to write a model."""
+        spec = cls([Block(f"b{i}", t, dict(s)) for i, (t, s) in enumerate(blocks)])
+        spec.wires = [Wire(f"b{i}", f"b{i + 1}") for i in range(len(blocks) - 1)]
+        return spec
+
+
+def _jsonable(settings: dict) -> dict:
+    return {k: list(v) if isinstance(v, tuple) else v for k, v in settings.items()}
+
+
+@dataclass
+class BlockInfo:
+    """What analysis found out about one block."""
+
+    layer: Layer | None = None
+    in_shapes: list[tuple[int, ...]] = field(default_factory=list)
+    out_shape: tuple[int, ...] | None = None
+    time_distributed: bool = False
+    param_count: int = 0
+    param_formula: str = ""
+    error: str | None = None
+    warning: str | None = None
+
+
+@dataclass
+class Analysis:
+    """Per-block shapes, parameter counts and errors, and errors of the graph as a whole."""
+
+    info: dict[str, BlockInfo]
+    order: list[str]
+    graph_errors: list[str]
+    input_id: str | None
+    head_id: str | None
+
+    @property
+    def ok(self) -> bool:
+        return not self.graph_errors and all(i.error is None for i in self.info.values())
+
+    @property
+    def total_params(self) -> int:
+        return sum(i.param_count for i in self.info.values())
+
+    def errors(self) -> list[str]:
+        """Every problem, one sentence each, block-specific ones prefixed with the block id."""
+        return list(self.graph_errors) + [f"{bid}: {i.error}" for bid, i in self.info.items() if i.error]
+
+    def first_error(self) -> str | None:
+        errs = self.errors()
+        return errs[0] if errs else None
+
+    @property
+    def task(self) -> str | None:
+        if self.head_id is None or self.info[self.head_id].layer is None:
+            return None
+        return self.info[self.head_id].layer.task
+
+
+def analyse(spec: GraphSpec) -> Analysis:
+    """Validate ``spec`` and infer shapes; never raises for a bad graph, reports instead."""
+    info = {b.id: BlockInfo() for b in spec.blocks}
+    graph_errors: list[str] = []
+    if len(info) != len(spec.blocks):
+        graph_errors.append("two blocks share an id; every block needs its own")
+
+    for b in spec.blocks:
+        try:
+            info[b.id].layer = layer_registry.create(b.type, b.settings)
+        except SettingsError as exc:
+            info[b.id].error = str(exc)
+
+    # Wires: known ends, ports in range, one wire per port.
+    feeds: dict[str, dict[int, str]] = defaultdict(dict)
+    consumers: dict[str, list[str]] = defaultdict(list)
+    for w in spec.wires:
+        if w.src not in info or w.dst not in info:
+            graph_errors.append(f"a wire joins {w.src} to {w.dst}, but one of them does not exist")
+            continue
+        if w.src == w.dst:
+            info[w.dst].error = "is wired to itself; a model cannot feed a block its own output"
+            continue
+        layer = info[w.dst].layer
+        if layer is not None and layer.n_inputs is not None and not 0 <= w.port < layer.n_inputs:
+            info[w.dst].error = (f"has no input {w.port + 1}" if layer.n_inputs else
+                                 "is an Input and takes no wires; wire from it, not into it")
+            continue
+        if w.port in feeds[w.dst]:
+            info[w.dst].error = f"input {w.port + 1} is wired twice; remove one of the wires"
+            continue
+        feeds[w.dst][w.port] = w.src
+        consumers[w.src].append(w.dst)
+
+    # Topological order (Kahn); what is left over sits on a cycle.
+    indegree = {bid: len(feeds[bid]) for bid in info}
+    ready = [b.id for b in spec.blocks if indegree[b.id] == 0]
+    order: list[str] = []
+    while ready:
+        bid = ready.pop(0)
+        order.append(bid)
+        for c in consumers[bid]:
+            indegree[c] -= 1
+            if indegree[c] == 0:
+                ready.append(c)
+    for bid in info:
+        if bid not in order:
+            info[bid].error = info[bid].error or ("is part of a cycle; a model must flow one way, "
+                                                   "from the Input to the output")
+
+    inputs = [b.id for b in spec.blocks if b.type == "Input"]
+    heads = [b.id for b in spec.blocks if isinstance(info[b.id].layer, Head)]
+    if not inputs:
+        graph_errors.append("the model has no Input block; drag one from the Input group")
+    elif len(inputs) > 1:
+        for bid in inputs[1:]:
+            info[bid].error = info[bid].error or "a model takes one Input block; delete the extra one"
+    if not heads:
+        graph_errors.append("the model has no output block; end it with Classify or Regress")
+    elif len(heads) > 1:
+        for bid in heads[1:]:
+            info[bid].error = info[bid].error or "a model has one output block; delete the extra one"
+
+    # Shapes, in topological order.
+    for bid in order:
+        block_info, layer = info[bid], info[bid].layer
+        if layer is None or block_info.error:
+            continue
+        n_wanted = layer.n_inputs
+        ports = feeds[bid]
+        if n_wanted is None:
+            if len(ports) < 2 or sorted(ports) != list(range(len(ports))):
+                block_info.error = "needs two or more inputs wired, one per port"
+                continue
+        elif len(ports) < n_wanted:
+            missing = [p + 1 for p in range(n_wanted) if p not in ports]
+            block_info.error = (f"input {missing[0]} is not connected; wire a block's output into it"
+                                if n_wanted > 1 else "its input is not connected; wire a block's output into it")
+            continue
+        sources = [ports[p] for p in sorted(ports)]
+        if any(info[s].out_shape is None for s in sources):
+            block_info.error = "waits for the block before it, which has a problem"
+            continue
+        shapes = [info[s].out_shape for s in sources]
+        try:
+            distributed = layer.time_distributed(shapes)
+            step_shapes = [s[1:] for s in shapes] if distributed else shapes
+            if distributed and len({s[0] for s in shapes}) > 1:
+                raise ShapeError("its inputs have different numbers of timesteps")
+            out = layer.output_shape(step_shapes)
+            block_info.in_shapes = step_shapes
+            block_info.time_distributed = distributed
+            block_info.out_shape = (shapes[0][0],) + tuple(out) if distributed else tuple(out)
+            block_info.param_count = layer.param_count(step_shapes)
+            block_info.param_formula = layer.param_formula(step_shapes)
+        except ShapeError as exc:
+            block_info.error = str(exc)
+        except SettingsError as exc:
+            block_info.error = str(exc)
+
+    for bid in order:
+        layer = info[bid].layer
+        if layer is not None and not isinstance(layer, Head) and not consumers[bid] and not info[bid].error:
+            info[bid].warning = "its output is not used; wire it on or delete it"
+    return Analysis(info, order, graph_errors, inputs[0] if inputs else None, heads[0] if heads else None)
+
+
+class GraphError(ValueError):
+    """The graph cannot be built; the message lists the problems."""
+
+
+class Model:
+    """A runnable model built from a valid graph.
+
+    ``forward(x)`` takes a batch shaped as the Input block says (batch first) and returns the
+    head's predictions; ``loss(y)`` then ``backward()`` fill every layer's ``grads``.
+    """
+
+    def __init__(self, spec: GraphSpec, seed: int = 0, xp=np, dtype=np.float32):
+        analysis = analyse(spec)
+        if not analysis.ok:
+            raise GraphError("the model cannot be built: " + "; ".join(analysis.errors()))
+        self.spec, self.analysis, self.xp, self.dtype = spec, analysis, xp, np.dtype(dtype)
+        self.order = [bid for bid in analysis.order]
+        self.layers: dict[str, Layer] = {bid: analysis.info[bid].layer for bid in self.order}
+        self.sources: dict[str, list[str]] = {}
+        ports: dict[str, dict[int, str]] = defaultdict(dict)
+        for w in spec.wires:
+            ports[w.dst][w.port] = w.src
+        for bid in self.order:
+            self.sources[bid] = [ports[bid][p] for p in sorted(ports[bid])]
+        rng = np.random.default_rng(seed)
+        for bid in self.order:  # initialised in topological order, so a seed fixes every weight
+            self.layers[bid].build(analysis.info[bid].in_shapes, rng, xp, self.dtype)
+        self.input_id, self.head_id = analysis.input_id, analysis.head_id
+        self.head: Head = self.layers[self.head_id]  # type: ignore[assignment]
+        self.input_shape = analysis.info[self.input_id].out_shape
+        self.task = self.head.task
+        self._outputs: dict[str, Any] = {}
+
+    # ----------------------------------------------------------------- running
+    def forward(self, x, training: bool = False):
+        """Predictions of the head for the batch ``x`` of shape ``(N,) + input_shape``."""
+        xp = self.xp
+        x = xp.asarray(x, dtype=self.dtype)
+        if tuple(x.shape[1:]) != tuple(self.input_shape):
+            raise ValueError(f"the model takes samples of shape {self.input_shape} "
+                             f"({describe_shape(self.input_shape)}), not {tuple(x.shape[1:])}")
+        outputs: dict[str, Any] = {}
+        for bid in self.order:
+            layer = self.layers[bid]
+            if bid == self.input_id:
+                outputs[bid] = x
+                continue
+            inputs = [outputs[s] for s in self.sources[bid]]
+            if self.analysis.info[bid].time_distributed:
+                n, t = inputs[0].shape[:2]
+                y = layer.forward([a.reshape((n * t,) + a.shape[2:]) for a in inputs], training)
+                outputs[bid] = y.reshape((n, t) + y.shape[1:])
+            else:
+                outputs[bid] = layer.forward(inputs, training)
+        self._outputs = outputs
+        return outputs[self.head_id]
+
+    def loss(self, targets) -> float:
+        """The head's loss for the last forward pass against ``targets``."""
+        return self.head.loss(targets)
+
+    def backward(self) -> None:
+        """Backpropagate the head's loss gradient through every block, adding into ``grads``."""
+        grads: dict[str, Any] = {self.head_id: None}
+        for bid in reversed(self.order):
+            if bid == self.input_id or bid not in grads:
+                continue
+            layer, grad = self.layers[bid], grads.pop(bid)
+            if self.analysis.info[bid].time_distributed:
+                n, t = grad.shape[:2]
+                d_inputs = layer.backward(grad.reshape((n * t,) + grad.shape[2:]))
+                d_inputs = [d.reshape((n, t) + d.shape[1:]) for d in d_inputs]
+            else:
+                d_inputs = layer.backward(grad)
+            for src, d in zip(self.sources[bid], d_inputs):
+                if src in grads:
+                    grads[src] = grads[src] + d  # an output that feeds several blocks
+                else:
+                    grads[src] = d
+
+    def zero_grads(self) -> None:
+        for layer in self.layers.values():
+            layer.zero_grads()
+
+    def set_rng(self, rng: np.random.Generator) -> None:
+        for layer in self.layers.values():
+            layer.set_rng(rng)
+
+    def output_of(self, block_id: str):
+        """The batch output of ``block_id`` from the last forward pass (feature maps, ...)."""
+        return self._outputs[block_id]
+
+    # ----------------------------------------------------------------- parameters
+    def parameters(self) -> list[tuple[str, Any, Any]]:
+        """``(block_id/name, param, grad)`` for every parameter, in a stable order."""
+        return [(f"{bid}/{name}", p, self.layers[bid].grads[name])
+                for bid in self.order for name, p in self.layers[bid].params.items()]
+
+    def state_dict(self) -> dict[str, np.ndarray]:
+        """Every parameter as a host NumPy array, keyed ``block_id/name``."""
+        from compute.backend import to_numpy
+        return {name: to_numpy(p).copy() for name, p, _ in self.parameters()}
+
+    def load_state_dict(self, state: dict[str, np.ndarray]) -> None:
+        """Copy ``state`` into the parameters; ValueError naming the first missing or misshapen array."""
+        own = {name: p for name, p, _ in self.parameters()}
+        for name, p in own.items():
+            if name not in state:
+                raise ValueError(f"the saved weights have no array {name}")
+            if tuple(state[name].shape) != tuple(p.shape):
+                raise ValueError(f"the saved array {name} has shape {tuple(state[name].shape)}, "
+                                 f"but the block needs {tuple(p.shape)}")
+        for name, p in own.items():
+            p[...] = self.xp.asarray(state[name], dtype=p.dtype)
+
+    def predict(self, x, batch_size: int = 256) -> np.ndarray:
+        """Host predictions for a host batch of any size, in chunks of ``batch_size``."""
+        from compute.backend import to_numpy
+        out = [to_numpy(self.forward(x[i:i + batch_size], training=False))
+               for i in range(0, len(x), batch_size)]
+        return np.concatenate(out) if out else np.zeros((0,) + tuple(self.analysis.info[self.head_id].out_shape))

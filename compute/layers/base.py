@@ -1,0 +1,200 @@
+"""What every block of the model graph is: settings, shape inference, parameters, forward, backward.
+
+A layer owns named parameters (``params``) and their gradients (``grads``). ``forward`` keeps
+exactly what ``backward`` needs on the layer; ``backward`` accumulates parameter gradients
+with ``+=`` and returns the gradient of each input. Shapes given to and returned by
+``output_shape`` are per sample, without the batch axis: image ``(C, H, W)``, vector ``(F,)``,
+sequence ``(T, F)``, video clip ``(T, C, H, W)``.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+import numpy as np
+
+RANK_NAMES = {1: "vector", 2: "sequence", 3: "image", 4: "video clip"}
+
+
+def describe_shape(shape: tuple[int, ...]) -> str:
+    """'image 1x8x8', 'sequence 100x2', ... as a student reads it."""
+    kind = RANK_NAMES.get(len(shape), f"rank-{len(shape)} tensor")
+    return f"{kind} {'x'.join(str(s) for s in shape)}"
+
+
+class ShapeError(ValueError):
+    """A block cannot work with what it is fed. The message says why and what to change."""
+
+
+class SettingsError(ValueError):
+    """A block setting has a value it cannot take. The message names the setting."""
+
+
+@dataclass(frozen=True)
+class Setting:
+    """One user-editable setting of a block, described so the inspector can pick its widget.
+
+    ``kind``: ``int``, ``float``, ``bool``, ``choice``, ``str``, ``shape`` (tuple of ints) or
+    ``padding`` (``valid``, ``same`` or an int).
+    """
+
+    name: str
+    kind: str
+    default: Any
+    label: str = ""
+    help: str = ""
+    minimum: float | None = None
+    maximum: float | None = None
+    choices: tuple[str, ...] = ()
+
+    def coerce(self, value: Any) -> Any:
+        """``value`` converted to this setting's type, or SettingsError naming the problem."""
+        name = self.label or self.name
+        try:
+            if self.kind == "int":
+                if isinstance(value, bool) or (isinstance(value, float) and not value.is_integer()):
+                    raise ValueError
+                out = int(value)
+            elif self.kind == "float":
+                if isinstance(value, bool):
+                    raise ValueError
+                out = float(value)
+                if not np.isfinite(out):
+                    raise ValueError
+            elif self.kind == "bool":
+                if not isinstance(value, (bool, np.bool_)):
+                    raise ValueError
+                out = bool(value)
+            elif self.kind == "choice":
+                if value not in self.choices:
+                    raise SettingsError(f"{name} must be one of {', '.join(self.choices)}, not {value!r}")
+                out = value
+            elif self.kind == "str":
+                if not isinstance(value, str):
+                    raise ValueError
+                out = value
+            elif self.kind == "shape":
+                if isinstance(value, (str, bytes)) or not all(
+                        isinstance(v, (int, np.integer)) and not isinstance(v, bool) for v in value):
+                    raise ValueError
+                out = tuple(int(v) for v in value)
+                if not 1 <= len(out) <= 4 or min(out) < 1:
+                    raise SettingsError(f"{name} must be 1 to 4 positive sizes, not {list(value)}")
+            elif self.kind == "padding":
+                if value in ("valid", "same"):
+                    out = value
+                elif isinstance(value, (int, np.integer)) and not isinstance(value, bool) and value >= 0:
+                    out = int(value)
+                else:
+                    raise SettingsError(f"{name} must be 'valid', 'same' or a number >= 0, not {value!r}")
+            else:  # pragma: no cover - a programming error in a layer's spec
+                raise AssertionError(f"unknown setting kind {self.kind}")
+        except SettingsError:
+            raise
+        except (TypeError, ValueError):
+            raise SettingsError(f"{name} must be a{'n' if self.kind == 'int' else ''} {self.kind}, "
+                                f"not {value!r}") from None
+        if self.minimum is not None and out < self.minimum:
+            raise SettingsError(f"{name} must be at least {self.minimum:g}, not {out}")
+        if self.maximum is not None and out > self.maximum:
+            raise SettingsError(f"{name} must be at most {self.maximum:g}, not {out}")
+        return out
+
+
+class Layer:
+    """Base class of every block. Subclasses set the class attributes and override the methods.
+
+    Class attributes:
+      ``type_name``   the block's name in project files and the palette (a contract).
+      ``category``    its palette group: Input, Convolution, Pooling, Dense, Recurrent, Merge, Output.
+      ``summary``     one plain sentence for the tooltip.
+      ``settings_spec`` its settings.
+      ``n_inputs``    how many wires it takes; None for two or more (merges).
+      ``step_rank``   the rank of the per-sample input it handles natively; fed a tensor of one
+                      more rank (a sequence of what it expects) it is applied to every timestep
+                      with shared weights (time-distributed, DESIGN section 2). None: any rank.
+    """
+
+    type_name: ClassVar[str] = ""
+    category: ClassVar[str] = ""
+    summary: ClassVar[str] = ""
+    settings_spec: ClassVar[tuple[Setting, ...]] = ()
+    n_inputs: ClassVar[int | None] = 1
+    step_rank: ClassVar[int | None] = None
+
+    def __init__(self, **settings: Any):
+        self.settings = self.coerce_settings(settings)
+        self.params: dict[str, Any] = {}
+        self.grads: dict[str, Any] = {}
+        self.in_shapes: list[tuple[int, ...]] = []
+
+    # ----------------------------------------------------------------- settings
+    @classmethod
+    def coerce_settings(cls, settings: dict[str, Any]) -> dict[str, Any]:
+        """Defaults merged with ``settings``, each coerced; SettingsError for unknown or bad ones."""
+        spec = {s.name: s for s in cls.settings_spec}
+        unknown = sorted(set(settings) - set(spec))
+        if unknown:
+            raise SettingsError(f"{cls.type_name} has no setting {', '.join(unknown)}")
+        return {name: s.coerce(settings.get(name, s.default)) for name, s in spec.items()}
+
+    # ----------------------------------------------------------------- shapes
+    def time_distributed(self, in_shapes: list[tuple[int, ...]]) -> bool:
+        """True when every input is a sequence of what this block expects per step."""
+        return self.step_rank is not None and all(len(s) == self.step_rank + 1 for s in in_shapes)
+
+    def check_rank(self, in_shapes: list[tuple[int, ...]]) -> None:
+        """ShapeError unless each input has the rank this block handles natively."""
+        if self.step_rank is None:
+            return
+        for shape in in_shapes:
+            if len(shape) != self.step_rank:
+                raise ShapeError(
+                    f"{self.type_name} expects a {RANK_NAMES[self.step_rank]} per sample (or a "
+                    f"sequence of them), but is fed a {describe_shape(shape)}")
+
+    def output_shape(self, in_shapes: list[tuple[int, ...]]) -> tuple[int, ...]:
+        """Per-sample output shape for per-sample (per-step) ``in_shapes``; ShapeError if it cannot work."""
+        raise NotImplementedError
+
+    def param_shapes(self, in_shapes: list[tuple[int, ...]]) -> dict[str, tuple[int, ...]]:
+        """Name -> shape of every parameter for these input shapes. Default: none."""
+        return {}
+
+    def param_count(self, in_shapes: list[tuple[int, ...]]) -> int:
+        return int(sum(np.prod(s, dtype=np.int64) for s in self.param_shapes(in_shapes).values()))
+
+    def param_formula(self, in_shapes: list[tuple[int, ...]]) -> str:
+        """The parameter arithmetic in the lectures' words, e.g. '5 x (3x3x3 + 1) = 140'."""
+        n = self.param_count(in_shapes)
+        return "no parameters" if n == 0 else f"{n:,} parameters"
+
+    # ----------------------------------------------------------------- parameters
+    def build(self, in_shapes: list[tuple[int, ...]], rng: np.random.Generator, xp=np,
+              dtype=np.float32) -> None:
+        """Create parameters for per-step ``in_shapes`` (initialised from ``rng``) and zero grads."""
+        self.in_shapes = list(in_shapes)
+        host = self.initial_params(in_shapes, rng)
+        self.params = {k: xp.asarray(v, dtype=dtype) for k, v in host.items()}
+        self.grads = {k: xp.zeros_like(v) for k, v in self.params.items()}
+
+    def initial_params(self, in_shapes: list[tuple[int, ...]], rng: np.random.Generator) -> dict[str, np.ndarray]:
+        """Fresh float64 host arrays for every parameter. Default: none."""
+        return {}
+
+    def zero_grads(self) -> None:
+        for g in self.grads.values():
+            g.fill(0)
+
+    # ----------------------------------------------------------------- compute
+    def forward(self, inputs: list[Any], training: bool) -> Any:
+        """Batch-first inputs -> batch-first output; keeps what backward needs."""
+        raise NotImplementedError
+
+    def backward(self, grad_output: Any) -> list[Any]:
+        """dL/d(output) -> [dL/d(input) for each input]; adds parameter gradients into ``grads``."""
+        raise NotImplementedError
+
+    def set_rng(self, rng: np.random.Generator) -> None:
+        """Give a stochastic layer (Dropout) the generator of this step. Default: nothing."""
+

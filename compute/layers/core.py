@@ -1,0 +1,157 @@
+"""Input, Dense, Flatten and Dropout."""
+from __future__ import annotations
+
+import numpy as np
+
+from compute.backend import get_array_module
+from compute.layers import register
+from compute.layers.base import Layer, Setting, ShapeError, describe_shape
+
+
+@register
+class Input(Layer):
+    """Where samples enter: an image (C, H, W), a vector (F), a sequence (T, F) or a clip (T, C, H, W).
+
+    The preprocessing settings say how raw video frames become this shape (resize, colour or
+    grey, scale); a model fed arrays ignores them.
+    """
+
+    type_name = "Input"
+    category = "Input"
+    summary = "Where samples enter the model: an image, a vector, a sequence or a video clip."
+    n_inputs = 0
+    settings_spec = (
+        Setting("shape", "shape", (1, 8, 8), "Shape",
+                "Per-sample shape: (C, H, W) image, (F,) vector, (T, F) sequence, (T, C, H, W) clip."),
+        Setting("normalize", "choice", "none", "Normalise frames",
+                "How raw video frames are scaled before they enter: none, 0..1, or -1..1.",
+                choices=("none", "unit", "symmetric")),
+        Setting("clip_stride", "int", 1, "Clip stride",
+                "For video: how many frames the window moves between predictions.", 1, 1000),
+    )
+
+    def output_shape(self, in_shapes):
+        return tuple(self.settings["shape"])
+
+    def forward(self, inputs, training):
+        return inputs[0]
+
+    def backward(self, grad_output):
+        return []
+
+
+@register
+class Dense(Layer):
+    """Fully connected: ``y = x W + b`` with W of shape (D, units)."""
+
+    type_name = "Dense"
+    category = "Dense"
+    summary = "Fully connected layer: every output is a weighted sum of every input, plus a bias."
+    step_rank = 1
+    settings_spec = (
+        Setting("units", "int", 10, "Units", "How many outputs.", 1, 65536),
+        Setting("bias", "bool", True, "Bias", "Add a learned bias to each output."),
+    )
+
+    def output_shape(self, in_shapes):
+        self.check_rank(in_shapes)
+        return (self.settings["units"],)
+
+    def param_shapes(self, in_shapes):
+        (d,), units = in_shapes[0], self.settings["units"]
+        shapes = {"W": (d, units)}
+        if self.settings["bias"]:
+            shapes["b"] = (units,)
+        return shapes
+
+    def param_formula(self, in_shapes):
+        (d,), units = in_shapes[0], self.settings["units"]
+        if self.settings["bias"]:
+            return f"{units} x ({d} + 1) = {units * (d + 1):,}"
+        return f"{units} x {d} = {units * d:,}"
+
+    def initial_params(self, in_shapes, rng):
+        (d,), units = in_shapes[0], self.settings["units"]
+        limit = np.sqrt(6.0 / (d + units))  # Glorot uniform
+        params = {"W": rng.uniform(-limit, limit, (d, units))}
+        if self.settings["bias"]:
+            params["b"] = np.zeros(units)
+        return params
+
+    def forward(self, inputs, training):
+        x = inputs[0]
+        self._x = x
+        y = x @ self.params["W"]
+        if self.settings["bias"]:
+            y += self.params["b"]
+        return y
+
+    def backward(self, grad_output):
+        self.grads["W"] += self._x.T @ grad_output
+        if self.settings["bias"]:
+            self.grads["b"] += grad_output.sum(axis=0)
+        return [grad_output @ self.params["W"].T]
+
+
+@register
+class Flatten(Layer):
+    """Flattens each sample to a vector. A video clip is flattened frame by frame, keeping time."""
+
+    type_name = "Flatten"
+    category = "Dense"
+    summary = "Turns each sample into one long vector (a video clip: each frame into a vector)."
+
+    def time_distributed(self, in_shapes):
+        return len(in_shapes[0]) == 4
+
+    def output_shape(self, in_shapes):
+        shape = in_shapes[0]
+        if len(shape) < 2:
+            raise ShapeError(f"Flatten is fed a {describe_shape(shape)}, which is flat already; "
+                             "remove the block")
+        return (int(np.prod(shape)),)
+
+    def forward(self, inputs, training):
+        x = inputs[0]
+        self._shape = x.shape
+        return x.reshape(x.shape[0], -1)
+
+    def backward(self, grad_output):
+        return [grad_output.reshape(self._shape)]
+
+
+@register
+class Dropout(Layer):
+    """Inverted dropout: in training each value is zeroed with probability ``rate`` and the rest
+    scaled by 1 / (1 - rate); at inference it passes values through unchanged."""
+
+    type_name = "Dropout"
+    category = "Dense"
+    summary = "Randomly silences a share of the values while training, so the model cannot rely on any one."
+    settings_spec = (Setting("rate", "float", 0.5, "Rate", "Share of values dropped in training.", 0.0, 0.95),)
+
+    def __init__(self, **settings):
+        super().__init__(**settings)
+        self._rng = np.random.default_rng(0)
+
+    def set_rng(self, rng):
+        self._rng = rng
+
+    def output_shape(self, in_shapes):
+        return tuple(in_shapes[0])
+
+    def forward(self, inputs, training):
+        x = inputs[0]
+        rate = self.settings["rate"]
+        if not training or rate == 0.0:
+            self._mask = None
+            return x
+        xp = get_array_module(x)
+        keep = self._rng.random(x.shape) >= rate  # drawn on the host so CPU and GPU runs agree
+        self._mask = xp.asarray(keep, dtype=x.dtype) / (1.0 - rate)
+        return x * self._mask
+
+    def backward(self, grad_output):
+        if self._mask is None:
+            return [grad_output]
+        return [grad_output * self._mask]

@@ -1,0 +1,91 @@
+"""Output heads: they end the graph, turn its output into predictions and compute the loss."""
+from __future__ import annotations
+
+import numpy as np
+
+from compute.backend import get_array_module
+from compute.layers import register
+from compute.layers.activations import softmax
+from compute.layers.base import Layer, Setting, ShapeError, describe_shape
+
+
+class Head(Layer):
+    """An output block: ``forward`` gives predictions, ``loss(targets)`` the loss and keeps
+    its gradient for ``backward``."""
+
+    category = "Output"
+    task = ""
+
+    def loss(self, targets) -> float:
+        raise NotImplementedError
+
+
+@register
+class Classify(Head):
+    """Softmax cross-entropy over classes: ``L = -mean(log softmax(z)[y])``.
+
+    Fed a vector of C scores per sample it classifies the sample (labels of shape (N,)); fed
+    a sequence (T, C) it classifies every step (labels (N, T)), as in the lectures' "hello"
+    example. ``forward`` returns class probabilities.
+    """
+
+    type_name = "Classify"
+    summary = "Classification output: softmax over the classes, trained with cross-entropy."
+    task = "classification"
+    settings_spec = (Setting("class_names", "str", "", "Class names",
+                             "Optional comma-separated names, in label order."),)
+
+    def output_shape(self, in_shapes):
+        shape = in_shapes[0]
+        if len(shape) not in (1, 2):
+            raise ShapeError(f"Classify needs a vector of class scores (or a sequence of them), but is "
+                             f"fed a {describe_shape(shape)}; add Flatten and Dense before it")
+        if shape[-1] < 2:
+            raise ShapeError(f"Classify needs at least 2 class scores, but is fed {shape[-1]}; "
+                             "set the Dense before it to as many units as there are classes")
+        return tuple(shape)
+
+    def forward(self, inputs, training):
+        self._probs = softmax(inputs[0])
+        return self._probs
+
+    def loss(self, targets):
+        probs = self._probs
+        xp = get_array_module(probs)
+        labels = xp.asarray(targets).astype(np.int64)
+        flat = probs.reshape(-1, probs.shape[-1])
+        flat_labels = labels.reshape(-1)
+        picked = flat[xp.arange(flat.shape[0]), flat_labels]
+        loss = -xp.log(xp.maximum(picked, 1e-12)).mean()
+        grad = flat.copy()
+        grad[xp.arange(flat.shape[0]), flat_labels] -= 1
+        self._grad = (grad / flat.shape[0]).reshape(probs.shape)
+        return float(loss)
+
+    def backward(self, grad_output=None):
+        return [self._grad]
+
+
+@register
+class Regress(Head):
+    """Mean squared error: ``L = mean((y_hat - y)^2)`` over every value; ``forward`` is the identity."""
+
+    type_name = "Regress"
+    summary = "Regression output: predicts numbers, trained with mean squared error."
+    task = "regression"
+
+    def output_shape(self, in_shapes):
+        return tuple(in_shapes[0])
+
+    def forward(self, inputs, training):
+        self._pred = inputs[0]
+        return self._pred
+
+    def loss(self, targets):
+        xp = get_array_module(self._pred)
+        diff = self._pred - xp.asarray(targets, dtype=self._pred.dtype).reshape(self._pred.shape)
+        self._grad = 2.0 * diff / diff.size
+        return float((diff * diff).mean())
+
+    def backward(self, grad_output=None):
+        return [self._grad]
