@@ -319,18 +319,27 @@ class Model:
 
     # ----------------------------------------------------------------- parameters
     def parameters(self) -> list[tuple[str, Any, Any]]:
-        """``(block_id/name, param, grad)`` for every parameter, in a stable order."""
+        """``(block_id/name, param, grad)`` for every trainable parameter, in a stable order.
+
+        Buffers (running statistics a layer lists in ``buffers``) are left out: the optimizer
+        never touches them, but ``state_dict`` saves them.
+        """
         return [(f"{bid}/{name}", p, self.layers[bid].grads[name])
-                for bid in self.order for name, p in self.layers[bid].params.items()]
+                for bid in self.order for name, p in self.layers[bid].params.items()
+                if name not in getattr(self.layers[bid], "buffers", ())]
+
+    def arrays(self) -> dict[str, Any]:
+        """Every parameter and buffer, keyed ``block_id/name``, on the model's device."""
+        return {f"{bid}/{name}": p for bid in self.order for name, p in self.layers[bid].params.items()}
 
     def state_dict(self) -> dict[str, np.ndarray]:
-        """Every parameter as a host NumPy array, keyed ``block_id/name``."""
+        """Every parameter and buffer as a host NumPy array, keyed ``block_id/name``."""
         from compute.backend import to_numpy
-        return {name: to_numpy(p).copy() for name, p, _ in self.parameters()}
+        return {name: to_numpy(p).copy() for name, p in self.arrays().items()}
 
     def load_state_dict(self, state: dict[str, np.ndarray]) -> None:
         """Copy ``state`` into the parameters; ValueError naming the first missing or misshapen array."""
-        own = {name: p for name, p, _ in self.parameters()}
+        own = self.arrays()
         for name, p in own.items():
             if name not in state:
                 raise ValueError(f"the saved weights have no array {name}")

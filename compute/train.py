@@ -1,0 +1,351 @@
+"""The training loop: a Qt-free generator of events (DESIGN section 3).
+
+``Trainer.run(epochs, control)`` trains a model on a dataset and yields an ``Event`` per step
+(loss, gradient norm, samples per second, probe data) and per epoch (train and validation loss
+and accuracy, confusion matrix). Between steps it honours ``control`` (pause, stop). A NaN or
+Inf loss or gradient stops the run with a clear message and keeps the last good weights. A
+run is reproducible from its seed on the same device, and resumable: the trainer's state
+(epochs done, optimizer state, history) is saved with the project, so 3 epochs, save, reopen,
+2 more ends where 5 in one go would.
+"""
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import asdict, dataclass, field, fields
+from typing import Any, Iterator
+
+import numpy as np
+
+from compute.backend import to_numpy
+from compute.datasets import Dataset, DataError, split_indices
+from compute.graph import Model
+from compute.optim import OPTIMIZERS, SCHEDULES, clip_by_global_norm, global_norm, learning_rate, make_optimizer
+
+
+@dataclass
+class TrainSettings:
+    """Everything that shapes a training run; saved in the project file as ``training``."""
+
+    epochs: int = 10
+    batch_size: int = 32
+    optimizer: str = "adam"
+    learning_rate: float = 1e-3
+    momentum: float = 0.9
+    nesterov: bool = False
+    weight_decay: float = 0.0
+    schedule: str = "constant"
+    step_epochs: int = 10
+    gamma: float = 0.1
+    clip_norm: float = 0.0          # global-norm clipping threshold; 0 = off
+    early_stopping: int = 0         # patience in epochs without a better validation loss; 0 = off
+    val_fraction: float = 0.1
+    test_fraction: float = 0.1
+    seed: int = 0
+    device: str = "auto"
+    steps_per_epoch: int = 0        # 0 = one pass over the training split
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "TrainSettings":
+        """Settings from a project's JSON; ValueError naming an unknown key or a bad value."""
+        known = {f.name: f for f in fields(cls)}
+        unknown = sorted(set(data) - set(known))
+        if unknown:
+            raise ValueError(f"unknown training setting {', '.join(unknown)}")
+        kwargs = {}
+        for name, value in data.items():
+            want = type(getattr(cls(), name))
+            if want is float and isinstance(value, int) and not isinstance(value, bool):
+                value = float(value)
+            if not isinstance(value, want) or (want is int and isinstance(value, bool)):
+                raise ValueError(f"training setting {name} must be a {want.__name__}, not {value!r}")
+            kwargs[name] = value
+        settings = cls(**kwargs)
+        settings.check()
+        return settings
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def check(self) -> None:
+        """ValueError naming the first setting out of range."""
+        if self.optimizer not in OPTIMIZERS:
+            raise ValueError(f"optimizer must be one of {', '.join(OPTIMIZERS)}, not {self.optimizer!r}")
+        if self.schedule not in SCHEDULES:
+            raise ValueError(f"schedule must be one of {', '.join(SCHEDULES)}, not {self.schedule!r}")
+        if self.device not in ("auto", "cpu", "gpu"):
+            raise ValueError(f"device must be auto, cpu or gpu, not {self.device!r}")
+        for name, low in (("epochs", 0), ("batch_size", 1), ("step_epochs", 1), ("early_stopping", 0),
+                          ("steps_per_epoch", 0)):
+            if getattr(self, name) < low:
+                raise ValueError(f"{name} must be at least {low}")
+        if not self.learning_rate > 0:
+            raise ValueError("learning_rate must be above 0")
+        for name in ("val_fraction", "test_fraction"):
+            if not 0.0 <= getattr(self, name) < 0.9:
+                raise ValueError(f"{name} must be between 0 and 0.9")
+        if self.clip_norm < 0 or self.weight_decay < 0 or not 0 <= self.momentum < 1:
+            raise ValueError("clip_norm and weight_decay must be 0 or more, momentum in 0..1")
+
+
+@dataclass
+class Event:
+    """One thing that happened: ``kind`` is start, step, epoch, finished, stopped or failed."""
+
+    kind: str
+    data: dict[str, Any] = field(default_factory=dict)
+
+
+class Control:
+    """Thread-safe pause/stop flags the loop checks between steps."""
+
+    def __init__(self):
+        self._stop = threading.Event()
+        self._running = threading.Event()
+        self._running.set()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._running.set()
+
+    def pause(self) -> None:
+        self._running.clear()
+
+    def resume(self) -> None:
+        self._running.set()
+
+    @property
+    def stop_requested(self) -> bool:
+        return self._stop.is_set()
+
+    @property
+    def paused(self) -> bool:
+        return not self._running.is_set()
+
+    def wait_while_paused(self, timeout: float | None = None) -> None:
+        self._running.wait(timeout)
+
+
+class TrainingFailed(RuntimeError):
+    """Training cannot go on (NaN loss, out of memory, data that does not fit the model)."""
+
+
+@dataclass
+class Metrics:
+    loss: float
+    accuracy: float | None
+    confusion: np.ndarray | None
+
+
+def evaluate(model: Model, x: np.ndarray, y: np.ndarray, batch_size: int = 256) -> Metrics:
+    """Mean loss, accuracy and confusion matrix (classification) of ``model`` on ``x``, ``y``."""
+    if len(x) == 0:
+        return Metrics(float("nan"), None, None)
+    total, correct, count = 0.0, 0, 0
+    classify = model.task == "classification"
+    n_classes = model.input_shape and model.analysis.info[model.head_id].out_shape[-1]
+    confusion = np.zeros((n_classes, n_classes), dtype=np.int64) if classify else None
+    for i in range(0, len(x), batch_size):
+        xb, yb = x[i:i + batch_size], y[i:i + batch_size]
+        out = model.forward(xb, training=False)
+        total += model.loss(yb) * len(xb)
+        if classify:
+            pred = to_numpy(out.argmax(axis=-1)).reshape(-1)
+            truth = np.asarray(yb).reshape(-1)
+            correct += int((pred == truth).sum())
+            count += truth.size
+            np.add.at(confusion, (truth, pred), 1)
+    return Metrics(total / len(x), correct / count if classify else None, confusion)
+
+
+@dataclass
+class TrainState:
+    """What carries over between runs: epochs done, optimizer state and the history."""
+
+    epochs_done: int = 0
+    optimizer: dict[str, np.ndarray] = field(default_factory=dict)
+    history: list[dict[str, Any]] = field(default_factory=list)
+    best_val_loss: float = float("inf")
+    epochs_without_improvement: int = 0
+
+
+class Trainer:
+    """Trains ``model`` on ``dataset`` with ``settings``; ``state`` resumes an earlier run."""
+
+    def __init__(self, model: Model, dataset: Dataset, settings: TrainSettings, state: TrainState | None = None,
+                 device_name: str = "cpu"):
+        settings.check()
+        self.model, self.dataset, self.settings = model, dataset, settings
+        self.state = state or TrainState()
+        self.device_name = device_name
+        self.probe_interval_s = 0.2
+        self._check_fit()
+        self.split = split_indices(len(dataset.x), settings.val_fraction,
+                                   0.0 if dataset.x_test is not None else settings.test_fraction, settings.seed)
+        self.optimizer = make_optimizer(settings.optimizer, model.parameters(), settings.momentum,
+                                        settings.nesterov, settings.weight_decay)
+        if self.state.optimizer:
+            self.optimizer.load_state_dict(self.state.optimizer)
+        xp = model.xp
+        self._backup = {name: xp.empty_like(p) for name, p, _ in model.parameters()}
+
+    def _check_fit(self) -> None:
+        ds, model = self.dataset, self.model
+        if tuple(ds.sample_shape) != tuple(model.input_shape):
+            raise DataError(f"the dataset's samples have shape {ds.sample_shape} but the model's Input "
+                            f"block expects {tuple(model.input_shape)}; set the Input shape to "
+                            f"{list(ds.sample_shape)}")
+        if model.task != ds.task:
+            raise DataError(f"the dataset is for {ds.task} but the model ends in a {model.task} block; "
+                            f"use {'Classify' if ds.task == 'classification' else 'Regress'} as the output")
+        out_shape = model.analysis.info[model.head_id].out_shape
+        if ds.task == "classification":
+            if ds.n_classes > out_shape[-1]:
+                raise DataError(f"the dataset has {ds.n_classes} classes but the model gives {out_shape[-1]} "
+                                f"class scores; set the last Dense to {ds.n_classes} units")
+            label_shape = ds.y.shape[1:]
+            if label_shape != out_shape[:-1]:
+                raise DataError(f"the labels have shape {label_shape} per sample but the model predicts "
+                                f"{out_shape[:-1] or 'one label'} per sample; "
+                                "use return_sequences to match per-step labels")
+        else:
+            target = ds.y.shape[1:]
+            if int(np.prod(target)) != int(np.prod(out_shape)):
+                raise DataError(f"the targets have shape {target} per sample but the model predicts {out_shape}")
+
+    # ----------------------------------------------------------------- data
+    def _parts(self):
+        ds, sp = self.dataset, self.split
+        train = (ds.x[sp.train], ds.y[sp.train])
+        val = (ds.x[sp.val], ds.y[sp.val])
+        test = (ds.x_test, ds.y_test) if ds.x_test is not None else (ds.x[sp.test], ds.y[sp.test])
+        return train, val, test
+
+    def test_metrics(self) -> Metrics:
+        _, _, (xt, yt) = self._parts()
+        return evaluate(self.model, xt, yt, max(256, self.settings.batch_size))
+
+    # ----------------------------------------------------------------- the loop
+    def run(self, epochs: int | None = None, control: Control | None = None) -> Iterator[Event]:
+        """Train ``epochs`` more epochs (default: the rest of ``settings.epochs``), yielding events."""
+        s, model, control = self.settings, self.model, control or Control()
+        epochs = s.epochs - self.state.epochs_done if epochs is None else epochs
+        (x_train, y_train), (x_val, y_val), _ = self._parts()
+        n = len(x_train)
+        batch = min(s.batch_size, n)
+        steps = n // batch if s.steps_per_epoch == 0 else s.steps_per_epoch
+        steps = max(1, steps)
+        yield Event("start", {"device": self.device_name, "train": n, "val": len(x_val),
+                              "steps_per_epoch": steps, "epochs": epochs, "first_epoch": self.state.epochs_done})
+        started = time.perf_counter()
+        last_probe = 0.0
+        last_good_loss = None
+        for _ in range(epochs):
+            epoch = self.state.epochs_done
+            rng = np.random.default_rng([s.seed, epoch])
+            model.set_rng(np.random.default_rng([s.seed, epoch, 1]))
+            lr = learning_rate(s.learning_rate, s.schedule, epoch, s.epochs, s.step_epochs, s.gamma)
+            epoch_start = time.perf_counter()
+            order = np.concatenate([rng.permutation(n) for _ in range(-(-steps * batch // n))])
+            losses, correct, counted = [], 0, 0
+            for step in range(steps):
+                control.wait_while_paused()
+                if control.stop_requested:
+                    yield Event("stopped", {"message": "stopped; the weights are those of the last step",
+                                            "epoch": epoch})
+                    return
+                t0 = time.perf_counter()
+                idx = order[step * batch:(step + 1) * batch]
+                xb, yb = x_train[idx], y_train[idx]
+                model.zero_grads()
+                try:
+                    out = model.forward(xb, training=True)
+                    loss = model.loss(yb)
+                    model.backward()
+                except _out_of_memory_errors() as exc:
+                    self._restore_backup_if(last_good_loss)
+                    yield Event("failed", {"message": f"out of memory on the {self.device_name} at batch size "
+                                                      f"{batch} ({exc}); use a smaller batch size"})
+                    return
+                grads = [g for _, _, g in model.parameters()]
+                norm = global_norm(grads)
+                if not (np.isfinite(loss) and np.isfinite(norm)):
+                    self._restore_backup_if(last_good_loss)
+                    what = "loss" if not np.isfinite(loss) else "gradient"
+                    yield Event("failed", {"message": (
+                        f"the {what} became {'NaN' if np.isnan(loss if what == 'loss' else norm) else 'infinite'} "
+                        f"at epoch {epoch + 1}, step {step + 1}; the weights of the last good step are kept. "
+                        "Lower the learning rate or turn on gradient clipping."), "epoch": epoch, "step": step})
+                    return
+                clip_by_global_norm(grads, s.clip_norm, norm)
+                for name, p, _ in model.parameters():
+                    self._backup[name][...] = p
+                self.optimizer.step(lr)
+                last_good_loss = loss
+                losses.append(loss)
+                if model.task == "classification":
+                    pred = to_numpy(out.argmax(axis=-1))
+                    correct += int((pred == yb).sum())
+                    counted += yb.size
+                now = time.perf_counter()
+                data = {"epoch": epoch, "step": step, "global_step": epoch * steps + step, "steps": steps,
+                        "loss": loss, "grad_norm": norm, "lr": lr,
+                        "samples_per_s": len(idx) / max(now - t0, 1e-9), "elapsed_s": now - started}
+                if now - last_probe >= self.probe_interval_s:
+                    probes = collect_probes(model)
+                    if probes:
+                        data["probes"] = probes
+                    last_probe = now
+                yield Event("step", data)
+            val = evaluate(model, x_val, y_val, max(256, batch))
+            self.state.epochs_done += 1
+            record = {"epoch": epoch + 1, "train_loss": float(np.mean(losses)),
+                      "train_accuracy": correct / counted if counted else None,
+                      "val_loss": val.loss if len(x_val) else None, "val_accuracy": val.accuracy,
+                      "lr": lr, "seconds": time.perf_counter() - epoch_start}
+            self.state.history.append(record)
+            self.state.optimizer = self.optimizer.state_dict()
+            yield Event("epoch", dict(record, confusion=val.confusion))
+            if s.early_stopping and len(x_val):
+                if val.loss < self.state.best_val_loss - 1e-12:
+                    self.state.best_val_loss = val.loss
+                    self.state.epochs_without_improvement = 0
+                    self._best = model.state_dict()
+                else:
+                    self.state.epochs_without_improvement += 1
+                    if self.state.epochs_without_improvement >= s.early_stopping:
+                        if getattr(self, "_best", None) is not None:
+                            model.load_state_dict(self._best)
+                        yield Event("finished", {"message": f"stopped early: the validation loss has not improved "
+                                                            f"for {s.early_stopping} epochs; the best weights are kept",
+                                                 "early_stopped": True})
+                        return
+        yield Event("finished", {"message": "training finished", "seconds": time.perf_counter() - started})
+
+    def _restore_backup_if(self, last_good_loss) -> None:
+        """Put back the weights that gave the last finite loss (those before the last update)."""
+        if last_good_loss is None:
+            return
+        for name, p, _ in self.model.parameters():
+            p[...] = self._backup[name]
+
+
+def collect_probes(model: Model) -> dict[str, dict[str, np.ndarray]]:
+    """``block_id -> probe arrays`` for every layer that recorded probes in the last pass."""
+    out = {}
+    for bid, layer in model.layers.items():
+        data = getattr(layer, "probe_data", None)
+        if data:
+            out[bid] = {k: np.array(v, copy=True) for k, v in data.items()}
+    return out
+
+
+def _out_of_memory_errors() -> tuple[type[BaseException], ...]:
+    """Out-of-memory exception types of the host and, when CuPy is present, of the GPU."""
+    types: list[type[BaseException]] = [MemoryError]
+    try:
+        import cupy  # type: ignore[import-not-found]
+        types.append(cupy.cuda.memory.OutOfMemoryError)
+    except Exception:  # noqa: BLE001
+        pass
+    return tuple(types)

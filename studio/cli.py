@@ -1,0 +1,287 @@
+"""The ``gatescope`` command (DESIGN section 6, a contract).
+
+    gatescope [FILE.gscope]                     open the app (a bundled example when no file)
+    gatescope --screenshot OUT.png [FILE]       render the main window offscreen to a PNG
+    gatescope train PROJECT [--epochs N] [--device D] [--out PATH] [--json]
+    gatescope predict PROJECT (--input X.npy --output Y.npy | --video FILE) [--json]
+    gatescope export PROJECT -o MODEL.onnx
+    gatescope bench [--device D] [--only GROUP ...] [--quick] [--json]
+
+Exit codes: 0 success, 2 usage error, 1 failure with one clear line on stderr. With
+``--json`` the last line of standard output is one JSON object. Nothing here imports Qt
+except the commands that open a window.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import math
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+from studio import __version__
+
+COMMANDS = ("train", "predict", "export", "bench")
+
+
+class CommandError(Exception):
+    """A failure to report as one line on stderr with exit code 1."""
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    try:
+        if argv and argv[0] in COMMANDS:
+            return _run_command(argv)
+        return _run_gui(argv)
+    except CommandError as exc:
+        print(f"gatescope: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("gatescope: interrupted", file=sys.stderr)
+        return 1
+
+
+# ----------------------------------------------------------------------------- GUI
+def _run_gui(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(
+        prog="gatescope", description="GateScope: build, train and look inside CNNs and RNNs. "
+        f"Commands: {', '.join(COMMANDS)} (gatescope COMMAND --help).")
+    parser.add_argument("file", nargs="?", help="a .gscope project to open (default: a bundled example)")
+    parser.add_argument("--screenshot", metavar="OUT.png", help="render the main window offscreen to a PNG and exit")
+    parser.add_argument("--version", action="version", version=f"GateScope {__version__}")
+    args = parser.parse_args(argv)
+    if args.file and not Path(args.file).exists():
+        raise CommandError(f"{args.file} does not exist")
+    from studio.app import run_app  # Qt is imported only here
+    return run_app(args.file, screenshot=args.screenshot)
+
+
+# ----------------------------------------------------------------------------- commands
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="gatescope")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    train = sub.add_parser("train", help="train a project headless and save it")
+    train.add_argument("project")
+    train.add_argument("--epochs", type=int, help="epochs to train (default: the project's epochs setting)")
+    train.add_argument("--device", choices=("auto", "cpu", "gpu"), help="where to compute (default: the project's)")
+    train.add_argument("--out", help="save the trained project here instead of in place")
+    train.add_argument("--json", action="store_true", help="print one JSON object on the last line")
+
+    predict = sub.add_parser("predict", help="run a trained project on a batch or a video")
+    predict.add_argument("project")
+    source = predict.add_mutually_exclusive_group(required=True)
+    source.add_argument("--input", help="a .npy batch shaped as the Input block says, batch first")
+    source.add_argument("--video", help="a video file to classify window by window")
+    predict.add_argument("--output", help="where to write the predictions (.npy), with --input")
+    predict.add_argument("--device", choices=("auto", "cpu", "gpu"))
+    predict.add_argument("--json", action="store_true")
+
+    export = sub.add_parser("export", help="export a trained project to ONNX")
+    export.add_argument("project")
+    export.add_argument("-o", "--output", required=True, help="the .onnx file to write")
+    export.add_argument("--json", action="store_true")
+
+    bench = sub.add_parser("bench", help="measure layer speed against bare GEMMs and PyTorch")
+    bench.add_argument("--device", choices=("auto", "cpu", "gpu"))
+    bench.add_argument("--only", nargs="+", metavar="GROUP", help="only these groups (conv2d, lstm, gru, rnn, ...)")
+    bench.add_argument("--quick", action="store_true", help="fewer repeats")
+    bench.add_argument("--json", action="store_true")
+    return parser
+
+
+def _run_command(argv: list[str]) -> int:
+    args = _parser().parse_args(argv)
+    return {"train": cmd_train, "predict": cmd_predict, "export": cmd_export, "bench": cmd_bench}[args.command](args)
+
+
+def _load(path: str):
+    from studio.project import ProjectError, load_project
+    try:
+        return load_project(path)
+    except ProjectError as exc:
+        raise CommandError(str(exc)) from None
+
+
+def _device(requested: str | None):
+    from compute.backend import DeviceError, select_device
+    try:
+        return select_device(requested)
+    except DeviceError as exc:
+        raise CommandError(str(exc)) from None
+
+
+def _emit_json(obj: dict) -> None:
+    print(json.dumps(_json_safe(obj)))
+
+
+def _json_safe(value):
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_json_safe(v) for v in value]
+    if isinstance(value, np.generic):
+        return value.item()
+    return value
+
+
+def cmd_train(args) -> int:
+    from compute.datasets import DataError
+    from compute.graph import GraphError
+    from compute.train import Trainer
+    from studio.project import ProjectError, save_project
+    from studio.session import load_dataset
+
+    project = _load(args.project)
+    device = _device(args.device or project.training.device)
+    try:
+        dataset = load_dataset(project)
+        model = project.build_model(xp=device.xp)
+        trainer = Trainer(model, dataset, project.training, project.train_state(), device.name)
+    except (DataError, GraphError, ValueError) as exc:
+        raise CommandError(f"{Path(args.project).name}: {exc}") from None
+    epochs = project.training.epochs if args.epochs is None else args.epochs
+    if epochs < 0:
+        raise CommandError("--epochs must be 0 or more")
+    started = time.perf_counter()
+    failure = None
+    for event in trainer.run(epochs):
+        if event.kind == "start" and not args.json:
+            print(f"training {project.name} on the {device.description}: {event.data['train']} training and "
+                  f"{event.data['val']} validation samples, {event.data['steps_per_epoch']} steps per epoch")
+        elif event.kind == "epoch":
+            d = event.data
+            line = f"epoch {d['epoch']:>3}  loss {d['train_loss']:.4f}"
+            if d["train_accuracy"] is not None:
+                line += f"  acc {d['train_accuracy']:.3f}"
+            if d["val_loss"] is not None:
+                line += f"  val_loss {d['val_loss']:.4f}"
+            if d["val_accuracy"] is not None:
+                line += f"  val_acc {d['val_accuracy']:.3f}"
+            print(line + f"  ({d['seconds']:.1f} s)", file=sys.stderr if args.json else sys.stdout, flush=True)
+        elif event.kind in ("failed", "stopped"):
+            failure = event.data["message"]
+        elif event.kind == "finished" and event.data.get("early_stopped"):
+            print(event.data["message"], file=sys.stderr if args.json else sys.stdout)
+    seconds = time.perf_counter() - started
+    project.take_train_state(trainer.state, model.state_dict())
+    out = Path(args.out) if args.out else Path(args.project)
+    try:
+        save_project(project, out)
+    except ProjectError as exc:
+        raise CommandError(str(exc)) from None
+    if failure:
+        raise CommandError(f"training stopped: {failure} The project was saved to {out}.")
+    test = trainer.test_metrics()
+    result = {"project": str(out), "epochs": trainer.state.epochs_done, "epochs_run": epochs,
+              "seconds": round(seconds, 3), "device": device.name, "task": model.task,
+              "test_loss": test.loss}
+    if model.task == "classification":
+        result["test_accuracy"] = test.accuracy
+    if trainer.state.history:
+        result["final"] = trainer.state.history[-1]
+    if args.json:
+        _emit_json(result)
+    else:
+        score = (f"test accuracy {test.accuracy:.4f}" if model.task == "classification"
+                 else f"test MSE {test.loss:.5f}")
+        print(f"{score}, {epochs} epochs in {seconds:.1f} s on the {device.name}; saved {out}")
+    return 0
+
+
+def cmd_predict(args) -> int:
+    project = _load(args.project)
+    if not project.trained:
+        raise CommandError(f"{Path(args.project).name} has no trained weights; train it first: "
+                           f"gatescope train {args.project}")
+    device = _device(args.device or project.training.device)
+    model = project.build_model(xp=device.xp)
+    if args.video:
+        from studio.video_predict import predict_video
+        return predict_video(project, model, args.video, as_json=args.json)
+    if not args.output:
+        raise CommandError("--input needs --output Y.npy")
+    try:
+        x = np.load(args.input, allow_pickle=False)
+    except FileNotFoundError:
+        raise CommandError(f"{args.input} does not exist") from None
+    except (ValueError, OSError) as exc:
+        raise CommandError(f"{args.input} is not a readable .npy array ({exc})") from None
+    want = tuple(model.input_shape)
+    if x.ndim == len(want):
+        x = x[None]
+    if tuple(x.shape[1:]) != want or not np.issubdtype(x.dtype, np.number):
+        raise CommandError(f"{args.input} holds an array of shape {x.shape} ({x.dtype}); the model takes "
+                           f"numbers shaped (N,) + {want}")
+    if not np.isfinite(x).all():
+        raise CommandError(f"{args.input} holds NaN or Inf values")
+    y = model.predict(x.astype(np.float32))
+    np.save(args.output, y)
+    summary = {"output": args.output, "samples": int(len(x)), "shape": list(y.shape), "task": model.task}
+    if model.task == "classification":
+        summary["predicted"] = y.argmax(axis=-1).tolist()
+    if args.json:
+        _emit_json(summary)
+    else:
+        print(f"wrote {args.output}: {y.shape} {'class probabilities' if model.task == 'classification' else 'values'}")
+    return 0
+
+
+def cmd_export(args) -> int:
+    project = _load(args.project)
+    from studio.export_onnx import ExportError, export_project
+    try:
+        info = export_project(project, args.output)
+    except ExportError as exc:
+        raise CommandError(str(exc)) from None
+    if args.json:
+        _emit_json(info)
+    else:
+        print(f"wrote {args.output}")
+    return 0
+
+
+def cmd_bench(args) -> int:
+    from compute import bench
+    device = _device(args.device)
+    groups = bench.groups()
+    if args.only:
+        unknown = sorted(set(args.only) - set(groups))
+        if unknown:
+            raise CommandError(f"no benchmark group {', '.join(unknown)}; choose from {', '.join(groups)}")
+    if not args.json:
+        print(f"GateScope bench on the {device.description}; medians, float32")
+        print(f"{'group':<8} {'case':<44} {'ours ms':>9} {'GEMM ms':>9} {'ours/GEMM':>9} {'torch ms':>9} {'torch/ours':>10}")
+
+    def show(row):
+        if args.json:
+            return
+        fmt = lambda v, scale=1e3: "-" if v is None else f"{v * scale:9.3f}"  # noqa: E731
+        ratio = lambda v: "-" if v is None else f"{v:.2f}"  # noqa: E731
+        print(f"{row.group:<8} {row.name:<44} {fmt(row.ours_s)} {fmt(row.gemm_s)} {ratio(row.vs_gemm):>9} "
+              f"{fmt(row.torch_s)} {ratio(row.torch_speedup):>10}", flush=True)
+
+    rows = bench.run(device, args.only, args.quick, show)
+    summary = {"device": device.name, "rows": [r.to_dict() for r in rows],
+               "geomean_vs_gemm": bench.geometric_mean([r.vs_gemm for r in rows if r.vs_gemm]),
+               "geomean_torch_over_ours": bench.geometric_mean([r.torch_speedup for r in rows if r.torch_speedup])}
+    if args.json:
+        _emit_json(summary)
+    else:
+        g = summary["geomean_vs_gemm"]
+        t = summary["geomean_torch_over_ours"]
+        print(f"geometric mean ours/GEMM: {'-' if g is None else f'{g:.2f}'}; "
+              f"PyTorch time / ours: {'- (PyTorch not importable)' if t is None else f'{t:.2f}'}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

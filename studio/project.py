@@ -1,0 +1,379 @@
+"""Project files: one ``NAME.gscope`` zip holding the model, its weights, training state and layout.
+
+The format is documented in ``docs/file-format.md`` (a contract, DESIGN section 5). Loading
+never executes or unpickles anything: JSON is checked key by key, arrays are read with
+``allow_pickle=False`` after their headers are checked against the sizes they declare. A file
+that is not a zip, is truncated, has members missing or escaping (``../``), wrong JSON types,
+unknown block types, a newer schema, misshapen arrays or absurd declared sizes raises
+``ProjectError`` with one clear sentence; nothing is written and nothing else changes. Saves
+are atomic: a temporary file in the same folder, then a rename.
+"""
+from __future__ import annotations
+
+import io
+import json
+import math
+import os
+import tempfile
+import zipfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from compute import layers as layer_registry
+from compute.graph import Block, GraphSpec, Model, Wire, analyse
+from compute.train import TrainSettings, TrainState
+
+SCHEMA_VERSION = 1
+FORMAT_NAME = "gatescope-project"
+SUFFIX = ".gscope"
+
+MEMBERS_REQUIRED = ("project.json",)
+MAX_JSON_BYTES = 16 * 2**20
+MAX_ARRAYS_BYTES = 4 * 2**30
+MAX_COMPRESSION_RATIO = 1000
+
+
+class ProjectError(ValueError):
+    """A project file that cannot be opened or saved; the message names the problem."""
+
+
+@dataclass
+class Project:
+    """Everything a ``.gscope`` file holds.
+
+    ``positions``: block id -> (x, y) on the canvas. ``dataset``: a dataset reference (see
+    ``compute.datasets.load``). ``panels``: the window's layout and panel choices, opaque to
+    the engine. ``weights`` and ``optimizer``: host arrays keyed ``block_id/name``; empty for
+    an untrained model.
+    """
+
+    name: str = "untitled"
+    graph: GraphSpec = field(default_factory=GraphSpec)
+    positions: dict[str, tuple[float, float]] = field(default_factory=dict)
+    training: TrainSettings = field(default_factory=TrainSettings)
+    dataset: dict[str, Any] = field(default_factory=lambda: {"kind": "builtin", "name": "digits"})
+    panels: dict[str, Any] = field(default_factory=dict)
+    description: str = ""
+    history: list[dict[str, Any]] = field(default_factory=list)
+    weights: dict[str, np.ndarray] = field(default_factory=dict)
+    optimizer: dict[str, np.ndarray] = field(default_factory=dict)
+    trainer: dict[str, Any] = field(default_factory=lambda: {"epochs_done": 0})
+    path: Path | None = None
+
+    @property
+    def trained(self) -> bool:
+        return bool(self.weights)
+
+    def train_state(self) -> TrainState:
+        """The resumable part of training, as the trainer takes it."""
+        best = self.trainer.get("best_val_loss")
+        return TrainState(epochs_done=int(self.trainer.get("epochs_done", 0)), optimizer=dict(self.optimizer),
+                          history=list(self.history),
+                          best_val_loss=float("inf") if best is None else float(best),
+                          epochs_without_improvement=int(self.trainer.get("epochs_without_improvement", 0)))
+
+    def take_train_state(self, state: TrainState, weights: dict[str, np.ndarray]) -> None:
+        """Record a finished or interrupted run: weights, optimizer state, history."""
+        self.weights = weights
+        self.optimizer = dict(state.optimizer)
+        self.history = list(state.history)
+        self.trainer = {"epochs_done": state.epochs_done,
+                        "best_val_loss": None if math.isinf(state.best_val_loss) else state.best_val_loss,
+                        "epochs_without_improvement": state.epochs_without_improvement}
+
+    def build_model(self, xp=np, seed: int | None = None) -> Model:
+        """The model of this project, with its saved weights when it has them."""
+        model = Model(self.graph, seed=self.training.seed if seed is None else seed, xp=xp)
+        if self.weights:
+            model.load_state_dict(self.weights)
+        return model
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "format": FORMAT_NAME,
+            "schema_version": SCHEMA_VERSION,
+            "name": self.name,
+            "description": self.description,
+            "graph": self.graph.to_dict(),
+            "positions": {k: [float(v[0]), float(v[1])] for k, v in self.positions.items()},
+            "training": self.training.to_dict(),
+            "dataset": self.dataset,
+            "panels": self.panels,
+            "trainer": self.trainer,
+        }
+
+
+# ----------------------------------------------------------------------------- saving
+def save_project(project: Project, path: str | os.PathLike) -> Path:
+    """Write ``project`` to ``path`` atomically; returns the path. ProjectError if it cannot."""
+    path = Path(path)
+    payload = _pack(project)
+    folder = path.parent if str(path.parent) else Path(".")
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=folder)
+    except OSError as exc:
+        raise ProjectError(f"cannot save to {folder}: {exc.strerror or exc}") from None
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(payload)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)  # atomic: the old file stays whole until the new one is complete
+    except OSError as exc:
+        Path(tmp).unlink(missing_ok=True)
+        raise ProjectError(f"cannot save {path}: {exc.strerror or exc}") from None
+    project.path = path
+    return path
+
+
+def _pack(project: Project) -> bytes:
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as z:
+        z.writestr("project.json", json.dumps(project.to_json(), indent=2, allow_nan=False))
+        z.writestr("history.json", json.dumps(_finite(project.history), indent=1, allow_nan=False))
+        z.writestr("weights.npz", _npz_bytes(project.weights))
+        z.writestr("optimizer.npz", _npz_bytes(project.optimizer))
+    return buffer.getvalue()
+
+
+def _finite(value):
+    """JSON has no NaN: non-finite floats are written as null."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_finite(v) for v in value]
+    return value
+
+
+def _npz_bytes(arrays: dict[str, np.ndarray]) -> bytes:
+    buffer = io.BytesIO()
+    np.savez(buffer, **{k: np.ascontiguousarray(v) for k, v in arrays.items()})
+    return buffer.getvalue()
+
+
+# ----------------------------------------------------------------------------- loading
+def load_project(path: str | os.PathLike) -> Project:
+    """Read and fully check a project file; ProjectError with one clear sentence if it cannot."""
+    path = Path(path)
+    label = path.name
+    if not path.exists():
+        raise ProjectError(f"{path} does not exist")
+    if path.is_dir():
+        raise ProjectError(f"{path} is a folder, not a project file")
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise ProjectError(f"cannot read {path}: {exc.strerror or exc}") from None
+    project = parse_project(data, label)
+    project.path = path
+    return project
+
+
+def parse_project(data: bytes, label: str = "the file") -> Project:
+    """A Project from the bytes of a ``.gscope`` file (see ``load_project``)."""
+    if not zipfile.is_zipfile(io.BytesIO(data)):
+        raise ProjectError(f"{label} is not a GateScope project: it is not a zip archive "
+                           "(it may be damaged, or a different kind of file)")
+    try:
+        with zipfile.ZipFile(io.BytesIO(data)) as z:
+            infos = _check_members(z, label)
+            raw_json = _read_member(z, infos["project.json"], label)
+            meta = _parse_json(raw_json, label, "project.json")
+            history = _parse_json(_read_member(z, infos["history.json"], label), label, "history.json") \
+                if "history.json" in infos else []
+            weights = _read_npz(_read_member(z, infos["weights.npz"], label), label, "weights.npz") \
+                if "weights.npz" in infos else {}
+            optimizer = _read_npz(_read_member(z, infos["optimizer.npz"], label), label, "optimizer.npz") \
+                if "optimizer.npz" in infos else {}
+    except zipfile.BadZipFile as exc:
+        raise ProjectError(f"{label} is damaged: its zip structure is broken ({exc}); "
+                           "open a backup or the autosave copy") from None
+    except (EOFError, zlib_error()) as exc:
+        raise ProjectError(f"{label} is damaged: a member is truncated or corrupt ({exc})") from None
+    project = _project_from_json(meta, label)
+    if not isinstance(history, list) or not all(isinstance(h, dict) for h in history):
+        raise ProjectError(f"{label}: history.json must be a list of epoch records")
+    project.history = history
+    project.weights, project.optimizer = weights, optimizer
+    _check_weights(project, label)
+    return project
+
+
+def zlib_error() -> type[BaseException]:
+    import zlib
+    return zlib.error
+
+
+def _check_members(z: zipfile.ZipFile, label: str) -> dict[str, zipfile.ZipInfo]:
+    infos: dict[str, zipfile.ZipInfo] = {}
+    total = 0
+    for info in z.infolist():
+        name = info.filename
+        parts = name.replace("\\", "/").split("/")
+        if name.startswith(("/", "\\")) or ".." in parts or (len(name) > 1 and name[1] == ":"):
+            raise ProjectError(f"{label} has a member named {name!r} that points outside the project; "
+                               "refusing to open it")
+        if info.file_size > MAX_ARRAYS_BYTES or (info.compress_size and
+                                                 info.file_size / info.compress_size > MAX_COMPRESSION_RATIO
+                                                 and info.file_size > 2**20):
+            raise ProjectError(f"{label} declares a member {name!r} of {info.file_size:,} bytes, which is absurd "
+                               "for a project; refusing to open it")
+        total += info.file_size
+        infos[name] = info
+    if total > MAX_ARRAYS_BYTES:
+        raise ProjectError(f"{label} declares {total:,} bytes in all, more than a project can hold; refusing it")
+    for required in MEMBERS_REQUIRED:
+        if required not in infos:
+            raise ProjectError(f"{label} is not a complete GateScope project: it has no {required}")
+    if infos["project.json"].file_size > MAX_JSON_BYTES:
+        raise ProjectError(f"{label}: project.json declares {infos['project.json'].file_size:,} bytes, "
+                           "far more than a project description needs; refusing it")
+    return infos
+
+
+def _read_member(z: zipfile.ZipFile, info: zipfile.ZipInfo, label: str) -> bytes:
+    with z.open(info) as f:
+        data = f.read(info.file_size + 1)
+    if len(data) != info.file_size:
+        raise ProjectError(f"{label}: member {info.filename} is not the size it declares")
+    return data
+
+
+def _parse_json(raw: bytes, label: str, member: str):
+    try:
+        return json.loads(raw.decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ProjectError(f"{label}: {member} is not valid JSON ({exc})") from None
+
+
+def _read_npz(raw: bytes, label: str, member: str) -> dict[str, np.ndarray]:
+    """Arrays of an npz, each header checked against its stored size before reading; no pickles."""
+    arrays: dict[str, np.ndarray] = {}
+    try:
+        with zipfile.ZipFile(io.BytesIO(raw)) as inner:
+            for info in inner.infolist():
+                name = info.filename
+                if not name.endswith(".npy") or "/" in name or ".." in name:
+                    raise ProjectError(f"{label}: {member} holds {name!r}, which is not an array")
+                if info.file_size > MAX_ARRAYS_BYTES:
+                    raise ProjectError(f"{label}: {member} declares an array {name!r} of {info.file_size:,} bytes")
+                with inner.open(info) as f:
+                    version = np.lib.format.read_magic(f)
+                    if version == (1, 0):
+                        shape, fortran, dtype = np.lib.format.read_array_header_1_0(f)
+                    elif version == (2, 0):
+                        shape, fortran, dtype = np.lib.format.read_array_header_2_0(f)
+                    else:
+                        raise ProjectError(f"{label}: {member}/{name} has an unknown array format {version}")
+                    if dtype.kind not in "fiu" or dtype.hasobject:
+                        raise ProjectError(f"{label}: {member}/{name} holds {dtype} values; "
+                                           "only numbers are allowed")
+                    need = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
+                    if need > info.file_size:
+                        raise ProjectError(f"{label}: {member}/{name} declares shape {shape}, larger than "
+                                           "the data stored; the file is damaged")
+                with inner.open(info) as f:
+                    arrays[name[:-4]] = np.lib.format.read_array(f, allow_pickle=False)
+    except zipfile.BadZipFile as exc:
+        raise ProjectError(f"{label}: {member} is damaged ({exc})") from None
+    except ValueError as exc:
+        raise ProjectError(f"{label}: {member} holds an unreadable array ({exc})") from None
+    return arrays
+
+
+def _project_from_json(meta: Any, label: str) -> Project:
+    def need(cond: bool, what: str) -> None:
+        if not cond:
+            raise ProjectError(f"{label}: project.json {what}")
+
+    need(isinstance(meta, dict), "must be a JSON object")
+    need(meta.get("format") == FORMAT_NAME, f"does not say format {FORMAT_NAME!r}; this is not a GateScope project")
+    version = meta.get("schema_version")
+    need(isinstance(version, int) and not isinstance(version, bool) and version >= 1,
+         "has no valid schema_version")
+    if version > SCHEMA_VERSION:
+        raise ProjectError(f"{label} was saved by a newer GateScope (file schema {version}; this version reads "
+                           f"up to {SCHEMA_VERSION}); update GateScope to open it")
+    graph = meta.get("graph")
+    need(isinstance(graph, dict), "has no graph object")
+    blocks, wires = graph.get("blocks"), graph.get("wires")
+    need(isinstance(blocks, list), "graph.blocks must be a list")
+    need(isinstance(wires, list), "graph.wires must be a list")
+    seen: set[str] = set()
+    spec_blocks = []
+    for i, b in enumerate(blocks):
+        need(isinstance(b, dict), f"graph.blocks[{i}] must be an object")
+        need(isinstance(b.get("id"), str) and b["id"], f"graph.blocks[{i}].id must be a non-empty string")
+        need(b["id"] not in seen, f"has two blocks with id {b['id']!r}")
+        seen.add(b["id"])
+        need(isinstance(b.get("type"), str), f"graph.blocks[{i}].type must be a string")
+        if b["type"] not in layer_registry.REGISTRY:
+            raise ProjectError(f"{label}: block {b['id']!r} has the unknown type {b['type']!r}; it may come "
+                               "from a newer GateScope")
+        settings = b.get("settings", {})
+        need(isinstance(settings, dict), f"graph.blocks[{i}].settings must be an object")
+        spec_blocks.append(Block(b["id"], b["type"], {k: tuple(v) if isinstance(v, list) else v
+                                                      for k, v in settings.items()}))
+    spec_wires = []
+    for i, w in enumerate(wires):
+        need(isinstance(w, dict), f"graph.wires[{i}] must be an object")
+        need(isinstance(w.get("src"), str) and isinstance(w.get("dst"), str),
+             f"graph.wires[{i}] needs src and dst strings")
+        need(w["src"] in seen and w["dst"] in seen, f"graph.wires[{i}] joins a block that does not exist")
+        port = w.get("port", 0)
+        need(isinstance(port, int) and not isinstance(port, bool) and 0 <= port < 64,
+             f"graph.wires[{i}].port must be a small whole number")
+        spec_wires.append(Wire(w["src"], w["dst"], port))
+    positions = meta.get("positions", {})
+    need(isinstance(positions, dict), "positions must be an object")
+    pos = {}
+    for k, v in positions.items():
+        need(isinstance(v, list) and len(v) == 2 and all(isinstance(c, (int, float)) and not isinstance(c, bool)
+                                                         and math.isfinite(c) for c in v),
+             f"positions[{k!r}] must be two numbers")
+        pos[k] = (float(v[0]), float(v[1]))
+    try:
+        training = TrainSettings.from_dict(meta.get("training", {}))
+    except ValueError as exc:
+        raise ProjectError(f"{label}: project.json training: {exc}") from None
+    dataset = meta.get("dataset", {})
+    need(isinstance(dataset, dict) and dataset.get("kind") in ("builtin", "file"),
+         "dataset must be an object with kind 'builtin' or 'file'")
+    panels = meta.get("panels", {})
+    need(isinstance(panels, dict), "panels must be an object")
+    trainer = meta.get("trainer", {"epochs_done": 0})
+    need(isinstance(trainer, dict) and isinstance(trainer.get("epochs_done", 0), int)
+         and trainer.get("epochs_done", 0) >= 0, "trainer.epochs_done must be a whole number")
+    name = meta.get("name", "untitled")
+    need(isinstance(name, str), "name must be a string")
+    description = meta.get("description", "")
+    need(isinstance(description, str), "description must be a string")
+    return Project(name=name, graph=GraphSpec(spec_blocks, spec_wires), positions=pos, training=training,
+                   dataset=dataset, panels=panels, description=description, trainer=trainer)
+
+
+def _check_weights(project: Project, label: str) -> None:
+    """Saved arrays must belong to blocks of the graph and have the shapes those blocks need."""
+    if not project.weights:
+        return
+    ids = {b.id for b in project.graph.blocks}
+    for key in project.weights:
+        if key.split("/")[0] not in ids:
+            raise ProjectError(f"{label}: weights.npz holds {key!r}, but the graph has no block "
+                               f"{key.split('/')[0]!r}")
+    analysis = analyse(project.graph)
+    if not analysis.ok:
+        return  # an unfinished graph opens as it is; its weights are checked when it can be built
+    model = Model(project.graph)
+    try:
+        model.load_state_dict(project.weights)
+    except ValueError as exc:
+        raise ProjectError(f"{label}: {exc}") from None
+    for key, value in project.weights.items():
+        if value.dtype.kind != "f" or not np.isfinite(value).all():
+            raise ProjectError(f"{label}: weights.npz array {key!r} holds non-finite or non-float values")
