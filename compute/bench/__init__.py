@@ -47,7 +47,7 @@ class Row:
 
 CaseFn = Callable[[Device, bool], list[Row]]
 CASES: dict[str, list[CaseFn]] = {}
-_MODULES: tuple[str, ...] = ()
+_MODULES: tuple[str, ...] = ("conv",)
 
 
 def case(group: str) -> Callable[[CaseFn], CaseFn]:

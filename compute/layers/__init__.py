@@ -37,6 +37,10 @@ _MODULES = (
     "core",
     "activations",
     "heads",
+    "conv",
+    "pooling",
+    "normalization",
+    "merge",
 )
 for _name in _MODULES:
     importlib.import_module(f"compute.layers.{_name}")

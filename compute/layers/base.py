@@ -113,6 +113,8 @@ class Layer:
       ``step_rank``   the rank of the per-sample input it handles natively; fed a tensor of one
                       more rank (a sequence of what it expects) it is applied to every timestep
                       with shared weights (time-distributed, DESIGN section 2). None: any rank.
+      ``buffers``     names in ``params`` that are state, not trainable (BatchNorm's running
+                      statistics): saved with the weights, never updated from gradients.
     """
 
     type_name: ClassVar[str] = ""
@@ -121,6 +123,7 @@ class Layer:
     settings_spec: ClassVar[tuple[Setting, ...]] = ()
     n_inputs: ClassVar[int | None] = 1
     step_rank: ClassVar[int | None] = None
+    buffers: ClassVar[tuple[str, ...]] = ()
 
     def __init__(self, **settings: Any):
         self.settings = self.coerce_settings(settings)

@@ -1,0 +1,101 @@
+"""Conv2D timings (BENCHMARKS.md, CPU set): ours, the same GEMMs timed bare, and PyTorch.
+
+Forward is one GEMM ``(F, C*k*k) @ (C*k*k, N*Ho*Wo)``; forward+backward adds ``dW = dy col^T``
+and ``dcol = W^T dy``. The bare-GEMM reference times exactly those products on prebuilt
+matrices, so ``ours / gemm`` is the cost of im2col, col2im and the reordering copies.
+PyTorch runs the same layer (``torch.nn.functional.conv2d``) with as many threads as BLAS uses.
+"""
+from __future__ import annotations
+
+import os
+
+import numpy as np
+
+from compute.backend import Device
+from compute.bench import Row, case, median_time, torch_or_none
+from compute.layers import create
+
+# (name, channels, height/width, filters, kernel, batch); 'same' padding, stride 1.
+CPU_SHAPES = (
+    ("32x32x3->32 3x3 N=64", 3, 32, 32, 3, 64),
+    ("16x16x32->64 3x3 N=64", 32, 16, 64, 3, 64),
+    ("28x28x1->8 5x5 N=32", 1, 28, 8, 5, 32),
+    ("8x8x64->64 3x3 N=64", 64, 8, 64, 3, 64),
+)
+
+
+def _threads() -> int:
+    """The BLAS thread count we run with, so PyTorch gets the same."""
+    for var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+        if os.environ.get(var, "").isdigit():
+            return int(os.environ[var])
+    return os.cpu_count() or 1
+
+
+@case("conv2d")
+def conv2d_cpu(device: Device, quick: bool) -> list[Row]:
+    """Forward and forward+backward of Conv2D for each CPU shape, float32."""
+    xp = device.xp
+    sync = (lambda: xp.cuda.Stream.null.synchronize()) if device.is_gpu else None
+    repeats, warmup = (3, 1) if quick else (9, 2)
+    torch = torch_or_none() if not device.is_gpu else None
+    if torch is not None:
+        torch.set_num_threads(_threads())
+    rows = []
+    for name, c, size, f, k, n in CPU_SHAPES:
+        rng = np.random.default_rng(0)
+        layer = create("Conv2D", {"filters": f, "kernel_size": k, "padding": "same"})
+        layer.build([(c, size, size)], rng, xp, np.float32)
+        x = xp.asarray(rng.standard_normal((n, c, size, size)), dtype=np.float32)
+        y = layer.forward([x], True)
+        grad_y = xp.asarray(rng.standard_normal(y.shape), dtype=np.float32)
+
+        def ours_forward():
+            return layer.forward([x], True)
+
+        def ours_train():
+            layer.forward([x], True)
+            return layer.backward(grad_y)
+
+        # The same three matrix products, bare.
+        rows_k, cols = c * k * k, n * size * size
+        w_mat = xp.asarray(rng.standard_normal((f, rows_k)), dtype=np.float32)
+        col = xp.asarray(rng.standard_normal((rows_k, cols)), dtype=np.float32)
+        dy = xp.asarray(rng.standard_normal((f, cols)), dtype=np.float32)
+        product = xp.empty((f, cols), dtype=np.float32)
+        dcol = xp.empty((rows_k, cols), dtype=np.float32)
+
+        def gemm_forward():
+            return xp.matmul(w_mat, col, out=product)
+
+        def gemm_train():
+            xp.matmul(w_mat, col, out=product)
+            dw = dy @ col.T
+            xp.matmul(w_mat.T, dy, out=dcol)
+            return dw
+
+        torch_fwd = torch_train = None
+        if torch is not None:
+            tx = torch.from_numpy(np.asarray(x)).clone().requires_grad_(True)
+            tw = torch.from_numpy(np.asarray(layer.params["W"])).clone().requires_grad_(True)
+            tb = torch.from_numpy(np.asarray(layer.params["b"])).clone().requires_grad_(True)
+            tdy = torch.from_numpy(np.asarray(grad_y)).clone()
+            pad = k // 2
+
+            def torch_forward():
+                with torch.no_grad():
+                    return torch.nn.functional.conv2d(tx, tw, tb, 1, pad)
+
+            def torch_step():
+                tx.grad = tw.grad = tb.grad = None
+                out = torch.nn.functional.conv2d(tx, tw, tb, 1, pad)
+                out.backward(tdy)
+
+            torch_fwd = median_time(torch_forward, repeats, warmup)
+            torch_train = median_time(torch_step, repeats, warmup)
+
+        rows.append(Row("conv2d", f"{name} forward", median_time(ours_forward, repeats, warmup, sync),
+                        median_time(gemm_forward, repeats, warmup, sync), torch_fwd))
+        rows.append(Row("conv2d", f"{name} forward+backward", median_time(ours_train, repeats, warmup, sync),
+                        median_time(gemm_train, repeats, warmup, sync), torch_train))
+    return rows
