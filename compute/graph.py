@@ -27,6 +27,10 @@ class Block:
     type: str
     settings: dict[str, Any] = field(default_factory=dict)
 
+    def __post_init__(self):
+        # JSON gives lists where settings hold tuples (shapes): one spelling, so specs compare equal
+        self.settings = {k: tuple(v) if isinstance(v, list) else v for k, v in self.settings.items()}
+
 
 @dataclass(frozen=True)
 class Wire:

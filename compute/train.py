@@ -259,16 +259,18 @@ class Trainer:
                 xb, yb = x_train[idx], y_train[idx]
                 model.zero_grads()
                 try:
-                    out = model.forward(xb, training=True)
-                    loss = model.loss(yb)
-                    model.backward()
+                    # overflow shows up as a non-finite loss or norm, reported below in words
+                    with np.errstate(over="ignore", invalid="ignore"):
+                        out = model.forward(xb, training=True)
+                        loss = model.loss(yb)
+                        model.backward()
+                        grads = [g for _, _, g in model.parameters()]
+                        norm = global_norm(grads)
                 except _out_of_memory_errors() as exc:
                     self._restore_backup_if(last_good_loss)
                     yield Event("failed", {"message": f"out of memory on the {self.device_name} at batch size "
                                                       f"{batch} ({exc}); use a smaller batch size"})
                     return
-                grads = [g for _, _, g in model.parameters()]
-                norm = global_norm(grads)
                 if not (np.isfinite(loss) and np.isfinite(norm)):
                     self._restore_backup_if(last_good_loss)
                     what = "loss" if not np.isfinite(loss) else "gradient"

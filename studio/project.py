@@ -258,7 +258,7 @@ def _read_npz(raw: bytes, label: str, member: str) -> dict[str, np.ndarray]:
         with zipfile.ZipFile(io.BytesIO(raw)) as inner:
             for info in inner.infolist():
                 name = info.filename
-                if not name.endswith(".npy") or "/" in name or ".." in name:
+                if not name.endswith(".npy"):  # names may hold '/': nothing is extracted to disk
                     raise ProjectError(f"{label}: {member} holds {name!r}, which is not an array")
                 if info.file_size > MAX_ARRAYS_BYTES:
                     raise ProjectError(f"{label}: {member} declares an array {name!r} of {info.file_size:,} bytes")
@@ -281,6 +281,8 @@ def _read_npz(raw: bytes, label: str, member: str) -> dict[str, np.ndarray]:
                     arrays[name[:-4]] = np.lib.format.read_array(f, allow_pickle=False)
     except zipfile.BadZipFile as exc:
         raise ProjectError(f"{label}: {member} is damaged ({exc})") from None
+    except ProjectError:
+        raise
     except ValueError as exc:
         raise ProjectError(f"{label}: {member} holds an unreadable array ({exc})") from None
     return arrays
@@ -317,8 +319,7 @@ def _project_from_json(meta: Any, label: str) -> Project:
                                "from a newer GateScope")
         settings = b.get("settings", {})
         need(isinstance(settings, dict), f"graph.blocks[{i}].settings must be an object")
-        spec_blocks.append(Block(b["id"], b["type"], {k: tuple(v) if isinstance(v, list) else v
-                                                      for k, v in settings.items()}))
+        spec_blocks.append(Block(b["id"], b["type"], dict(settings)))
     spec_wires = []
     for i, w in enumerate(wires):
         need(isinstance(w, dict), f"graph.wires[{i}] must be an object")
