@@ -152,7 +152,7 @@ def _finite(value):
 
 def _npz_bytes(arrays: dict[str, np.ndarray]) -> bytes:
     buffer = io.BytesIO()
-    np.savez(buffer, **{k: np.ascontiguousarray(v) for k, v in arrays.items()})
+    np.savez(buffer, **{k: np.asarray(v, order="C") for k, v in arrays.items()})  # keeps 0-d arrays 0-d
     return buffer.getvalue()
 
 
