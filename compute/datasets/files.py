@@ -1,0 +1,244 @@
+"""A person's own data from a file: an ``.npz`` of arrays, a CSV of numbers, or a folder of images.
+
+``load_file(path, format=None, **params)`` returns a complete ``Dataset`` or raises
+``DataError`` naming the problem; nothing is ever half-loaded. ``format`` is ``npz``, ``csv``
+or ``images``; when None it is read from the path (a folder means images).
+
+Parameters (all optional):
+  ``task``          ``classification`` (default) or ``regression``.
+  ``label_column``  CSV: index of the label column (default -1, the last; negative counts from the end).
+  ``resize``        images: ``(H, W)`` every image is resized to (needed when their sizes differ).
+  ``grey``          images: True to read every image as one grey channel.
+"""
+from __future__ import annotations
+
+import os
+import zipfile
+from pathlib import Path
+
+import numpy as np
+
+from compute.datasets import Dataset, DataError
+
+FORMATS = ("npz", "csv", "images")
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".pgm", ".ppm")
+
+
+def load_file(path: str | os.PathLike, format: str | None = None, **params) -> Dataset:
+    """The dataset stored at ``path``.
+
+    Returns a ``Dataset`` whose ``x`` is float32 batch-first (images (N, C, H, W) scaled to
+    0..1) and ``y`` int64 labels 0..K-1 (or float32 targets with ``task='regression'``).
+    Raises DataError for a missing file, an unknown format or parameter, or bad data.
+    """
+    path = Path(path) if str(path) else None
+    if path is None or not path.exists():
+        raise DataError(f"the data file {str(path) if path else '(none)'!r} does not exist; choose another file")
+    task = params.pop("task", "classification")
+    if task not in ("classification", "regression"):
+        raise DataError(f"task must be 'classification' or 'regression', not {task!r}")
+    if format is None:
+        format = "images" if path.is_dir() else path.suffix.lower().lstrip(".")
+        if format == "txt":
+            format = "csv"
+    if format not in FORMATS:
+        raise DataError(f"{path.name}: cannot read {format!r} files; use an .npz, a .csv or a folder of images")
+    loader = {"npz": _load_npz, "csv": _load_csv, "images": _load_images}[format]
+    try:
+        return loader(path, task, **params)
+    except TypeError as exc:
+        raise DataError(f"{path.name}: unknown option for a {format} file ({exc})") from None
+
+
+def _check_labels(y: np.ndarray, task: str, where: str) -> np.ndarray:
+    """``y`` as int64 class labels or float32 targets; DataError if it cannot be."""
+    if y.dtype == object:
+        raise DataError(f"{where}: the labels are not plain numbers (an object or ragged array)")
+    if task == "regression":
+        if not np.issubdtype(y.dtype, np.number) or not np.isfinite(y).all():
+            raise DataError(f"{where}: regression targets must be finite numbers")
+        return y.astype(np.float32)
+    if not np.issubdtype(y.dtype, np.number):
+        raise DataError(f"{where}: class labels must be whole numbers 0, 1, 2, ...; found {y.dtype} values")
+    if not np.isfinite(y).all() or not np.array_equal(y, np.round(y)):
+        raise DataError(f"{where}: class labels must be whole numbers 0, 1, 2, ...; found non-integer values "
+                        "(for numeric targets pass task='regression')")
+    if y.size and y.min() < 0:
+        raise DataError(f"{where}: class labels must be 0 or more; found {int(y.min())}")
+    return y.astype(np.int64)
+
+
+def _check_samples(x: np.ndarray, where: str) -> np.ndarray:
+    if x.dtype == object:
+        raise DataError(f"{where}: the samples are not a regular array of numbers "
+                        "(samples of different lengths, or Python objects)")
+    if not np.issubdtype(x.dtype, np.number) or np.issubdtype(x.dtype, np.complexfloating):
+        raise DataError(f"{where}: samples must be real numbers, not {x.dtype}")
+    if x.ndim < 2:
+        raise DataError(f"{where}: x must hold one sample per row; it has shape {x.shape}")
+    if not np.isfinite(x).all():
+        bad = int(np.argwhere(~np.isfinite(x.reshape(len(x), -1)))[0, 0])
+        raise DataError(f"{where}: x holds NaN or Inf values (first in sample {bad}); clean or drop them")
+    return x.astype(np.float32)
+
+
+# ----------------------------------------------------------------------------- npz
+def _load_npz(path: Path, task: str) -> Dataset:
+    """Arrays ``x`` and ``y`` (and optionally ``x_test`` with ``y_test``) from an .npz."""
+    try:
+        with open(path, "rb") as handle:
+            magic = handle.read(6)
+    except OSError as exc:
+        raise DataError(f"{path.name}: cannot be opened ({exc})") from None
+    if magic == b"\x93NUMPY":
+        raise DataError(f"{path.name}: holds a single array, not an .npz with arrays named x and y")
+    if not magic.startswith(b"PK"):  # every .npz is a zip archive
+        raise DataError(f"{path.name}: is not a readable .npz file (it is not a zip archive of arrays)")
+    try:
+        with np.load(path, allow_pickle=False) as archive:
+            arrays = {name: archive[name] for name in archive.files}
+    except ValueError as exc:
+        if "pickle" in str(exc).lower():
+            raise DataError(f"{path.name}: holds object arrays (ragged or Python objects), which are never "
+                            "loaded; save x and y as regular numeric arrays") from None
+        raise DataError(f"{path.name}: is not a readable .npz file ({exc})") from None
+    except (OSError, zipfile.BadZipFile, EOFError, KeyError) as exc:
+        raise DataError(f"{path.name}: is not a readable .npz file ({exc})") from None
+    missing = [name for name in ("x", "y") if name not in arrays]
+    if missing:
+        raise DataError(f"{path.name}: has no array named {missing[0]}; it holds "
+                        f"{', '.join(sorted(arrays)) or 'nothing'} (name the arrays x and y)")
+    if ("x_test" in arrays) != ("y_test" in arrays):
+        raise DataError(f"{path.name}: has only one of x_test and y_test; give both or neither")
+    parts = [("x", "y")] + ([("x_test", "y_test")] if "x_test" in arrays else [])
+    loaded = {}
+    for xname, yname in parts:
+        x = _check_samples(arrays[xname], f"{path.name} ({xname})")
+        y = _check_labels(arrays[yname], task, f"{path.name} ({yname})")
+        if len(x) != len(y):
+            raise DataError(f"{path.name}: {xname} has {len(x)} samples but {yname} has {len(y)} labels; "
+                            "they must agree")
+        loaded[xname], loaded[yname] = x, y
+    return Dataset(path.stem, loaded["x"], loaded["y"], task, x_test=loaded.get("x_test"),
+                   y_test=loaded.get("y_test"), description=f"arrays from {path.name}",
+                   meta={"source": str(path)})
+
+
+# ----------------------------------------------------------------------------- csv
+def _load_csv(path: Path, task: str, label_column: int = -1) -> Dataset:
+    """Rows of numbers, one sample each; the label in ``label_column``; an optional header row."""
+    try:
+        text = path.read_text(encoding="utf-8-sig")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise DataError(f"{path.name}: cannot be read as text ({exc})") from None
+    lines = [(number, line) for number, line in enumerate(text.splitlines(), start=1) if line.strip()]
+    if not lines:
+        raise DataError(f"{path.name}: is empty")
+    delimiter = ";" if lines[0][1].count(";") > lines[0][1].count(",") else ","
+    rows: list[list[float]] = []
+    for index, (number, line) in enumerate(lines):
+        cells = [cell.strip() for cell in line.split(delimiter)]
+        try:
+            rows.append([float(cell) for cell in cells])
+        except ValueError:
+            if index == 0:
+                continue  # a header row of column names
+            raise DataError(f"{path.name}, line {number}: {line.strip()[:60]!r} is not all numbers") from None
+        if len(rows[-1]) != len(rows[0]):
+            raise DataError(f"{path.name}, line {number}: has {len(rows[-1])} values but the first row has "
+                            f"{len(rows[0])}; every row needs the same number")
+    if not rows:
+        raise DataError(f"{path.name}: has a header but no rows of numbers")
+    table = np.array(rows, dtype=np.float64)
+    columns = table.shape[1]
+    if columns < 2:
+        raise DataError(f"{path.name}: needs at least one feature column and a label column")
+    if not -columns <= label_column < columns:
+        raise DataError(f"{path.name}: label_column {label_column} does not exist; the rows have {columns} columns")
+    label_index = label_column % columns
+    y = _check_labels(table[:, label_index], task, f"{path.name} (label column {label_index + 1})")
+    x = _check_samples(np.delete(table, label_index, axis=1), path.name)
+    return Dataset(path.stem, x, y, task, description=f"rows of {path.name}", meta={"source": str(path)})
+
+
+# ----------------------------------------------------------------------------- images
+def _load_images(path: Path, task: str, resize=None, grey: bool = False) -> Dataset:
+    """One subfolder per class (sorted names are labels 0, 1, ...), images inside as (C, H, W) 0..1."""
+    import cv2
+
+    if task != "classification":
+        raise DataError(f"{path.name}: a folder of images gives classes (one subfolder each); "
+                        "regression needs an .npz or a .csv")
+    if resize is not None:
+        try:
+            height, width = (int(v) for v in resize)
+            if height < 1 or width < 1:
+                raise ValueError
+        except (TypeError, ValueError):
+            raise DataError(f"resize must be (height, width) in pixels, not {resize!r}") from None
+    classes = sorted(p for p in path.iterdir() if p.is_dir() and not p.name.startswith("."))
+    if len(classes) < 2:
+        raise DataError(f"{path.name}: needs one subfolder per class and at least two classes; "
+                        f"found {len(classes)}")
+    images: list[np.ndarray] = []
+    labels: list[int] = []
+    for label, folder in enumerate(classes):
+        files = sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+        if not files:
+            raise DataError(f"class folder {folder.name!r} holds no images; add some or remove the folder")
+        for file in files:
+            images.append(_read_image(file, folder.name, grey))
+            labels.append(label)
+    channels = {img.shape[2] for img in images}
+    if len(channels) > 1:
+        # Mixed grey and colour: grey images become three equal channels.
+        images = [np.repeat(img, 3, axis=2) if img.shape[2] == 1 else img for img in images]
+    if resize is not None:
+        images = [_resize(img, height, width, cv2) for img in images]
+    sizes = {img.shape[:2] for img in images}
+    if len(sizes) > 1:
+        listed = ", ".join(f"{h}x{w}" for h, w in sorted(sizes)[:4])
+        raise DataError(f"{path.name}: the images have different sizes ({listed}); pass resize=(H, W) "
+                        "to resize them all to one size")
+    x = np.stack(images).transpose(0, 3, 1, 2)  # (N, H, W, C) -> (N, C, H, W)
+    return Dataset(path.name, np.ascontiguousarray(x, dtype=np.float32), np.array(labels, dtype=np.int64),
+                   "classification", [c.name for c in classes], description=f"images from {path.name}",
+                   meta={"source": str(path)})
+
+
+def _read_image(file: Path, class_name: str, grey: bool) -> np.ndarray:
+    """One image as float32 (H, W, C) in 0..1, colour in RGB order; DataError naming the file."""
+    import cv2
+
+    try:
+        raw = np.fromfile(str(file), dtype=np.uint8)  # works for any path, unlike cv2.imread on Windows
+        image = cv2.imdecode(raw, cv2.IMREAD_UNCHANGED) if raw.size else None
+    except (OSError, cv2.error):
+        image = None
+    if image is None:
+        raise DataError(f"cannot read the image {class_name}/{file.name}; it may be damaged or not an image")
+    if image.dtype == np.uint8:
+        scale = 255.0
+    elif image.dtype == np.uint16:
+        scale = 65535.0
+    elif np.issubdtype(image.dtype, np.floating):
+        scale = 1.0
+    else:
+        raise DataError(f"the image {class_name}/{file.name} has {image.dtype} pixels, which are not supported")
+    image = image.astype(np.float32) / scale
+    if image.ndim == 2:
+        image = image[:, :, None]
+    elif image.shape[2] == 4:
+        image = image[:, :, :3]  # the alpha channel is dropped
+    if image.shape[2] == 3:
+        image = image[:, :, ::-1]  # OpenCV reads BGR
+        if grey:
+            image = (image @ np.array([0.299, 0.587, 0.114], np.float32))[:, :, None]
+    if not np.isfinite(image).all():
+        raise DataError(f"the image {class_name}/{file.name} holds NaN or Inf values")
+    return np.ascontiguousarray(image)
+
+
+def _resize(image: np.ndarray, height: int, width: int, cv2) -> np.ndarray:
+    out = cv2.resize(image, (width, height), interpolation=cv2.INTER_AREA)
+    return out[:, :, None] if out.ndim == 2 else out
