@@ -21,6 +21,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import numpy
+
 from compute.backend import get_array_module
 
 
@@ -94,9 +96,19 @@ def col2im(col, x_shape: tuple[int, int, int, int], stride: int, pads: tuple[int
     top, bottom, left, right = pads
     padded = _buffer(workspace, "dpadded", (c, n, h + top + bottom, w + left + right), col.dtype, xp)
     padded.fill(0)
+    # A strided add costs a fixed overhead per innermost run. Rows of Wo pixels are that run;
+    # when they are very short (small feature maps), running over the batch innermost instead
+    # is about twice as fast on NumPy (measured on 8x8 maps, N=64).
+    # (CuPy ufuncs take no iteration order; its kernels run elementwise anyway.)
+    batch_inner = xp is numpy and wo <= 8 < n
     for u in range(kh):
         for v in range(kw):
-            padded[:, :, u:u + stride * ho:stride, v:v + stride * wo:stride] += col[:, u, v]
+            target = padded[:, :, u:u + stride * ho:stride, v:v + stride * wo:stride]
+            if batch_inner:
+                target = target.transpose(0, 2, 3, 1)
+                numpy.add(target, col[:, u, v].transpose(0, 2, 3, 1), out=target, order="C")
+            else:
+                target += col[:, u, v]
     return xp.ascontiguousarray(padded[:, :, top:top + h, left:left + w].transpose(1, 0, 2, 3))
 
 
