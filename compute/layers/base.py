@@ -22,6 +22,10 @@ def describe_shape(shape: tuple[int, ...]) -> str:
     return f"{kind} {'x'.join(str(s) for s in shape)}"
 
 
+def _with_article(noun: str) -> str:
+    return f"{'an' if noun[0] in 'aeiou' else 'a'} {noun}"
+
+
 class ShapeError(ValueError):
     """A block cannot work with what it is fed. The message says why and what to change."""
 
@@ -153,8 +157,8 @@ class Layer:
         for shape in in_shapes:
             if len(shape) != self.step_rank:
                 raise ShapeError(
-                    f"{self.type_name} expects a {RANK_NAMES[self.step_rank]} per sample (or a "
-                    f"sequence of them), but is fed a {describe_shape(shape)}")
+                    f"{self.type_name} expects {_with_article(RANK_NAMES[self.step_rank])} per sample (or a "
+                    f"sequence of them), but is fed {_with_article(describe_shape(shape))}")
 
     def output_shape(self, in_shapes: list[tuple[int, ...]]) -> tuple[int, ...]:
         """Per-sample output shape for per-sample (per-step) ``in_shapes``; ShapeError if it cannot work."""

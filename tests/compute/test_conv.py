@@ -105,7 +105,7 @@ def test_kernel_larger_than_input_is_explained():
     assert create("Conv2D", {"kernel_size": 5, "padding": "same"}).output_shape([(1, 3, 3)]) == (8, 3, 3)
     with pytest.raises(ShapeError, match="kernel 4 is larger than the 2 sequence"):
         create("Conv1D", {"kernel_size": 4}).output_shape([(2, 5)])
-    with pytest.raises(ShapeError, match="expects a image"):
+    with pytest.raises(ShapeError, match="expects an image"):
         create("Conv2D", {}).output_shape([(10,)])
 
 

@@ -81,10 +81,10 @@ def test_errors_are_explained():
     assert not a.ok
 
     a = analyse(GraphSpec.chain(("Input", {"shape": (20, 3)}), ("Conv2D", {}), ("Classify", {})))
-    assert a.info["b1"].error == "Conv2D expects a image per sample (or a sequence of them), but is fed a sequence 20x3"
+    assert a.info["b1"].error == "Conv2D expects an image per sample (or a sequence of them), but is fed a sequence 20x3"
 
     a = analyse(GraphSpec.chain(("Input", {"shape": (10,)}), ("MaxPool2D", {}), ("Classify", {})))
-    assert "MaxPool2D expects a image per sample" in a.info["b1"].error
+    assert "MaxPool2D expects an image per sample" in a.info["b1"].error
 
     unequal = GraphSpec(
         [Block("in", "Input", {"shape": (3, 8, 8)}), Block("a", "Conv2D", {"filters": 16, "padding": "same"}),
