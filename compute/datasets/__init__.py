@@ -145,7 +145,7 @@ def load(ref: dict[str, Any]) -> Dataset:
     raise DataError(f"a dataset reference must have kind 'builtin' or 'file', not {kind!r}")
 
 
-_SOURCE_MODULES = ("digits", "files", "video")
+_SOURCE_MODULES = ("digits", "files", "video", "sequences")
 
 
 def _load_sources() -> None:

@@ -37,6 +37,7 @@ _MODULES = (
     "core",
     "activations",
     "heads",
+    "recurrent",
     "conv",
     "pooling",
     "normalization",

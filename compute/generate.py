@@ -1,0 +1,58 @@
+"""One-to-many generation from a character model (seed 001's "type h, get hello").
+
+The model reads a window of one-hot characters ``(T, V)`` and predicts the next character;
+each sampled character is appended and fed back as the next input.
+"""
+from __future__ import annotations
+
+from typing import Sequence
+
+import numpy as np
+
+from compute.backend import to_numpy
+
+
+def sample_index(probs: np.ndarray, temperature: float, rng: np.random.Generator) -> int:
+    """An index drawn from ``probs`` sharpened (temperature < 1) or flattened (> 1) as
+    ``p^(1/temperature)``; temperature 0 takes the most likely index."""
+    if temperature <= 0:
+        return int(np.argmax(probs))
+    logp = np.log(np.maximum(probs.astype(np.float64), 1e-30)) / temperature
+    p = np.exp(logp - logp.max())
+    return int(rng.choice(len(p), p=p / p.sum()))
+
+
+def generate(model, vocab: Sequence[str], prefix: str, length: int, temperature: float = 1.0,
+             rng: np.random.Generator | None = None) -> tuple[str, np.ndarray]:
+    """``prefix`` continued by ``length`` generated characters.
+
+    ``model``: a ``compute.graph.Model`` whose input is a sequence ``(T, V)`` of one-hot
+    characters and whose output is class probabilities per step ``(T, V)`` or for the last
+    step ``(V,)``. Each step the model reads the last T characters (left-padded with all-zero
+    steps while there are fewer) and the next character is drawn from its prediction for the
+    last one. Returns the whole text and the probability arrays ``(length, V)``, one row per
+    generated character. ValueError if ``prefix`` is empty or holds a character not in
+    ``vocab``.
+    """
+    rng = rng if rng is not None else np.random.default_rng()
+    index = {c: i for i, c in enumerate(vocab)}
+    missing = sorted({c for c in prefix if c not in index})
+    if missing:
+        raise ValueError(f"the prefix holds characters the model does not know: {''.join(missing)!r}")
+    if not prefix:
+        raise ValueError("the prefix must hold at least one character to start from")
+    window, size = model.input_shape
+    if size != len(vocab):
+        raise ValueError(f"the model reads {size} values per step, but the vocabulary has {len(vocab)}")
+    ids = [index[c] for c in prefix]
+    steps = np.zeros((length, len(vocab)), dtype=np.float32)
+    x = np.zeros((1, window, size), dtype=np.float32)
+    for k in range(length):
+        recent = ids[-window:]
+        x[...] = 0
+        x[0, window - len(recent) + np.arange(len(recent)), recent] = 1.0
+        out = to_numpy(model.forward(x, training=False))[0]
+        probs = out[-1] if out.ndim == 2 else out
+        steps[k] = probs
+        ids.append(sample_index(probs, temperature, rng))
+    return prefix + "".join(vocab[i] for i in ids[len(prefix):]), steps

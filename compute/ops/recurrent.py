@@ -1,0 +1,348 @@
+"""The fused per-step gate math of every recurrent cell, forward and backward.
+
+Each function here is the NumPy twin of one future CUDA kernel (DESIGN section 3): it takes
+the step's already-projected gate pre-activations and the previous state, does every
+elementwise operation of the step, and writes its results into buffers the caller owns
+(``out`` arguments), so a kernel can replace the body 1:1 behind the same signature. The
+matrix products (the input projection for all timesteps, the one recurrent GEMM per step, the
+weight-gradient GEMMs) are the caller's, in ``compute/layers/recurrent.py``.
+
+Shapes: every array has any leading "row" axes (a batch ``(B,)`` for the vector cells, a batch
+of pixels ``(B, P)`` for ConvLSTM) and the units last. ``H`` is the hidden size; gate blocks
+are stacked along the last axis in the contract order (LSTM ``i, f, g, o``, GRU ``r, z, n``).
+
+Gate activations go through a *gate table* ``(pre, mul, add)`` of per-column vectors:
+``activation = tanh(a * pre) * mul + add``. A sigmoid column has ``(0.5, 0.5, 0.5)`` (the
+sigmoid as ``tanh(x/2)/2 + 1/2``, which cannot overflow), a tanh column ``(1, 1, 0)``, and a
+gate pinned to the constant ``v`` (a gate override) ``(1, 0, v)``: one affine-tanh-affine
+pass activates every gate and applies every pin. In backward a pinned gate's pre-activation
+gradient is zero.
+"""
+from __future__ import annotations
+
+from typing import Sequence
+
+import numpy as np
+
+from compute.backend import get_array_module
+
+SIGMOID, TANH = "s", "t"
+
+
+def gate_table(kinds: str, pins: Sequence[float | None], units: int, xp=np, dtype=np.float32):
+    """The ``(pre, mul, add)`` vectors, each ``(len(kinds) * units,)``, for gates of ``kinds``.
+
+    ``kinds``: one letter per gate block, ``'s'`` sigmoid or ``'t'`` tanh. ``pins``: per gate,
+    None (learned) or the constant the gate is pinned to.
+    """
+    pre, mul, add = (np.empty(len(kinds) * units) for _ in range(3))
+    for k, (kind, pin) in enumerate(zip(kinds, pins)):
+        cols = slice(k * units, (k + 1) * units)
+        if kind == SIGMOID:
+            pre[cols], mul[cols], add[cols] = 0.5, 0.5, 0.5
+        else:
+            pre[cols], mul[cols], add[cols] = 1.0, 1.0, 0.0
+        if pin is not None:
+            mul[cols], add[cols] = 0.0, float(pin)
+    return tuple(xp.asarray(v, dtype=dtype) for v in (pre, mul, add))
+
+
+def activate_gates(a, table) -> None:
+    """In place: ``a <- tanh(a * pre) * mul + add`` (every gate activation and pin, one pass).
+
+    ``a``: ``(..., G)`` pre-activations; ``table``: the ``(pre, mul, add)`` vectors ``(G,)``.
+    """
+    xp = get_array_module(a)
+    pre, mul, add = table
+    a *= pre
+    xp.tanh(a, out=a)
+    a *= mul
+    a += add
+
+
+def _sigmoid_grad(d, y, out):
+    """``out <- d * y * (1 - y)``: the gradient through a sigmoid whose output is ``y``."""
+    xp = get_array_module(y)
+    xp.multiply(d, y, out=out)                          # d may be out: elementwise, safe
+    out -= out * y
+
+
+def _tanh_grad(d, y, out):
+    """``out <- d * (1 - y^2)``: the gradient through a tanh whose output is ``y``."""
+    xp = get_array_module(y)
+    d_y2 = d * y
+    d_y2 *= y
+    xp.subtract(d, d_y2, out=out)                       # d may be out: read before written
+
+
+# ============================================================================ SimpleRNN
+def rnn_cell_forward(a, h_out, activation: str = "tanh") -> None:
+    """Elman step ``h_t = act(a_t)`` with ``a_t = x_t W + h_{t-1} U + b`` given.
+
+    ``a``: ``(..., H)`` pre-activation; ``h_out``: ``(..., H)`` written; ``activation``:
+    ``tanh`` or ``relu``.
+    """
+    xp = get_array_module(a)
+    if activation == "tanh":
+        xp.tanh(a, out=h_out)
+    else:
+        xp.maximum(a, 0, out=h_out)
+
+
+def rnn_cell_backward(h, dh, da_out, activation: str = "tanh") -> None:
+    """``da_out <- dL/da_t = dh * act'(a_t)``, from the step's output ``h`` (``(..., H)``)."""
+    xp = get_array_module(h)
+    if activation == "tanh":
+        _tanh_grad(dh, h, da_out)
+    else:
+        xp.multiply(dh, h > 0, out=da_out)
+
+
+# ============================================================================ LSTM
+def lstm_cell_forward(gates, c_prev, c_out, h_out, table, peephole=None, coupled: bool = False) -> None:
+    """One LSTM step's gate math.
+
+    Standard (``gates`` ``(..., 4H)`` stacked ``i, f, g, o``)::
+
+        i_t = sigma(a_i [+ p_i * C_{t-1}])     f_t = sigma(a_f [+ p_f * C_{t-1}])
+        g_t = tanh(a_g)                          (the candidate C~_t)
+        C_t = f_t * C_{t-1} + i_t * g_t
+        o_t = sigma(a_o [+ p_o * C_t])
+        h_t = o_t * tanh(C_t)
+
+    (bracketed terms with ``peephole = (p_i, p_f, p_o)``, each broadcastable to ``(..., H)``).
+    Coupled (``gates`` ``(..., 3H)`` stacked ``f, g, o``; there is no input-gate block):
+    ``C_t = f_t * C_{t-1} + (1 - f_t) * g_t``.
+
+    ``gates`` holds the pre-activations ``a = x_t W + h_{t-1} U + b`` on entry and the gate
+    activations on return (backward needs them). ``c_prev``: ``(..., H)``; ``c_out``,
+    ``h_out``: ``(..., H)`` written. ``table``: ``gate_table`` of the gates, pins included.
+    """
+    xp = get_array_module(gates)
+    units = c_prev.shape[-1]
+    first = 0 if coupled else units                     # where f starts
+    if peephole is None:
+        activate_gates(gates, table)
+    else:
+        p_i, p_f, p_o = peephole
+        gates[..., :units] += p_i * c_prev              # input and forget gates peek at C_{t-1}
+        gates[..., units:2 * units] += p_f * c_prev
+        head = slice(0, 3 * units)
+        activate_gates(gates[..., head], tuple(v[head] for v in table))
+    f = gates[..., first:first + units]
+    g = gates[..., first + units:first + 2 * units]
+    o = gates[..., first + 2 * units:first + 3 * units]
+    if coupled:
+        # C_t = f C_{t-1} + (1 - f) g  =  g + f (C_{t-1} - g)
+        xp.subtract(c_prev, g, out=c_out)
+        c_out *= f
+        c_out += g
+    else:
+        # C_t = f C_{t-1} + i g  (h_out is scratch until the last line)
+        xp.multiply(f, c_prev, out=c_out)
+        xp.multiply(gates[..., :units], g, out=h_out)
+        c_out += h_out
+    if peephole is not None:
+        o += p_o * c_out                                # the output gate peeks at C_t
+        tail = slice(3 * units, 4 * units)
+        activate_gates(o, tuple(v[tail] for v in table))
+    # h_t = o_t tanh(C_t)
+    xp.tanh(c_out, out=h_out)
+    h_out *= o
+
+
+def lstm_cell_backward(gates, c_prev, c, dh, dc, dgates_out, dc_prev_out, peephole=None,
+                       coupled: bool = False, pinned: Sequence[int] = ()) -> None:
+    """One LSTM step backward: the gradients of the step's gate pre-activations and of C_{t-1}.
+
+    ``gates``: the step's activations as ``lstm_cell_forward`` left them; ``c_prev``, ``c``:
+    ``C_{t-1}``, ``C_t`` ``(..., H)``; ``dh``: the total ``dL/dh_t`` (from the output and from
+    step t+1); ``dc``: on entry ``dL/dC_t`` through ``C_{t+1}``, on return the total
+    ``dL/dC_t``. Writes ``dgates_out`` (same shape as ``gates``: ``dL/da``, the gradient of
+    ``x_t W + h_{t-1} U + b``) and ``dc_prev_out`` (``dL/dC_{t-1}`` through this step; the
+    caller adds ``dgates_out U^T`` to get ``dL/dh_{t-1}``). ``pinned``: indices of gate blocks
+    pinned to a constant, whose pre-activation gradient is zero.
+    """
+    xp = get_array_module(gates)
+    units = c.shape[-1]
+    first = 0 if coupled else units
+    f = gates[..., first:first + units]
+    g = gates[..., first + units:first + 2 * units]
+    o = gates[..., first + 2 * units:first + 3 * units]
+    da_f = dgates_out[..., first:first + units]
+    da_g = dgates_out[..., first + units:first + 2 * units]
+    da_o = dgates_out[..., first + 2 * units:first + 3 * units]
+    tanh_c = xp.tanh(c)                                 # recomputed: cheaper than keeping it
+    # h = o tanh(C):  dL/do = dh tanh(C);  dL/dC += dh o (1 - tanh(C)^2)
+    xp.multiply(dh, tanh_c, out=da_o)
+    _sigmoid_grad(da_o, o, da_o)
+    tanh_c *= tanh_c
+    xp.subtract(1, tanh_c, out=tanh_c)
+    tanh_c *= o
+    tanh_c *= dh
+    dc += tanh_c
+    if peephole is not None:
+        if 2 + (0 if coupled else 1) in pinned:
+            da_o[...] = 0
+        dc += da_o * peephole[2]                        # o_t = sigma(... + p_o C_t)
+    if coupled:
+        # C = g + f (C_{t-1} - g):  dL/df = dC (C_{t-1} - g);  dL/dg = dC (1 - f)
+        xp.subtract(c_prev, g, out=da_f)
+        da_f *= dc
+        xp.subtract(1, f, out=da_g)
+        da_g *= dc
+    else:
+        # C = f C_{t-1} + i g:  dL/di = dC g;  dL/df = dC C_{t-1};  dL/dg = dC i
+        i = gates[..., :units]
+        da_i = dgates_out[..., :units]
+        xp.multiply(dc, g, out=da_i)
+        _sigmoid_grad(da_i, i, da_i)
+        xp.multiply(dc, c_prev, out=da_f)
+        xp.multiply(dc, i, out=da_g)
+    _sigmoid_grad(da_f, f, da_f)
+    _tanh_grad(da_g, g, da_g)
+    for k in pinned:
+        dgates_out[..., k * units:(k + 1) * units] = 0
+    # dL/dC_{t-1} = dC f (+ the peepholes of i and f)
+    xp.multiply(dc, f, out=dc_prev_out)
+    if peephole is not None:
+        dc_prev_out += da_f * peephole[1]
+        if not coupled:
+            dc_prev_out += dgates_out[..., :units] * peephole[0]
+
+
+# ============================================================================ GRU
+def gru_cell_forward_pytorch(gates, hidden_proj, b_hn, h_prev, h_out, table) -> None:
+    """One GRU step, PyTorch's form (reset applied after the recurrent product)::
+
+        r_t = sigma(a_r)            z_t = sigma(a_z)
+        n_t = tanh(x_t W_n + b_n + r_t * (h_{t-1} U_n + b_hn))
+        h_t = (1 - z_t) * h_{t-1} + z_t * n_t
+
+    ``gates``: ``(..., 3H)`` the input part ``x_t W + b`` on entry (``r, z, n``), the
+    activations ``r, z, n`` on return. ``hidden_proj``: ``(..., 3H)`` ``h_{t-1} U``; on return
+    its ``n`` block holds ``h_{t-1} U_n + b_hn`` (backward needs it). ``b_hn``: ``(H,)``.
+    ``table``: ``gate_table`` of ``r, z`` (the sigmoid gates, pins included).
+    """
+    xp = get_array_module(gates)
+    units = h_prev.shape[-1]
+    rz = gates[..., :2 * units]
+    rz += hidden_proj[..., :2 * units]
+    activate_gates(rz, table)
+    r, z = gates[..., :units], gates[..., units:2 * units]
+    n = gates[..., 2 * units:]
+    hn = hidden_proj[..., 2 * units:]
+    hn += b_hn
+    xp.multiply(r, hn, out=h_out)                       # h_out as scratch
+    n += h_out
+    xp.tanh(n, out=n)
+    # h_t = (1 - z) h_{t-1} + z n = h_{t-1} + z (n - h_{t-1})
+    xp.subtract(n, h_prev, out=h_out)
+    h_out *= z
+    h_out += h_prev
+
+
+def gru_cell_backward_pytorch(gates, hidden_n, h_prev, dh, dgates_out, dhidden_out, dh_prev_out,
+                              pinned: Sequence[int] = ()) -> None:
+    """PyTorch-form GRU step backward.
+
+    ``gates``: activations ``r, z, n`` ``(..., 3H)``; ``hidden_n``: ``h_{t-1} U_n + b_hn``
+    ``(..., H)``; ``dh``: total ``dL/dh_t``. Writes ``dgates_out`` ``(..., 3H)``: gradient of the
+    input part ``x_t W + b``; ``dhidden_out`` ``(..., 3H)``: gradient of ``h_{t-1} U`` (its n
+    block is also the gradient of ``b_hn``); ``dh_prev_out``: ``dL/dh_{t-1}`` through the
+    direct path ``(1 - z) h_{t-1}`` (the caller adds ``dhidden_out U^T``). ``pinned``: indices
+    of pinned gates among ``r, z``.
+    """
+    xp = get_array_module(gates)
+    units = h_prev.shape[-1]
+    r, z, n = gates[..., :units], gates[..., units:2 * units], gates[..., 2 * units:]
+    da_r, da_z, da_n = (dgates_out[..., k * units:(k + 1) * units] for k in range(3))
+    # h = h_prev + z (n - h_prev):  dL/dz = dh (n - h_prev);  dL/dn = dh z;  direct dh (1 - z)
+    xp.subtract(n, h_prev, out=da_z)
+    da_z *= dh
+    _sigmoid_grad(da_z, z, da_z)
+    xp.multiply(dh, z, out=da_n)
+    _tanh_grad(da_n, n, da_n)
+    xp.subtract(1, z, out=dh_prev_out)
+    dh_prev_out *= dh
+    # n = tanh(... + r hn):  dL/dr = da_n hn;  dL/dhn = da_n r
+    xp.multiply(da_n, hidden_n, out=da_r)
+    _sigmoid_grad(da_r, r, da_r)
+    for k in pinned:
+        dgates_out[..., k * units:(k + 1) * units] = 0
+    dhidden_out[..., :2 * units] = dgates_out[..., :2 * units]
+    xp.multiply(da_n, r, out=dhidden_out[..., 2 * units:])
+
+
+def gru_cell_gates_forward_cho(gates, hidden_proj_rz, h_prev, reset_hidden_out, table) -> None:
+    """Cho-form GRU step, first half: the reset and update gates and ``r_t * h_{t-1}``::
+
+        r_t = sigma(x_t W_r + h_{t-1} U_r + b_r)    z_t = sigma(x_t W_z + h_{t-1} U_z + b_z)
+
+    ``gates``: ``(..., 3H)`` input part ``x_t W + b``; its ``r, z`` blocks become activations.
+    ``hidden_proj_rz``: ``(..., 2H)`` ``h_{t-1} U_{rz}``. Writes ``reset_hidden_out``
+    ``(..., H)`` = ``r_t * h_{t-1}``, which the caller multiplies by ``U_n``.
+    """
+    xp = get_array_module(gates)
+    units = h_prev.shape[-1]
+    rz = gates[..., :2 * units]
+    rz += hidden_proj_rz
+    activate_gates(rz, table)
+    xp.multiply(gates[..., :units], h_prev, out=reset_hidden_out)
+
+
+def gru_cell_candidate_forward_cho(gates, reset_hidden_proj, h_prev, h_out) -> None:
+    """Cho-form GRU step, second half (the lectures' form)::
+
+        h~_t = tanh(x_t W_n + (r_t * h_{t-1}) U_n + b_n)
+        h_t  = (1 - z_t) * h_{t-1} + z_t * h~_t
+
+    ``gates``: ``(..., 3H)`` with ``r, z`` activated; its ``n`` block holds ``x_t W_n + b_n``
+    on entry and ``h~_t`` on return. ``reset_hidden_proj``: ``(..., H)`` ``(r_t h_{t-1}) U_n``.
+    """
+    xp = get_array_module(gates)
+    units = h_prev.shape[-1]
+    z, n = gates[..., units:2 * units], gates[..., 2 * units:]
+    n += reset_hidden_proj
+    xp.tanh(n, out=n)
+    xp.subtract(n, h_prev, out=h_out)
+    h_out *= z
+    h_out += h_prev
+
+
+def gru_cell_candidate_backward_cho(gates, h_prev, dh, dgates_out, dh_prev_out) -> None:
+    """Cho-form GRU backward, first half: ``dL/da_z``, ``dL/da_n`` and the direct ``dL/dh_{t-1}``.
+
+    Writes the ``z`` and ``n`` blocks of ``dgates_out`` ``(..., 3H)`` and ``dh_prev_out`` =
+    ``dh (1 - z)``. The caller then forms ``dL/d(r h_{t-1}) = dL/da_n U_n^T``.
+    """
+    xp = get_array_module(gates)
+    units = h_prev.shape[-1]
+    z, n = gates[..., units:2 * units], gates[..., 2 * units:]
+    da_z, da_n = dgates_out[..., units:2 * units], dgates_out[..., 2 * units:]
+    xp.subtract(n, h_prev, out=da_z)
+    da_z *= dh
+    _sigmoid_grad(da_z, z, da_z)
+    xp.multiply(dh, z, out=da_n)
+    _tanh_grad(da_n, n, da_n)
+    xp.subtract(1, z, out=dh_prev_out)
+    dh_prev_out *= dh
+
+
+def gru_cell_reset_backward_cho(gates, h_prev, dreset_hidden, dgates_out, dh_prev_out,
+                                pinned: Sequence[int] = ()) -> None:
+    """Cho-form GRU backward, second half, given ``dreset_hidden`` = ``dL/d(r_t h_{t-1})``.
+
+    Writes the ``r`` block of ``dgates_out``, zeroes pinned gate blocks (indices among
+    ``r, z``), and adds ``dreset_hidden * r_t`` into ``dh_prev_out``. The caller adds
+    ``dgates_out[..., :2H] U_{rz}^T``.
+    """
+    xp = get_array_module(gates)
+    units = h_prev.shape[-1]
+    r = gates[..., :units]
+    da_r = dgates_out[..., :units]
+    xp.multiply(dreset_hidden, h_prev, out=da_r)
+    _sigmoid_grad(da_r, r, da_r)
+    for k in pinned:
+        dgates_out[..., k * units:(k + 1) * units] = 0
+    dh_prev_out += dreset_hidden * r
