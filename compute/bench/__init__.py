@@ -47,7 +47,7 @@ class Row:
 
 CaseFn = Callable[[Device, bool], list[Row]]
 CASES: dict[str, list[CaseFn]] = {}
-_MODULES: tuple[str, ...] = ("conv",)
+_MODULES: tuple[str, ...] = ("conv", "recurrent")
 
 
 def case(group: str) -> Callable[[CaseFn], CaseFn]:
