@@ -39,7 +39,7 @@ from typing import Any, Callable
 import numpy as np
 
 OPSET = 17
-"""The ONNX operator set the exported models declare (ONNX 1.12 and newer, ONNX Runtime 1.12 and newer)."""
+"""The ONNX operator set the exported models declare (introduced with ONNX 1.12)."""
 
 IR_VERSION = 8
 """The ONNX file-format version written: the one that goes with opset 17, so older runtimes load it."""
@@ -125,8 +125,8 @@ def _bias(b: np.ndarray | None, size: int) -> np.ndarray:
 class _Graph:
     """Collects nodes and initializers with unique names; every helper returns output names."""
 
-    def __init__(self, helper, numpy_helper, TensorProto, unroll_recurrent: bool = False):
-        self.helper, self.numpy_helper, self.TensorProto = helper, numpy_helper, TensorProto
+    def __init__(self, helper, numpy_helper, unroll_recurrent: bool = False):
+        self.helper, self.numpy_helper = helper, numpy_helper
         self.unroll_recurrent = unroll_recurrent
         self.nodes: list = []
         self.initializers: list = []
@@ -653,7 +653,7 @@ def build_onnx(project, unroll_recurrent: bool = False) -> tuple[Any, dict]:
     except (GraphError, ValueError) as exc:
         raise ExportError(f"the model cannot be exported: {exc}") from None
     info = model.analysis.info
-    g = _Graph(helper, numpy_helper, TensorProto, unroll_recurrent)
+    g = _Graph(helper, numpy_helper, unroll_recurrent)
     values: dict[str, str] = {}
     exported: list[dict] = []
     for bid in model.order:

@@ -132,6 +132,17 @@ def image_concat_graph() -> GraphSpec:
     return GraphSpec(blocks, wires)
 
 
+def clip_concat_graph() -> GraphSpec:
+    """Two time-distributed Conv2D branches over a clip, joined along channels (axis 2 batch-first)."""
+    blocks = [Block("in", "Input", {"shape": (3, 2, 5, 5)}),
+              Block("c1", "Conv2D", {"filters": 2, "kernel_size": 3, "padding": "same"}),
+              Block("c2", "Conv2D", {"filters": 1, "kernel_size": 1}),
+              Block("cat", "Concat", {}), Block("gap", "GlobalAvgPool", {}), Block("out", "Regress", {})]
+    wires = [Wire("in", "c1"), Wire("in", "c2"), Wire("c1", "cat", 0), Wire("c2", "cat", 1),
+             Wire("cat", "gap"), Wire("gap", "out")]
+    return GraphSpec(blocks, wires)
+
+
 def sequence_merge_graph() -> GraphSpec:
     blocks = [Block("in", "Input", {"shape": (4, 3)}), Block("a", "Dense", {"units": 3}),
               Block("b", "Dense", {"units": 3}), Block("add", "Add", {}), Block("cat", "Concat", {}),
@@ -151,7 +162,7 @@ def test_conv_pool_norm_blocks_match(name, tmp_path):
     export_and_compare(randomised_project(CONV_AND_MERGE[name], name=name), tmp_path)
 
 
-@pytest.mark.parametrize("make", [residual_graph, image_concat_graph, sequence_merge_graph])
+@pytest.mark.parametrize("make", [residual_graph, image_concat_graph, clip_concat_graph, sequence_merge_graph])
 def test_merges_match(make, tmp_path):
     export_and_compare(randomised_project(make(), name=make.__name__), tmp_path)
 
