@@ -1,0 +1,138 @@
+// Fused LSTM gate math, one thread per (sample, unit); the GEMMs stay in cuBLAS.
+//
+// Layout (contract): a step's pre-activations are (B, G*U), gate-major inside each sample:
+// element (b, k, u) lives at b*G*U + k*U + u. Standard and peephole LSTMs have G = 4 gates in
+// the order i, f, g, o; the coupled LSTM has G = 3 in the order f, g, o (its input gate is
+// 1 - f). Cell and hidden states are (B, U). U is the hidden size for a dense LSTM and
+// F*H*W for a ConvLSTM whose maps are (B, 4F, H, W): the same formula addresses both.
+// Peephole weights are (3, U) stacked w_ci, w_cf, w_co.
+#include "common.h"
+
+#define GS_LSTM_STANDARD 0
+#define GS_LSTM_PEEPHOLE 1
+#define GS_LSTM_COUPLED 2
+
+// Forward, for one step:
+//   standard   i = s(a_i), f = s(a_f), g = tanh(a_g), o = s(a_o); C = f*C_prev + i*g
+//   peephole   i = s(a_i + w_ci*C_prev), f = s(a_f + w_cf*C_prev), o = s(a_o + w_co*C)
+//   coupled    C = f*C_prev + (1 - f)*g
+//   h = o * tanh(C)
+// Pins replace a gate's activated value (pin_i is ignored by the coupled variant, whose
+// input gate follows the forget gate). tanh_c may be NULL.
+extern "C" __global__ void lstm_forward(
+        const float* __restrict__ pre, const float* __restrict__ c_prev,
+        const float* __restrict__ peephole, float* __restrict__ gates,
+        float* __restrict__ c, float* __restrict__ h, float* __restrict__ tanh_c,
+        long long batch_units, int units, int variant,
+        float pin_i, float pin_f, float pin_g, float pin_o) {
+    const int n_gates = variant == GS_LSTM_COUPLED ? 3 : 4;
+    GS_GRID_STRIDE_LOOP(index, batch_units) {
+        const long long b = index / units;
+        const int u = (int)(index - b * units);
+        const long long base = b * n_gates * units + u;
+        const float cp = c_prev[index];
+        float c_t, o;
+        if (variant == GS_LSTM_COUPLED) {
+            const float f = gs_pinned(pin_f, gs_sigmoid(pre[base]));
+            const float g = gs_pinned(pin_g, tanhf(pre[base + units]));
+            o = gs_pinned(pin_o, gs_sigmoid(pre[base + 2 * units]));
+            c_t = f * cp + (1.0f - f) * g;
+            gates[base] = f;
+            gates[base + units] = g;
+            gates[base + 2 * units] = o;
+        } else {
+            float a_i = pre[base], a_f = pre[base + units], a_o = pre[base + 3 * units];
+            if (variant == GS_LSTM_PEEPHOLE) {
+                a_i += peephole[u] * cp;
+                a_f += peephole[units + u] * cp;
+            }
+            const float i = gs_pinned(pin_i, gs_sigmoid(a_i));
+            const float f = gs_pinned(pin_f, gs_sigmoid(a_f));
+            const float g = gs_pinned(pin_g, tanhf(pre[base + 2 * units]));
+            c_t = f * cp + i * g;
+            // The output peephole looks at the new cell state.
+            if (variant == GS_LSTM_PEEPHOLE) a_o += peephole[2 * units + u] * c_t;
+            o = gs_pinned(pin_o, gs_sigmoid(a_o));
+            gates[base] = i;
+            gates[base + units] = f;
+            gates[base + 2 * units] = g;
+            gates[base + 3 * units] = o;
+        }
+        const float tc = tanhf(c_t);
+        c[index] = c_t;
+        h[index] = o * tc;
+        if (tanh_c != nullptr) tanh_c[index] = tc;
+    }
+}
+
+// Backward through one step. dh is the whole gradient reaching h_t (from above and from the
+// next step's recurrent GEMM); dc_next is dL/dC_t carried from step t+1 (NULL at the last
+// step). Writes the gradient of the pre-activations (B, G*U) and dL/dC_{t-1} (B, U).
+// tanh(C) is recomputed: it is cheaper than storing it.
+extern "C" __global__ void lstm_backward(
+        const float* __restrict__ dh, const float* __restrict__ dc_next,
+        const float* __restrict__ gates, const float* __restrict__ c_prev,
+        const float* __restrict__ c, const float* __restrict__ peephole,
+        float* __restrict__ d_pre, float* __restrict__ dc_prev,
+        long long batch_units, int units, int variant,
+        float pin_i, float pin_f, float pin_g, float pin_o) {
+    const int n_gates = variant == GS_LSTM_COUPLED ? 3 : 4;
+    GS_GRID_STRIDE_LOOP(index, batch_units) {
+        const long long b = index / units;
+        const int u = (int)(index - b * units);
+        const long long base = b * n_gates * units + u;
+        const float cp = c_prev[index];
+        const float tc = tanhf(c[index]);
+        const float dh_t = dh[index];
+        const float carried = dc_next != nullptr ? dc_next[index] : 0.0f;
+        if (variant == GS_LSTM_COUPLED) {
+            const float f = gates[base], g = gates[base + units], o = gates[base + 2 * units];
+            const float da_o = gs_pinned_grad(pin_o, dh_t * tc * o * (1.0f - o));
+            // dL/dC_t through h_t = o*tanh(C_t), plus what step t+1 carried back.
+            const float dc = dh_t * o * (1.0f - tc * tc) + carried;
+            // C = f*C_prev + (1-f)*g: dC/df = C_prev - g, dC/dg = 1 - f.
+            d_pre[base] = gs_pinned_grad(pin_f, dc * (cp - g) * f * (1.0f - f));
+            d_pre[base + units] = gs_pinned_grad(pin_g, dc * (1.0f - f) * (1.0f - g * g));
+            d_pre[base + 2 * units] = da_o;
+            dc_prev[index] = dc * f;
+        } else {
+            const float i = gates[base], f = gates[base + units];
+            const float g = gates[base + 2 * units], o = gates[base + 3 * units];
+            const float da_o = gs_pinned_grad(pin_o, dh_t * tc * o * (1.0f - o));
+            float dc = dh_t * o * (1.0f - tc * tc) + carried;
+            // With a peephole, o_t also depends on C_t.
+            if (variant == GS_LSTM_PEEPHOLE) dc += da_o * peephole[2 * units + u];
+            const float da_i = gs_pinned_grad(pin_i, dc * g * i * (1.0f - i));
+            const float da_f = gs_pinned_grad(pin_f, dc * cp * f * (1.0f - f));
+            d_pre[base] = da_i;
+            d_pre[base + units] = da_f;
+            d_pre[base + 2 * units] = gs_pinned_grad(pin_g, dc * i * (1.0f - g * g));
+            d_pre[base + 3 * units] = da_o;
+            float dcp = dc * f;
+            // ... and i_t, f_t look at C_{t-1}.
+            if (variant == GS_LSTM_PEEPHOLE) dcp += da_i * peephole[u] + da_f * peephole[units + u];
+            dc_prev[index] = dcp;
+        }
+    }
+}
+
+// Peephole weight gradients of one step, summed over the batch and added to d_peephole (3, U):
+//   dw_ci += sum_b da_i * C_prev,  dw_cf += sum_b da_f * C_prev,  dw_co += sum_b da_o * C.
+// One thread per weight walks the batch, so the sum needs no atomics and is deterministic.
+// d_pre comes from lstm_backward (peephole variant, G = 4).
+extern "C" __global__ void lstm_peephole_grad(
+        const float* __restrict__ d_pre, const float* __restrict__ c_prev,
+        const float* __restrict__ c, float* __restrict__ d_peephole,
+        int batch, int units) {
+    GS_GRID_STRIDE_LOOP(index, 3LL * units) {
+        const int which = (int)(index / units);  // 0: w_ci, 1: w_cf, 2: w_co
+        const int u = (int)(index - (long long)which * units);
+        const int gate = which == 2 ? 3 : which;  // rows i, f, o of the (i, f, g, o) stack
+        const float* state = which == 2 ? c : c_prev;
+        float sum = 0.0f;
+        for (int b = 0; b < batch; ++b) {
+            sum += d_pre[((long long)b * 4 + gate) * units + u] * state[(long long)b * units + u];
+        }
+        d_peephole[index] += sum;
+    }
+}

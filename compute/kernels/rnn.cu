@@ -1,0 +1,25 @@
+// SimpleRNN step, elementwise: h_t = act(a_t) with a_t = x_t W + h_{t-1} U + b computed by
+// the caller's GEMMs. Arrays are (B, H), contiguous; n = B*H.
+#include "common.h"
+
+#define GS_RNN_TANH 0
+#define GS_RNN_RELU 1
+
+extern "C" __global__ void simple_rnn_forward(
+        const float* __restrict__ pre, float* __restrict__ h, long long n, int activation) {
+    GS_GRID_STRIDE_LOOP(index, n) {
+        const float a = pre[index];
+        h[index] = activation == GS_RNN_RELU ? (a > 0.0f ? a : 0.0f) : tanhf(a);
+    }
+}
+
+// d_pre = dh * act'(a), with act' read off the output: tanh' = 1 - h^2, relu' = [h > 0].
+extern "C" __global__ void simple_rnn_backward(
+        const float* __restrict__ dh, const float* __restrict__ h, float* __restrict__ d_pre,
+        long long n, int activation) {
+    GS_GRID_STRIDE_LOOP(index, n) {
+        const float y = h[index];
+        const float slope = activation == GS_RNN_RELU ? (y > 0.0f ? 1.0f : 0.0f) : 1.0f - y * y;
+        d_pre[index] = dh[index] * slope;
+    }
+}
