@@ -30,7 +30,10 @@ def generate(model, vocab: Sequence[str], prefix: str, length: int, temperature:
     characters and whose output is class probabilities per step ``(T, V)`` or for the last
     step ``(V,)``. Each step the model reads the last T characters (left-padded with all-zero
     steps while there are fewer) and the next character is drawn from its prediction for the
-    last one. Returns the whole text and the probability arrays ``(length, V)``, one row per
+    last one. A model with an output per step reads the characters from the start of its
+    window instead (right-padded), the way it was trained, and the next character is its
+    prediction at the last real step: a unidirectional recurrent model cannot see the padding
+    after that step, so short prefixes such as the lectures' "h" work. Returns the whole text and the probability arrays ``(length, V)``, one row per
     generated character. ValueError if ``prefix`` is empty or holds a character not in
     ``vocab``.
     """
@@ -47,12 +50,14 @@ def generate(model, vocab: Sequence[str], prefix: str, length: int, temperature:
     ids = [index[c] for c in prefix]
     steps = np.zeros((length, len(vocab)), dtype=np.float32)
     x = np.zeros((1, window, size), dtype=np.float32)
+    per_step = len(model.analysis.info[model.head_id].out_shape) == 2
     for k in range(length):
         recent = ids[-window:]
         x[...] = 0
-        x[0, window - len(recent) + np.arange(len(recent)), recent] = 1.0
+        start = 0 if per_step else window - len(recent)
+        x[0, start + np.arange(len(recent)), recent] = 1.0
         out = to_numpy(model.forward(x, training=False))[0]
-        probs = out[-1] if out.ndim == 2 else out
+        probs = out[len(recent) - 1] if per_step else out
         steps[k] = probs
         ids.append(sample_index(probs, temperature, rng))
     return prefix + "".join(vocab[i] for i in ids[len(prefix):]), steps
