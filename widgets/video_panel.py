@@ -1,0 +1,363 @@
+"""The video panel: a live frame with the predicted class, class probabilities, a timeline of
+predictions, capture and inference rates, source controls and labelled-clip recording.
+
+Plain data in:
+  ``show_frame(image)``            an (H, W) grey or (H, W, 3) RGB uint8 picture.
+  ``show_prediction(probabilities, class_names, position)``  one window's class
+                                   probabilities (floats summing to 1) and where it ends
+                                   (a frame number); updates the overlay, bars and timeline.
+  ``clear_predictions()``
+  ``set_rates(capture_fps, inference_fps, draw_fps, dropped)``
+  ``set_cameras(indices)``         camera indices that opened when probed.
+  ``set_playback(position, frame_count, playing, seekable)``
+  ``set_record_counts(counts)``    class name -> clips recorded in the dataset folder.
+  ``set_recording(recording, path)``
+  ``show_message(text, error)``    one line under the picture (red when ``error``).
+
+Qt signals out (Qt naming, as the other panels):
+  ``cameraRequested(int)``, ``findCamerasRequested()``, ``fileRequested(str)``,
+  ``imageFolderRequested(str)``, ``playRequested(bool)``, ``seekRequested(int)``,
+  ``loopChanged(bool)``, ``speedChanged(float)``, ``stopRequested()``,
+  ``recordRequested(str class_name, str dataset_folder)``, ``recordStopRequested()``,
+  ``datasetFolderChanged(str)``.
+"""
+from __future__ import annotations
+
+from collections import deque
+from typing import Callable, Sequence
+
+import numpy as np
+import pyqtgraph as pg
+from PySide6.QtCore import Qt, Signal
+from PySide6.QtGui import QFont
+from PySide6.QtWidgets import (QCheckBox, QComboBox, QFileDialog, QGridLayout, QGroupBox, QHBoxLayout, QLabel,
+                               QLineEdit, QPushButton, QSlider, QSplitter, QVBoxLayout, QWidget)
+
+from widgets import theme
+
+TIMELINE_LENGTH = 300
+SPEEDS = (0.25, 0.5, 1.0, 2.0, 4.0)
+CLASS_COLOURS = ("#5fa8ff", "#ff9f5f", "#6fcf73", "#e0d25f", "#b68cff", "#4fb3bf", "#ff5c5c", "#f27fc2",
+                 "#9aa3b2", "#c8a06a")
+
+
+def class_colour(index: int) -> str:
+    """The colour of class ``index`` in the bars and the timeline."""
+    return CLASS_COLOURS[index % len(CLASS_COLOURS)]
+
+
+def _default_path_chooser(parent: QWidget, what: str) -> str | None:
+    if what == "file":
+        path, _ = QFileDialog.getOpenFileName(parent, "Choose a video file", "",
+                                              "Videos (*.mp4 *.avi *.mov *.mkv *.webm *.m4v *.mpg *.mpeg *.wmv);;"
+                                              "All files (*)")
+    else:
+        title = ("Choose a folder of images, played in name order" if what == "images"
+                 else "Choose the dataset folder clips are recorded into (one subfolder per class)")
+        path = QFileDialog.getExistingDirectory(parent, title)
+    return path or None
+
+
+def _styled_plot(title: str) -> pg.PlotWidget:
+    plot = pg.PlotWidget(background=theme.BACKGROUND)
+    plot.setTitle(title, color=theme.TEXT, size="9pt")
+    plot.setMenuEnabled(False)
+    plot.setMouseEnabled(x=False, y=False)
+    plot.hideButtons()
+    for axis in ("left", "bottom"):
+        plot.getAxis(axis).setTextPen(theme.MUTED)
+        plot.getAxis(axis).setPen(theme.BORDER)
+    return plot
+
+
+class VideoPanel(QWidget):
+    """Picture and plots above, source and recording controls below (see the module docstring)."""
+
+    cameraRequested = Signal(int)
+    findCamerasRequested = Signal()
+    fileRequested = Signal(str)
+    imageFolderRequested = Signal(str)
+    playRequested = Signal(bool)
+    seekRequested = Signal(int)
+    loopChanged = Signal(bool)
+    speedChanged = Signal(float)
+    stopRequested = Signal()
+    recordRequested = Signal(str, str)
+    recordStopRequested = Signal()
+    datasetFolderChanged = Signal(str)
+
+    def __init__(self, parent=None):
+        super().__init__(parent)
+        self.choose_path: Callable[[QWidget, str], str | None] = _default_path_chooser
+        self.class_names: list[str] = []
+        self._timeline: deque[tuple[float, int, float]] = deque(maxlen=TIMELINE_LENGTH)
+        self._playing = False
+        self._slider_held = False
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(6, 6, 6, 6)
+        layout.addWidget(self._build_views(), 1)
+        self.message = QLabel("Choose a camera, a video file or a folder of images.")
+        self.message.setWordWrap(True)
+        layout.addWidget(self.message)
+        layout.addWidget(self._build_source_controls())
+        layout.addWidget(self._build_record_controls())
+
+    # ----------------------------------------------------------------- building
+    def _build_views(self) -> QWidget:
+        splitter = QSplitter(Qt.Horizontal)
+        self.frame_view = pg.GraphicsLayoutWidget()
+        self.frame_view.setBackground(theme.BACKGROUND)
+        self.frame_box = self.frame_view.addViewBox(lockAspect=True, invertY=True, enableMouse=False)
+        self.frame_box.setMenuEnabled(False)
+        self.image_item = pg.ImageItem(axisOrder="row-major")
+        self.frame_box.addItem(self.image_item)
+        self.overlay = pg.TextItem("", color=theme.TEXT, fill=pg.mkBrush(30, 33, 39, 200), anchor=(0, 0))
+        self.overlay.setZValue(10)
+        overlay_font = QFont()
+        overlay_font.setPointSize(13)
+        overlay_font.setBold(True)
+        self.overlay.setFont(overlay_font)
+        self.frame_box.addItem(self.overlay)
+        splitter.addWidget(self.frame_view)
+
+        right = QWidget()
+        right_layout = QVBoxLayout(right)
+        right_layout.setContentsMargins(0, 0, 0, 0)
+        self.bar_plot = _styled_plot("Class probabilities")
+        self.bar_plot.setYRange(0, 1.0, padding=0.02)
+        self.bars = pg.BarGraphItem(x=[], height=[], width=0.7, brushes=[])
+        self.bar_plot.addItem(self.bars)
+        right_layout.addWidget(self.bar_plot, 1)
+        self.timeline_plot = _styled_plot("Predictions over time")
+        self.timeline_plot.setLabel("bottom", "frame", color=theme.MUTED)
+        self.timeline_points = pg.ScatterPlotItem(pen=None)
+        self.timeline_plot.addItem(self.timeline_points)
+        right_layout.addWidget(self.timeline_plot, 1)
+        self.rates = QLabel("capture – fps · inference – fps · drawn – fps")
+        self.rates.setObjectName("muted")
+        right_layout.addWidget(self.rates)
+        splitter.addWidget(right)
+        splitter.setSizes([420, 320])
+        return splitter
+
+    def _build_source_controls(self) -> QWidget:
+        box = QGroupBox("Source")
+        grid = QGridLayout(box)
+        grid.setContentsMargins(6, 6, 6, 6)
+        self.camera_choice = QComboBox()
+        self.camera_choice.setPlaceholderText("no camera found yet")
+        self.camera_choice.setMinimumWidth(110)
+        self.find_cameras_button = QPushButton("Find cameras")
+        self.find_cameras_button.clicked.connect(self.findCamerasRequested.emit)
+        self.camera_button = QPushButton("Open camera")
+        self.camera_button.setEnabled(False)
+        self.camera_button.clicked.connect(self._request_camera)
+        self.file_button = QPushButton("Open video file…")
+        self.file_button.clicked.connect(lambda: self._choose_and_emit("file", self.fileRequested))
+        self.images_button = QPushButton("Open image folder…")
+        self.images_button.clicked.connect(lambda: self._choose_and_emit("images", self.imageFolderRequested))
+        grid.addWidget(self.camera_choice, 0, 0)
+        grid.addWidget(self.find_cameras_button, 0, 1)
+        grid.addWidget(self.camera_button, 0, 2)
+        grid.addWidget(self.file_button, 0, 3)
+        grid.addWidget(self.images_button, 0, 4)
+
+        playback = QHBoxLayout()
+        self.play_button = QPushButton("Play")
+        self.play_button.setEnabled(False)
+        self.play_button.clicked.connect(self._toggle_play)
+        self.stop_button = QPushButton("Stop")
+        self.stop_button.setEnabled(False)
+        self.stop_button.clicked.connect(self.stopRequested.emit)
+        self.seek_slider = QSlider(Qt.Horizontal)
+        self.seek_slider.setEnabled(False)
+        self.seek_slider.sliderPressed.connect(self._hold_slider)
+        self.seek_slider.sliderReleased.connect(self._release_slider)
+        self.position_label = QLabel("–")
+        self.position_label.setMinimumWidth(90)
+        self.loop_check = QCheckBox("Loop")
+        self.loop_check.setChecked(True)
+        self.loop_check.toggled.connect(self.loopChanged.emit)
+        self.speed_choice = QComboBox()
+        for speed in SPEEDS:
+            self.speed_choice.addItem(f"{speed:g}x", speed)
+        self.speed_choice.setCurrentIndex(SPEEDS.index(1.0))
+        self.speed_choice.currentIndexChanged.connect(lambda i: self.speedChanged.emit(float(SPEEDS[i])))
+        playback.addWidget(self.play_button)
+        playback.addWidget(self.stop_button)
+        playback.addWidget(self.seek_slider, 1)
+        playback.addWidget(self.position_label)
+        playback.addWidget(self.loop_check)
+        playback.addWidget(QLabel("Speed"))
+        playback.addWidget(self.speed_choice)
+        grid.addLayout(playback, 1, 0, 1, 5)
+        return box
+
+    def _build_record_controls(self) -> QWidget:
+        box = QGroupBox("Record labelled clips")
+        row = QHBoxLayout(box)
+        row.setContentsMargins(6, 6, 6, 6)
+        self.dataset_folder = QLineEdit()
+        self.dataset_folder.setPlaceholderText("dataset folder (one subfolder per class)")
+        self.dataset_folder.editingFinished.connect(lambda: self.datasetFolderChanged.emit(self.dataset_folder.text()))
+        self.folder_button = QPushButton("…")
+        self.folder_button.setToolTip("Choose the dataset folder")
+        self.folder_button.clicked.connect(self._choose_dataset_folder)
+        self.class_name = QLineEdit()
+        self.class_name.setPlaceholderText("class name, e.g. wave")
+        self.record_button = QPushButton("Record")
+        self.record_button.setCheckable(True)
+        self.record_button.setObjectName("primary")
+        self.record_button.clicked.connect(self._toggle_record)
+        self.counts_label = QLabel("no clips recorded")
+        self.counts_label.setObjectName("muted")
+        row.addWidget(self.dataset_folder, 2)
+        row.addWidget(self.folder_button)
+        row.addWidget(self.class_name, 1)
+        row.addWidget(self.record_button)
+        row.addWidget(self.counts_label, 2)
+        return box
+
+    # ----------------------------------------------------------------- data in
+    def show_frame(self, image: np.ndarray) -> None:
+        """Show ``image``: (H, W) grey or (H, W, 3) RGB, uint8."""
+        first = self.image_item.image is None or self.image_item.image.shape[:2] != image.shape[:2]
+        self.image_item.setImage(image, autoLevels=False, levels=(0, 255))
+        if first:
+            self.frame_box.autoRange(padding=0)
+            self.overlay.setPos(0, 0)
+
+    def show_prediction(self, probabilities: Sequence[float], class_names: Sequence[str],
+                        position: float) -> None:
+        """One window's class probabilities, the window ending at frame ``position``."""
+        probs = np.asarray(probabilities, dtype=np.float64).reshape(-1)
+        names = list(class_names) if len(class_names) == len(probs) else [str(i) for i in range(len(probs))]
+        if names != self.class_names:
+            self._set_class_names(names)
+        best = int(np.argmax(probs))
+        self.overlay.setText(f"{names[best]}  {probs[best]:.0%}")
+        self.overlay.setColor(class_colour(best))
+        self.bars.setOpts(x=np.arange(len(probs)), height=probs, width=0.7,
+                          brushes=[pg.mkBrush(class_colour(i)) for i in range(len(probs))])
+        self._timeline.append((float(position), best, float(probs[best])))
+        points = np.array(self._timeline)
+        self.timeline_points.setData(x=points[:, 0], y=points[:, 1],
+                                     size=4 + 8 * points[:, 2],
+                                     brush=[pg.mkBrush(class_colour(int(c))) for c in points[:, 1]])
+
+    def clear_predictions(self) -> None:
+        """Forget the overlay, bars and timeline."""
+        self._timeline.clear()
+        self.overlay.setText("")
+        self.bars.setOpts(x=[], height=[], brushes=[])
+        self.timeline_points.clear()
+
+    def set_rates(self, capture_fps: float, inference_fps: float, draw_fps: float, dropped: int = 0) -> None:
+        """The measured rates; ``dropped``: windows skipped because the model was busy."""
+        text = f"capture {capture_fps:.1f} fps · inference {inference_fps:.1f}/s · drawn {draw_fps:.1f} fps"
+        if dropped:
+            text += f" · {dropped} windows skipped (model busy)"
+        self.rates.setText(text)
+
+    def set_cameras(self, indices: Sequence[int]) -> None:
+        """The camera indices that opened; an empty list says no camera was found."""
+        self.camera_choice.clear()
+        for index in indices:
+            self.camera_choice.addItem(f"Camera {index}", int(index))
+        self.camera_button.setEnabled(bool(indices))
+        if indices:
+            self.camera_choice.setCurrentIndex(0)
+        else:
+            self.camera_choice.setPlaceholderText("no camera found")
+
+    def set_playback(self, position: int, frame_count: int, playing: bool, seekable: bool) -> None:
+        """Where playback is: frame ``position`` of ``frame_count`` (0 when live or unknown)."""
+        self._playing = playing
+        self.play_button.setEnabled(True)
+        self.stop_button.setEnabled(True)
+        self.play_button.setText("Pause" if playing else "Play")
+        self.seek_slider.setEnabled(seekable and frame_count > 0)
+        if frame_count > 0 and not self._slider_held:
+            self.seek_slider.setRange(0, max(0, frame_count - 1))
+            self.seek_slider.setValue(min(position, frame_count - 1))
+        self.position_label.setText(f"{position} / {frame_count}" if frame_count > 0 else f"frame {position}")
+
+    def set_stopped(self) -> None:
+        """No source is open."""
+        self._playing = False
+        self.play_button.setText("Play")
+        self.play_button.setEnabled(False)
+        self.stop_button.setEnabled(False)
+        self.seek_slider.setEnabled(False)
+        self.position_label.setText("–")
+
+    def set_record_counts(self, counts: dict[str, int]) -> None:
+        """Clips per class in the dataset folder."""
+        if not counts:
+            self.counts_label.setText("no clips recorded")
+            return
+        self.counts_label.setText(" · ".join(f"{name}: {n}" for name, n in sorted(counts.items())))
+
+    def set_recording(self, recording: bool, path: str = "") -> None:
+        """Whether a clip is being recorded now (``path``: the file being written)."""
+        self.record_button.setChecked(recording)
+        self.record_button.setText("Stop recording" if recording else "Record")
+        self.class_name.setEnabled(not recording)
+        self.dataset_folder.setEnabled(not recording)
+        if recording and path:
+            self.show_message(f"recording {path}")
+
+    def show_message(self, text: str, error: bool = False) -> None:
+        """One line of news under the picture; errors in red."""
+        self.message.setText(text)
+        self.message.setStyleSheet(f"color: {theme.ERROR};" if error else f"color: {theme.MUTED};")
+
+    # ----------------------------------------------------------------- internals
+    def _set_class_names(self, names: list[str]) -> None:
+        self.class_names = names
+        self._timeline.clear()
+        ticks = [list(enumerate(names))]
+        self.bar_plot.getAxis("bottom").setTicks(ticks)
+        self.bar_plot.setXRange(-0.6, len(names) - 0.4, padding=0)
+        self.timeline_plot.getAxis("left").setTicks(ticks)
+        self.timeline_plot.setYRange(-0.5, len(names) - 0.5, padding=0)
+
+    def _request_camera(self) -> None:
+        index = self.camera_choice.currentData()
+        if index is not None:
+            self.cameraRequested.emit(int(index))
+
+    def _choose_and_emit(self, what: str, signal) -> None:
+        path = self.choose_path(self, what)
+        if path:
+            signal.emit(path)
+
+    def _choose_dataset_folder(self) -> None:
+        path = self.choose_path(self, "dataset")
+        if path:
+            self.dataset_folder.setText(path)
+            self.datasetFolderChanged.emit(path)
+
+    def _toggle_play(self) -> None:
+        self.playRequested.emit(not self._playing)
+
+    def _hold_slider(self) -> None:
+        self._slider_held = True
+
+    def _release_slider(self) -> None:
+        self._slider_held = False
+        self.seekRequested.emit(int(self.seek_slider.value()))
+
+    def _toggle_record(self, checked: bool) -> None:
+        if checked:
+            name, folder = self.class_name.text().strip(), self.dataset_folder.text().strip()
+            self.record_button.setChecked(False)  # the controller confirms with set_recording
+            if not name:
+                self.show_message("name the class before recording, e.g. wave", error=True)
+                return
+            if not folder:
+                self.show_message("choose the dataset folder clips are saved into", error=True)
+                return
+            self.recordRequested.emit(name, folder)
+        else:
+            self.recordStopRequested.emit()
