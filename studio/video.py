@@ -309,9 +309,16 @@ class ClipRecorder:
         self.frames = 0
         self._writer = None
         self._size: tuple[int, int] | None = None
+        self._closed = False
+        self._lock = threading.Lock()  # the capture thread writes while the GUI thread may close
 
     def write(self, frame: np.ndarray) -> None:
-        """Append one frame (any OpenCV frame: grey, BGR or BGRA)."""
+        """Append one frame (any OpenCV frame: grey, BGR or BGRA); ignored once closed."""
+        with self._lock:
+            if not self._closed:
+                self._write(frame)
+
+    def _write(self, frame: np.ndarray) -> None:
         cv2 = opencv()
         frame = to_uint8(frame)
         if frame.ndim == 2 or (frame.ndim == 3 and frame.shape[2] == 1):
@@ -331,9 +338,11 @@ class ClipRecorder:
 
     def close(self) -> Path | None:
         """Finish the file; its path, or None (and no file) when it holds no frame."""
-        if self._writer is not None:
-            self._writer.release()
-            self._writer = None
+        with self._lock:
+            self._closed = True
+            if self._writer is not None:
+                self._writer.release()
+                self._writer = None
         if self.frames == 0:
             self.path.unlink(missing_ok=True)
             return None
@@ -497,6 +506,7 @@ class VideoPipeline:
         self.capture_rate, self.inference_rate = RateMeter(), RateMeter()
         self.last_prediction: Prediction | None = None
         self.failed: str | None = None
+        self.ended = False
 
     # ----------------------------------------------------------------- model
     def set_model(self, model, class_names: list[str] | None = None, clip_format: ClipFormat | None = None) -> None:
@@ -532,6 +542,7 @@ class VideoPipeline:
             self.source = source
             self.playing = play
             self.failed = None
+            self.ended = False
             self._seek_to = None
             self._latest = None
             if self.buffer is not None:
@@ -560,9 +571,13 @@ class VideoPipeline:
         return saved
 
     def play(self) -> None:
+        """Go on reading; a file that reached its end starts again from its first frame."""
         with self._lock:
             if self.source is not None and self.failed is None:
                 self.playing = True
+                if self.ended and self.source.seekable:
+                    self._seek_to = 0
+                self.ended = False
         self._wake.set()
         self.on_state()
 
@@ -636,6 +651,8 @@ class VideoPipeline:
             with self._lock:
                 seek_to, self._seek_to = self._seek_to, None
                 playing = self.playing
+                if seek_to is not None:
+                    self.ended = False
             if seek_to is not None and source.seekable:
                 try:
                     source.seek(seek_to)
@@ -664,6 +681,7 @@ class VideoPipeline:
                     continue
                 with self._lock:
                     self.playing = False
+                    self.ended = True
                 saved = self.stop_recording()
                 self.on_message(f"end of {source.name}" + (f"; clip saved to {saved}" if saved else ""), False)
                 self.on_state()
