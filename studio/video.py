@@ -126,7 +126,7 @@ class VideoFileSource(FrameSource):
             raise SourceError(f"{self.path} is a folder; open it as an image folder instead")
         if self.path.stat().st_size == 0:
             raise SourceError(f"{self.name} is empty (0 bytes)")
-        self._capture = cv2.VideoCapture(str(self.path))
+        self._capture = cv2.VideoCapture(str(self.path), cv2.CAP_FFMPEG)
         if not self._capture.isOpened():
             self._capture.release()
             raise SourceError(f"{self.name} cannot be opened as a video: it is not a video, is damaged, or uses "

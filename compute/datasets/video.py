@@ -40,7 +40,10 @@ NORMALIZE_CHOICES = ("none", "unit", "symmetric")
 
 # ----------------------------------------------------------------------------- preprocessing
 def opencv():
-    """OpenCV, imported on first use and told to keep its own warnings quiet."""
+    """OpenCV, imported on first use and told to keep its own and FFmpeg's warnings quiet: a file
+    that cannot be read is reported in one sentence of ours (OPENCV_FFMPEG_LOGLEVEL, when set by
+    the person, wins)."""
+    os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")  # AV_LOG_QUIET
     import cv2
     try:
         cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_SILENT)
@@ -226,7 +229,7 @@ def read_video_frames(path: str | os.PathLike, channels: int, height: int, width
         raise DataError(f"{path} does not exist")
     if path.is_dir():
         raise DataError(f"{path} is a folder, not a video file")
-    capture = cv2.VideoCapture(str(path))
+    capture = cv2.VideoCapture(str(path), cv2.CAP_FFMPEG)
     try:
         if not capture.isOpened():
             raise DataError(f"{path.name} cannot be opened as a video (not a video, damaged, or a format "
