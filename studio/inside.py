@@ -1,0 +1,694 @@
+"""The "inside the network" controller: what the gates, cell-state, gradient, gate-health,
+convolution and text-generation panels show, and when.
+
+``InsideController`` runs the model on one probe sample (a test sample chosen by index) with
+probes on, forward and backward with the sample's target, on its own copy of the model (so a
+training run on another thread is never disturbed) and fills the panels from what the layers
+recorded. The copy gets the newest weights: those of the live model being trained when there
+is one, else the project's saved weights, else a fresh initialisation. A run takes place on a
+worker thread, or on the GUI thread when the last one took under 20 ms; requests that arrive
+while one runs are merged into one more run.
+
+During training, ``on_training_event`` takes the trainer's events: every step event that
+carries probes (the trainer gathers them at most every 0.2 s) updates the gate health from
+the training batch and starts a probe run with the live weights at most every
+``live_interval_s``, so the panels follow the learning at a bounded rate. ``refresh()``
+recomputes at once (after a gate override is changed in the inspector, say).
+
+``install_inside_panels(window)`` adds the panels to the main window as docks and wires them
+to its signals.
+"""
+from __future__ import annotations
+
+import copy
+import json
+import queue
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+from PySide6.QtCore import QObject, Qt, QTimer, Signal
+
+from compute.backend import to_numpy
+from compute.datasets import Dataset, DataError
+from compute.generate import generate
+from compute.graph import GraphSpec, Model
+from compute.train import collect_probes
+from studio.inside_math import (describe_input, gate_health, health_findings, label_text, pinned_gates,
+                                probe_pool, sample_probe, unwrap_probes)
+from studio.project import Project
+from widgets.inside.cell_state import EMPTY_NO_BLOCK as CELL_NO_BLOCK
+from widgets.inside.cell_state import CellStatePanel
+from widgets.inside.common import InputSequence, gate_label
+from widgets.inside.conv_features import EMPTY_NO_BLOCK as CONV_NO_BLOCK
+from widgets.inside.conv_features import ConvFeaturesPanel
+from widgets.inside.gate_health import EMPTY as HEALTH_EMPTY
+from widgets.inside.gate_health import GateHealthPanel
+from widgets.inside.gates import EMPTY_NO_BLOCK as GATES_NO_BLOCK
+from widgets.inside.gates import GatesPanel
+from widgets.inside.gradients import EMPTY as GRADIENTS_EMPTY
+from widgets.inside.gradients import GradientsPanel
+from widgets.inside.text_generation import TextGenerationPanel
+
+RECURRENT_TYPES = ("SimpleRNN", "LSTM", "GRU", "ConvLSTM2D")
+CONV_TYPES = ("Conv1D", "Conv2D")
+SYNC_LIMIT_S = 0.02          # a probe run quicker than this may run on the GUI thread
+TRAINING_PROBE_SAMPLES = 8   # batch samples the trainer records for the gate health
+
+
+def is_recurrent(layer) -> bool:
+    return hasattr(layer, "gate_names") and hasattr(layer, "probe")
+
+
+def family_of(type_name: str) -> str:
+    return "GRU" if type_name == "GRU" else "LSTM"
+
+
+@dataclass
+class ProbeRequest:
+    """What one probe run needs, taken on the GUI thread so the worker reads nothing shared."""
+
+    graph: dict
+    weights: list[tuple[dict[str, np.ndarray], str]]   # candidates, best first: (arrays, described)
+    weights_source: str
+    x: np.ndarray
+    y: np.ndarray
+    sample: int
+    seed: int
+
+
+@dataclass
+class ProbeResult:
+    """What a probe run found: per recurrent block its probe data (unwrapped) and settings, per
+    conv block its filters and the sample's feature maps."""
+
+    request: ProbeRequest
+    recurrent: dict[str, dict[str, Any]] = field(default_factory=dict)
+    conv: dict[str, tuple[np.ndarray, np.ndarray]] = field(default_factory=dict)
+    loss: float | None = None
+    seconds: float = 0.0
+    error: str | None = None
+
+
+@dataclass
+class GenerationResult:
+    prefix: str
+    text: str = ""
+    probabilities: np.ndarray | None = None
+    vocab: list[str] = field(default_factory=list)
+    error: str | None = None
+
+
+class InsideController(QObject):
+    """Fills the inside-the-network panels for the current project, model and selection.
+
+    ``panels``: name -> panel widget (``gates``, ``cell_state``, ``gradients``,
+    ``gate_health``, ``convolution``, ``text_generation``).
+
+    Signals: ``blockFlagged(block_id, message)`` when the gate health of a recurrent block
+    finds a problem (``message`` says what) or finds it gone (``message`` empty);
+    ``refreshed()`` after the panels were filled from a probe run.
+    """
+
+    blockFlagged = Signal(str, str)
+    refreshed = Signal()
+
+    def __init__(self, parent: QObject | None = None):
+        super().__init__(parent)
+        self.gates = GatesPanel()
+        self.cell_state = CellStatePanel()
+        self.gradients = GradientsPanel()
+        self.gate_health = GateHealthPanel()
+        self.convolution = ConvFeaturesPanel()
+        self.text_generation = TextGenerationPanel()
+        self.panels = {"gates": self.gates, "cell_state": self.cell_state, "gradients": self.gradients,
+                       "gate_health": self.gate_health, "convolution": self.convolution,
+                       "text_generation": self.text_generation}
+        self.project: Project | None = None
+        self.live_model: Model | None = None
+        self.dataset: Dataset | None = None
+        self.recurrent_block: str | None = None
+        self.conv_block: str | None = None
+        self.sample = 0
+        self.training = False
+        self.live_interval_s = 0.5
+        self.flags: dict[str, str] = {}
+        self.last_result: ProbeResult | None = None
+        self.last_error: str | None = None
+        self._training_probes: dict[str, dict[str, Any]] = {}
+        self._training_step: int | None = None
+        self._probe_training = False
+        self._pool: tuple[np.ndarray, np.ndarray] | None = None
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="inside-probe")
+        self._in_flight = 0
+        self._pending: ProbeRequest | None = None
+        self._last_run_s: float | None = None
+        self._last_live_request = 0.0
+        self._model_cache: tuple[str, Model] | None = None
+        self._fresh_weights: dict[str, np.ndarray] = {}
+        self._results: queue.SimpleQueue = queue.SimpleQueue()
+        self._poll = QTimer(self)                   # collects worker results on the GUI thread
+        self._poll.setInterval(10)
+        self._poll.timeout.connect(self._collect_results)
+        self.gates.blockChosen.connect(self._on_block_chosen)
+        self.gates.sampleChanged.connect(self.set_probe_sample)
+        self.gates.nextSampleRequested.connect(self.next_test_sample)
+        self.text_generation.generateRequested.connect(self.generate)
+        self._show_empty()
+
+    # ----------------------------------------------------------------- inputs from the app
+    def set_project(self, project: Project | None, dataset: Dataset | None = None,
+                    model: Model | None = None) -> None:
+        """Look inside ``project`` from now on (its dataset is loaded when first needed)."""
+        project_changed = self.project is not project
+        self.project = project
+        self.live_model = model
+        if project_changed:
+            self.gradients.clear_current()
+            self.flags_clear()
+            self._training_probes = {}
+        if dataset is not None or project_changed:
+            self.set_dataset(dataset)
+        self._pick_default_blocks()
+        self.refresh()
+
+    def set_dataset(self, dataset: Dataset | None) -> None:
+        """The dataset probe samples come from (None: load the project's own when needed)."""
+        self.dataset = dataset
+        self._pool = None
+
+    def set_model(self, model: Model | None, probe_training: bool = True) -> None:
+        """The live model (the one being trained), whose weights the probe runs read.
+
+        With ``probe_training`` its recurrent layers record the first few samples of a batch
+        for the gate health, but only now and then: recording is switched on for one step
+        after each ``live_interval_s`` and off again once the probes have arrived, so the
+        steps in between run with probes off and cost nothing extra.
+        """
+        self.live_model = model
+        self._probe_training = probe_training and model is not None
+        self._arm_training_probes(self._probe_training)
+
+    def _arm_training_probes(self, on: bool) -> None:
+        """Turn recording on (for the next step) or off in the live model's recurrent layers."""
+        if self.live_model is None:
+            return
+        for layer in self.live_model.layers.values():
+            if is_recurrent(layer):
+                layer.probe = list(range(TRAINING_PROBE_SAMPLES)) if on else None
+                if not on:
+                    layer.probe_data = {}            # so the trainer stops sending stale probes
+
+    def graph_changed(self) -> None:
+        """The graph or a block setting changed (a gate override, say): recompute at once."""
+        self._pick_default_blocks()
+        self.refresh()
+
+    def select_blocks(self, block_ids) -> None:
+        """The canvas selection changed: follow its recurrent and its convolution block."""
+        if isinstance(block_ids, str):
+            block_ids = [block_ids]
+        if self.project is None:
+            return
+        types = {b.id: b.type for b in self.project.graph.blocks}
+        changed = False
+        for bid in block_ids or []:
+            if types.get(bid) in RECURRENT_TYPES and bid != self.recurrent_block:
+                self.recurrent_block, changed = bid, True
+            elif types.get(bid) in CONV_TYPES and bid != self.conv_block:
+                self.conv_block, changed = bid, True
+        if changed:
+            if self.last_result is not None:
+                self._apply(self.last_result)
+            else:
+                self.refresh()
+
+    def set_probe_sample(self, index: int) -> None:
+        """Probe test sample number ``index``."""
+        self.sample = max(0, int(index))
+        self.gates.set_sample(self.sample)
+        self.refresh()
+
+    def next_test_sample(self) -> None:
+        """Probe the next test sample (back to the first after the last)."""
+        pool = self._probe_pool()
+        count = len(pool[0]) if pool is not None else 1
+        self.set_probe_sample((self.sample + 1) % max(1, count))
+
+    def on_training_event(self, event) -> None:
+        """Take one trainer event (``compute.train.Event`` or ``(kind, data)``)."""
+        kind, data = (event.kind, event.data) if hasattr(event, "kind") else event
+        if kind == "start":
+            self.training = True
+        elif kind == "step":
+            self._training_step = data.get("global_step")
+            now = time.perf_counter()
+            if data.get("probes"):
+                self._training_probes = {bid: unwrap_probes(p) for bid, p in data["probes"].items()}
+                self._arm_training_probes(False)
+                self._show_health()
+            if now - self._last_live_request >= self.live_interval_s:
+                self._last_live_request = now
+                self._arm_training_probes(self._probe_training)
+                self.refresh()
+        elif kind == "epoch":
+            self.refresh()
+        elif kind in ("finished", "stopped", "failed"):
+            self.training = False
+            self._training_probes = {}
+            self.refresh()
+
+    def training_hook(self, model: Model) -> None:
+        """For ``TrainingJob.model_hooks``: called with the model a run builds (on its thread);
+        turns on its probes and makes its weights the ones probe runs read."""
+        self.set_model(model)
+
+    def attach_training_run(self, run) -> None:
+        """Follow a ``studio.training_worker.TrainingRun``: its started, steps, epoch and ended
+        signals (queued to the GUI thread)."""
+        worker = run.worker
+        worker.started.connect(self.on_training_started)
+        worker.steps.connect(self.on_training_steps)
+        worker.epoch.connect(self.on_training_epoch)
+        worker.ended.connect(self.on_training_ended)
+
+    def on_training_started(self, data: dict | None = None) -> None:
+        self.on_training_event(("start", data or {}))
+
+    def on_training_steps(self, payload: dict) -> None:
+        """A coalesced ``TrainingWorker.steps`` payload: ``last`` (the newest step) and maybe ``probes``."""
+        data = dict(payload.get("last", {}))
+        if "probes" in payload:
+            data["probes"] = payload["probes"]
+        self.on_training_event(("step", data))
+
+    def on_training_epoch(self, record: dict | None = None) -> None:
+        self.on_training_event(("epoch", record or {}))
+
+    def on_training_ended(self, kind: str, message: str = "", result: Any = None) -> None:
+        self.on_training_event((kind, {"message": message}))
+
+    # ----------------------------------------------------------------- probe runs
+    @property
+    def busy(self) -> bool:
+        """True while a probe run or a generation is under way or queued."""
+        return self._in_flight > 0 or self._pending is not None
+
+    def refresh(self) -> None:
+        """Recompute every panel now: one probe run with the newest weights and settings."""
+        request = self._make_request()
+        if request is None:
+            self._show_empty()
+            return
+        if self._in_flight:
+            self._pending = request                 # merged: only the newest waits
+            return
+        self._start(request)
+
+    def _start(self, request: ProbeRequest) -> None:
+        if self._last_run_s is not None and self._last_run_s < SYNC_LIMIT_S:
+            self._apply(self._run_probe(request))           # tiny model: no thread needed
+            return
+        self._submit(self._job, request)
+
+    def _submit(self, job, *args) -> None:
+        self._in_flight += 1
+        self._poll.start()
+        self._executor.submit(job, *args)
+
+    def _job(self, request: ProbeRequest) -> None:
+        self._results.put(self._run_probe(request))
+
+    def _collect_results(self) -> None:
+        # A queue polled by a GUI-thread timer rather than a cross-thread signal: results are
+        # plain Python objects and never travel through Qt's event marshalling.
+        while True:
+            try:
+                result = self._results.get_nowait()
+            except queue.Empty:
+                break
+            self._on_job_done(result)
+        if not self._in_flight:
+            self._poll.stop()
+
+    def _on_job_done(self, result) -> None:
+        self._in_flight -= 1
+        if isinstance(result, GenerationResult):
+            self._show_generation(result)
+        else:
+            self._apply(result)
+        if self._pending is not None and not self._in_flight:
+            request, self._pending = self._pending, None
+            self._start(request)
+
+    def _make_request(self) -> ProbeRequest | None:
+        project = self.project
+        if project is None or not project.graph.blocks:
+            return None
+        pool = self._probe_pool()
+        if pool is None:
+            return None
+        x_pool, y_pool = pool
+        self.gates.set_sample_count(len(x_pool))
+        self.sample = min(self.sample, len(x_pool) - 1)
+        self.gates.set_sample(self.sample)
+        graph = project.graph.to_dict()
+        weights = []
+        if self.live_model is not None:
+            weights.append((self.live_model.state_dict(),
+                            "the weights being trained" if self.training else "the weights of the last training run"))
+        if project.weights:
+            weights.append((project.weights, "the saved weights"))
+        return ProbeRequest(copy.deepcopy(graph), weights, "untrained (fresh) weights",
+                            x_pool[self.sample:self.sample + 1],
+                            y_pool[self.sample:self.sample + 1], self.sample, project.training.seed)
+
+    def _probe_pool(self) -> tuple[np.ndarray, np.ndarray] | None:
+        if self._pool is not None:
+            return self._pool
+        project = self.project
+        if project is None:
+            return None
+        dataset = self.dataset
+        if dataset is None:
+            from studio.session import load_dataset
+            try:
+                dataset = load_dataset(project)
+            except (DataError, OSError) as exc:
+                self.last_error = f"the dataset cannot be loaded: {exc}"
+                return None
+            self.dataset = dataset
+        s = project.training
+        try:
+            self._pool = probe_pool(dataset, s.val_fraction, s.test_fraction, s.seed)
+        except DataError as exc:
+            self.last_error = str(exc)
+            return None
+        return self._pool
+
+    def _model_for(self, request: ProbeRequest) -> tuple[Model, str]:
+        """The controller's own model for ``request.graph`` with the request's weights."""
+        key = json.dumps(request.graph, sort_keys=True)
+        if self._model_cache is None or self._model_cache[0] != key:
+            self._model_cache = (key, Model(GraphSpec.from_dict(request.graph), seed=request.seed))
+            self._fresh_weights = self._model_cache[1].state_dict()
+        model = self._model_cache[1]
+        for weights, source in request.weights:
+            try:
+                model.load_state_dict(weights)
+                return model, source
+            except ValueError:
+                continue                            # made for another version of the graph
+        model.load_state_dict(self._fresh_weights)
+        if request.weights:
+            return model, "untrained (fresh) weights: the trained ones do not fit the changed model"
+        return model, "untrained (fresh) weights"
+
+    def _run_probe(self, request: ProbeRequest) -> ProbeResult:
+        """One forward and backward pass of the probe sample with probes on (any thread)."""
+        result = ProbeResult(request)
+        started = time.perf_counter()
+        try:
+            model, source = self._model_for(request)
+            request.weights_source = source
+            recurrent = [bid for bid, layer in model.layers.items() if is_recurrent(layer)]
+            for bid in recurrent:
+                model.layers[bid].probe = [0]
+                model.layers[bid].probe_data = {}
+            try:
+                model.zero_grads()
+                model.forward(request.x, training=False)
+                result.loss = model.loss(request.y)
+                model.backward()
+            except (ValueError, IndexError, TypeError) as exc:
+                result.error = f"the model cannot run the probe sample: {exc}"
+            probes = collect_probes(model)
+            for bid in recurrent:
+                layer = model.layers[bid]
+                result.recurrent[bid] = {"type": model.spec.block(bid).type, "settings": dict(layer.settings),
+                                         "probes": unwrap_probes(probes.get(bid, {}))}
+                layer.probe = None
+            for bid, layer in model.layers.items():
+                if model.spec.block(bid).type in CONV_TYPES and "W" in layer.params:
+                    maps = model.output_of(bid) if bid in model._outputs else None
+                    result.conv[bid] = (to_numpy(layer.params["W"]).copy(),
+                                        None if maps is None else to_numpy(maps)[0].copy())
+        except Exception as exc:  # noqa: BLE001 - any failure is reported in the panels, never raised on a thread
+            result.error = f"{type(exc).__name__}: {exc}"
+        result.seconds = time.perf_counter() - started
+        return result
+
+    # ----------------------------------------------------------------- showing
+    def _apply(self, result: ProbeResult | None) -> None:
+        if result is None:
+            return
+        self._last_run_s = result.seconds
+        self.last_result = result
+        self.last_error = result.error
+        self._show_recurrent(result)
+        self._show_conv(result)
+        self._show_health()
+        self._update_generation_availability()
+        self.refreshed.emit()
+
+    def _caption(self, result: ProbeResult) -> str:
+        request = result.request
+        text = f"test sample #{request.sample}, {label_text(request.y[0], self.dataset)}; {request.weights_source}"
+        if result.loss is not None:
+            text += f"; loss on this sample {result.loss:.4g}"
+        if self.training and self._training_step is not None:
+            text += f" (training step {self._training_step + 1})"
+        return text
+
+    def _input_sequence(self, x: np.ndarray, steps: int) -> InputSequence | None:
+        described = describe_input(x, self.dataset.vocab if self.dataset is not None else None)
+        if described is None or len(described[1]) != steps:
+            return None
+        return InputSequence(*described)
+
+    def _show_recurrent(self, result: ProbeResult) -> None:
+        blocks = [(bid, f"{bid} · {info['type']} ({info['settings'].get('hidden_size', info['settings'].get('filters'))} units)")
+                  for bid, info in result.recurrent.items()]
+        if self.recurrent_block not in result.recurrent:
+            self.recurrent_block = blocks[0][0] if blocks else None
+        self.gates.set_blocks(blocks, self.recurrent_block)
+        if result.error and not any(info["probes"] for info in result.recurrent.values()):
+            for panel in (self.gates, self.cell_state):
+                panel.show_message(result.error)
+            return
+        if self.recurrent_block is None:
+            self.gates.show_message(GATES_NO_BLOCK)
+            self.cell_state.show_message(CELL_NO_BLOCK)
+            self.gradients.show_message("This model has no recurrent block: gradients through time need an "
+                                        "RNN, LSTM or GRU block.")
+            return
+        caption = self._caption(result)
+        info = result.recurrent[self.recurrent_block]
+        view = sample_probe(info["probes"]) if info["probes"] else None
+        if view is None or view.hidden is None:
+            self.gates.show_message(result.error or "The block recorded nothing; press Refresh.")
+            return
+        steps = view.hidden.shape[0]
+        sequence = self._input_sequence(result.request.x[0], steps)
+        family = family_of(info["type"])
+        pins = pinned_gates(info["settings"])
+        bidirectional = " (forward direction)" if info["settings"].get("bidirectional") else ""
+        if view.gates:
+            notes = {name: f"pinned to {value} by an override" for name, value in pins.items() if name in view.gates}
+            self.gates.set_gates(view.gates, family, sequence, f"{self.recurrent_block}{bidirectional}: {caption}",
+                                 notes)
+        else:
+            self.gates.show_message(f"{self.recurrent_block} is a {info['type']}: it has no gates "
+                                    "(h_t = tanh(x_t W + h_(t-1) U + b)). Its hidden state is in the Cell state "
+                                    "panel; select an LSTM or GRU block to see gates.")
+        self.cell_state.set_states(view.hidden, view.cell, sequence, f"{self.recurrent_block}: {caption}")
+        project_name = self.project.name if self.project is not None else "model"
+        for bid, other in result.recurrent.items():
+            probe = sample_probe(other["probes"]) if other["probes"] else None
+            if probe is None or probe.grad_hidden is None:
+                continue
+            t = np.arange(len(probe.grad_hidden))
+            name = f"{project_name} · {other['type']} {bid}"
+            self.gradients.set_curve(f"{project_name}/{bid}/grad_h", f"{name}: ‖∂L/∂h_t‖", t, probe.grad_hidden)
+            if probe.grad_cell is not None:
+                self.gradients.set_curve(f"{project_name}/{bid}/grad_c", f"{name}: ‖∂L/∂C_t‖", t, probe.grad_cell,
+                                         dashed=True)
+        self.gradients.set_caption(caption)
+
+    def _show_conv(self, result: ProbeResult) -> None:
+        if self.conv_block not in result.conv:
+            self.conv_block = next(iter(result.conv), None)
+        if self.conv_block is None:
+            self.convolution.show_message(CONV_NO_BLOCK)
+            return
+        filters, maps = result.conv[self.conv_block]
+        block_type = self.project.graph.block(self.conv_block).type if self.project is not None else "Conv"
+        shape = "x".join(str(s) for s in filters.shape[2:])
+        self.convolution.set_filters(filters, f"{self.conv_block} · {block_type}: {filters.shape[0]} filters of "
+                                     f"{shape} over {filters.shape[1]} input channel(s); {result.request.weights_source}")
+        self.convolution.set_feature_maps(maps, f"feature maps of test sample #{result.request.sample}")
+
+    def _show_health(self) -> None:
+        """Gate health of every recurrent block (from the training batch while training), flags."""
+        from_training = bool(self._training_probes)
+        sources = self._training_probes if from_training else (
+            {bid: info["probes"] for bid, info in self.last_result.recurrent.items()} if self.last_result else {})
+        settings = {bid: info["settings"] for bid, info in self.last_result.recurrent.items()} \
+            if self.last_result else {}
+        types = {b.id: b.type for b in self.project.graph.blocks} if self.project is not None else {}
+        for bid, probes in sources.items():
+            health = gate_health(probes)
+            if not health:
+                continue
+            pins = pinned_gates(settings.get(bid, {}))
+            findings = health_findings(health, pins)
+            message = "; ".join(findings)
+            if self.flags.get(bid, "") != message:
+                self.flags[bid] = message
+                self.blockFlagged.emit(bid, message)
+            if bid == self.recurrent_block:
+                samples = len(np.atleast_1d(probes.get("samples", [0])))
+                where = (f"{samples} samples of the training batch at step {(self._training_step or 0) + 1}"
+                         if from_training else f"test sample #{self.sample}")
+                if pins:
+                    where += "; pinned: " + ", ".join(f"{gate_label(g, family_of(types.get(bid, '')))} = {v}"
+                                                      for g, v in pins.items())
+                self.gate_health.set_health(health, findings, family_of(types.get(bid, "")), f"{bid}: {where}")
+        if self.recurrent_block is None or self.recurrent_block not in sources:
+            self.gate_health.show_message(HEALTH_EMPTY)
+        elif not gate_health(sources[self.recurrent_block]):
+            self.gate_health.show_message(f"{self.recurrent_block} has no gates to check: select an LSTM or GRU block.")
+
+    def flags_clear(self) -> None:
+        for bid in [b for b, m in self.flags.items() if m]:
+            self.blockFlagged.emit(bid, "")
+        self.flags = {}
+
+    def _show_empty(self) -> None:
+        if self.project is None:
+            message = "Open or build a model to look inside it."
+        else:
+            message = self.last_error
+        defaults = ((self.gates, GATES_NO_BLOCK), (self.cell_state, CELL_NO_BLOCK),
+                    (self.gradients, GRADIENTS_EMPTY), (self.gate_health, HEALTH_EMPTY),
+                    (self.convolution, CONV_NO_BLOCK))
+        for panel, default in defaults:
+            panel.show_message(message or default)
+        self._update_generation_availability()
+
+    def _pick_default_blocks(self) -> None:
+        if self.project is None:
+            self.recurrent_block = self.conv_block = None
+            return
+        ids = {b.id: b.type for b in self.project.graph.blocks}
+        if ids.get(self.recurrent_block) not in RECURRENT_TYPES:
+            self.recurrent_block = next((b for b, t in ids.items() if t in RECURRENT_TYPES), None)
+        if ids.get(self.conv_block) not in CONV_TYPES:
+            self.conv_block = next((b for b, t in ids.items() if t in CONV_TYPES), None)
+
+    def _on_block_chosen(self, block_id: str) -> None:
+        if block_id and block_id != self.recurrent_block:
+            self.recurrent_block = block_id
+            if self.last_result is not None:
+                self._apply(self.last_result)
+
+    # ----------------------------------------------------------------- text generation
+    def can_generate(self) -> tuple[bool, str]:
+        """Whether the current model reads one-hot characters and predicts them; if not, why."""
+        from widgets.inside.text_generation import EMPTY_NO_MODEL
+        dataset, project = self.dataset, self.project
+        if project is None or dataset is None or not dataset.vocab:
+            return False, EMPTY_NO_MODEL
+        result = self.last_result
+        if result is None:
+            return False, EMPTY_NO_MODEL
+        shape = tuple(np.asarray(result.request.x).shape[1:])
+        if len(shape) != 2 or shape[1] != len(dataset.vocab) or dataset.task != "classification":
+            return False, EMPTY_NO_MODEL
+        return True, ""
+
+    def _update_generation_availability(self) -> None:
+        available, why = self.can_generate()
+        if available:
+            self.text_generation.set_available(True)
+        else:
+            self.text_generation.set_available(False, why)
+
+    def generate(self, prefix: str, temperature: float, length: int) -> None:
+        """Continue ``prefix`` by ``length`` characters at ``temperature`` (on the worker thread)."""
+        available, why = self.can_generate()
+        if not available:
+            self.text_generation.set_available(False, why)
+            return
+        request = self._make_request()
+        vocab = list(self.dataset.vocab)
+        self.text_generation.set_busy(True)
+        self._submit(self._generate_job, request, vocab, prefix, float(temperature), int(length))
+
+    def _generate_job(self, request: ProbeRequest, vocab: list[str], prefix: str, temperature: float,
+                      length: int) -> None:
+        result = GenerationResult(prefix, vocab=vocab)
+        try:
+            model, _ = self._model_for(request)
+            for layer in model.layers.values():
+                if is_recurrent(layer):
+                    layer.probe = None
+            text, probabilities = generate(model, vocab, prefix, length, temperature, np.random.default_rng())
+            result.text, result.probabilities = text, probabilities
+        except ValueError as exc:
+            result.error = str(exc)
+        except Exception as exc:  # noqa: BLE001 - reported in the panel, never raised on a thread
+            result.error = f"{type(exc).__name__}: {exc}"
+        self._results.put(result)
+
+    def _show_generation(self, result: GenerationResult) -> None:
+        self.text_generation.set_busy(False)
+        if result.error:
+            self.text_generation.show_error(result.error)
+            return
+        self.text_generation.set_result(result.prefix, result.text[len(result.prefix):], result.probabilities,
+                                        result.vocab)
+
+    def shutdown(self) -> None:
+        """Stop the worker thread (waits for a run under way)."""
+        self._executor.shutdown(wait=True)
+
+
+# Dock titles and where each panel starts.
+PANEL_TITLES = {
+    "gates": ("Gates", Qt.BottomDockWidgetArea),
+    "cell_state": ("Cell state", Qt.BottomDockWidgetArea),
+    "gradients": ("Gradients through time", Qt.BottomDockWidgetArea),
+    "gate_health": ("Gate health", Qt.RightDockWidgetArea),
+    "convolution": ("Filters and feature maps", Qt.BottomDockWidgetArea),
+    "text_generation": ("Text generation", Qt.RightDockWidgetArea),
+}
+
+
+def install_inside_panels(window) -> InsideController:
+    """Add the inside-the-network panels to ``window`` as docks and wire them to it.
+
+    Uses ``window.add_panel(name, widget, area)`` for each panel, then connects whichever of
+    these the window has: ``window.document`` (a ``studio.document.Document``: ``changed`` ->
+    recompute, ``projectReplaced`` -> follow the new project), ``window.canvas.selectionChanged``
+    (list of block ids), ``window.trainingRunStarted`` (a signal carrying each new
+    ``TrainingRun``), and ``window.blockFlagged``-style consumers through the controller's own
+    ``blockFlagged(block_id, message)`` signal. Returns the controller.
+    """
+    controller = InsideController(window)
+    for key, (title, area) in PANEL_TITLES.items():
+        window.add_panel(title, controller.panels[key], area)
+    document = getattr(window, "document", None)
+    if document is not None:
+        document.changed.connect(controller.graph_changed)
+        document.projectReplaced.connect(lambda: controller.set_project(document.project))
+        controller.set_project(document.project)
+    canvas = getattr(window, "canvas", None)
+    if canvas is not None and hasattr(canvas, "selectionChanged"):
+        canvas.selectionChanged.connect(controller.select_blocks)
+    runs = getattr(window, "trainingRunStarted", None)
+    if runs is not None:
+        runs.connect(controller.attach_training_run)
+    return controller
