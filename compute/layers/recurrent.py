@@ -570,17 +570,20 @@ class LSTM(_Recurrent):
         self._initial("h0", sfx, hs[start])
         self._initial("c0", sfx, cs[start])
         table, peep = self._table(xp, gates.dtype), self._peepholes(sfx)
+        tanh_cs = xp.empty((t,) + state_shape, dtype=gates.dtype)   # tanh(C_t), kept for backward
         tmp = xp.empty_like(gates[0])
         steps, (po, no) = self._order(t, reverse)
-        for s in steps:
-            self._recurrent_product(hs[s + po], sfx, tmp, s)
-            gates[s] += tmp
-            ops.lstm_cell_forward(gates[s], cs[s + po], cs[s + no], hs[s + no], table, peep, self.coupled)
-        return {"h": hs, "c": cs, "gates": gates}
+        with ops.quiet_overflow():
+            for s in steps:
+                self._recurrent_product(hs[s + po], sfx, tmp, s)
+                gates[s] += tmp
+                ops.lstm_cell_forward(gates[s], cs[s + po], cs[s + no], hs[s + no], table, peep,
+                                      self.coupled, tanh_cs[s])
+        return {"h": hs, "c": cs, "gates": gates, "tanh_c": tanh_cs}
 
     def _run_backward(self, dh_seq, cache, sfx, reverse, rec):
         xp = get_array_module(dh_seq)
-        hs, cs, gates = cache["h"], cache["c"], cache["gates"]
+        hs, cs, gates, tanh_cs = cache["h"], cache["c"], cache["gates"], cache["tanh_c"]
         t = dh_seq.shape[0]
         peep = self._peepholes(sfx)
         pinned = tuple(self._pins())
@@ -593,7 +596,7 @@ class LSTM(_Recurrent):
             if rec is not None:
                 self._record_norm(rec, "h", s, dh)
             ops.lstm_cell_backward(gates[s], cs[s + po], cs[s + no], dh, dc, dgates[s], dc_prev,
-                                   peep, self.coupled, pinned)
+                                   peep, self.coupled, pinned, tanh_cs[s])
             if rec is not None:
                 self._record_norm(rec, "c", s, dc)        # dc is now the total dL/dC_t
             self._recurrent_backward(dgates[s], sfx, dh, s)   # dL/dh_{t-1} = da_t U^T
@@ -700,6 +703,13 @@ class GRU(_Recurrent):
         u = self.params["U" + sfx]
         steps, (po, no) = self._order(t, reverse)
         cache = {"h": hs, "gates": gates}
+        with ops.quiet_overflow():
+            self._gru_steps(xp, gates, hs, u, steps, po, no, table, sfx, cache)
+        return cache
+
+    def _gru_steps(self, xp, gates, hs, u, steps, po, no, table, sfx, cache):
+        """The forward step loop of either form; fills ``hs`` and the form's cache entries."""
+        h = self.units
         if self.pytorch_form:
             hidden = xp.empty_like(gates)                # h_{t-1} U per step, kept for backward
             b_hn = self.params["b_hn" + sfx]
@@ -716,7 +726,6 @@ class GRU(_Recurrent):
                 xp.matmul(reset_hidden[s], u[:, 2 * h:], out=tmp_n)
                 ops.gru_cell_candidate_forward_cho(gates[s], tmp_n, hs[s + po], hs[s + no])
             cache["reset_hidden"] = reset_hidden
-        return cache
 
     def _run_backward(self, dh_seq, cache, sfx, reverse, rec):
         xp = get_array_module(dh_seq)
