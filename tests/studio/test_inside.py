@@ -1,7 +1,5 @@
 """The inside-the-network controller on small real models: what the panels show, overrides,
 training events, text generation, the convolution panel, and installing into a window."""
-import ctypes
-import sys
 
 import numpy as np
 import pytest
@@ -15,13 +13,6 @@ from studio.inside_math import gate_health, health_findings, sample_probe
 from studio.project import Project
 
 
-# PySide6 6.12.0 under Python 3.11 drops a reference to None / True / False on many calls
-# (every void method, every signal emit), so a long GUI session aborts with "none_dealloc"
-# once their counts reach zero. Raising the counts keeps the tests clear of that bug until
-# the environment is fixed (PySide6 < 6.12, or Python >= 3.12 where these are immortal).
-if sys.version_info < (3, 12):
-    for _singleton in (None, True, False):
-        ctypes.c_ssize_t.from_address(id(_singleton)).value += 1 << 40
 
 STEPS = 12
 

@@ -1,6 +1,4 @@
 """Cell state, gradients, gate health, convolution and text generation panels, with known arrays."""
-import ctypes
-import sys
 
 import numpy as np
 import pytest
@@ -13,13 +11,6 @@ from widgets.inside.gradients import GradientsPanel
 from widgets.inside.text_generation import TextGenerationPanel
 
 
-# PySide6 6.12.0 under Python 3.11 drops a reference to None / True / False on many calls
-# (every void method, every signal emit), so a long GUI session aborts with "none_dealloc"
-# once their counts reach zero. Raising the counts keeps the tests clear of that bug until
-# the environment is fixed (PySide6 < 6.12, or Python >= 3.12 where these are immortal).
-if sys.version_info < (3, 12):
-    for _singleton in (None, True, False):
-        ctypes.c_ssize_t.from_address(id(_singleton)).value += 1 << 40
 
 
 def read_csv(path):
