@@ -4,7 +4,7 @@
     gatescope --screenshot OUT.png [FILE]       render the main window offscreen to a PNG
     gatescope train PROJECT [--epochs N] [--device D] [--out PATH] [--json]
     gatescope predict PROJECT (--input X.npy --output Y.npy | --video FILE) [--json]
-    gatescope export PROJECT -o MODEL.onnx
+    gatescope export PROJECT -o MODEL.onnx [--unroll]
     gatescope bench [--device D] [--only GROUP ...] [--quick] [--json]
 
 Exit codes: 0 success, 2 usage error, 1 failure with one clear line on stderr. With
@@ -86,6 +86,9 @@ def _parser() -> argparse.ArgumentParser:
     export = sub.add_parser("export", help="export a trained project to ONNX")
     export.add_argument("project")
     export.add_argument("-o", "--output", required=True, help="the .onnx file to write")
+    export.add_argument("--unroll", action="store_true",
+                        help="write recurrent blocks step by step with primitive operators (for converters, "
+                             "such as onnx2torch, that lack ONNX's RNN, LSTM and GRU)")
     export.add_argument("--json", action="store_true")
 
     bench = sub.add_parser("bench", help="measure layer speed against bare GEMMs and PyTorch")
@@ -239,7 +242,7 @@ def cmd_export(args) -> int:
     project = _load(args.project)
     from studio.export_onnx import ExportError, export_project
     try:
-        info = export_project(project, args.output)
+        info = export_project(project, args.output, unroll_recurrent=args.unroll)
     except ExportError as exc:
         raise CommandError(str(exc)) from None
     if args.json:
