@@ -781,12 +781,18 @@ class VideoPipeline:
 class VideoController(QObject):
     """Joins a ``VideoPanel`` (plain data, signals) to a ``VideoPipeline``.
 
-    Worker-thread callbacks become queued Qt signals; predictions are coalesced (a newer one
-    replaces one not yet drawn), frames are drawn from a timer, so a busy GUI never builds a
-    backlog. ``drawn`` counts frames put on screen.
+    The worker threads never touch Qt: their callbacks leave the newest prediction in one slot
+    (a newer one replaces one not yet drawn) and messages in a mailbox. A GUI-thread timer
+    draws the newest frame, delivers what the workers left and emits the signals below, so a
+    busy GUI never builds a backlog. (Emitting Qt signals from Python worker threads also
+    corrupts reference counts in the PySide6 6.12 used here: the process aborts with
+    "deallocating None" after some thousands of emits.) ``draw_rate`` counts frames put on screen.
+
+    Signals (GUI thread): ``predictionReady(Prediction)``, ``messagePosted(str, bool is_error)``,
+    ``stateChanged()`` when playing / paused / ended / failed changes.
     """
 
-    predictionReady = Signal()
+    predictionReady = Signal(object)
     messagePosted = Signal(str, bool)
     stateChanged = Signal()
 
@@ -799,16 +805,17 @@ class VideoController(QObject):
         self.panel = panel
         self.pipeline = pipeline or VideoPipeline()
         self.pipeline.on_prediction = self._prediction_from_worker
-        self.pipeline.on_message = lambda text, error: self.messagePosted.emit(text, error)
-        self.pipeline.on_state = self.stateChanged.emit
+        self.pipeline.on_message = self._message_from_worker
+        self.pipeline.on_state = self._state_from_worker
         self.camera_prober = camera_prober
         self.dataset_folder = ""
         self.draw_rate = RateMeter()
         self._drawn_serial = -1
         self._pending_prediction: Prediction | None = None
-        self._prediction_lock = threading.Lock()
+        self._mailbox: deque[tuple[str, bool]] = deque(maxlen=50)
+        self._state_changed = False
+        self._worker_lock = threading.Lock()
 
-        self.predictionReady.connect(self._show_prediction)
         self.messagePosted.connect(self.panel.show_message)
         self.stateChanged.connect(self._update_playback)
         panel.cameraRequested.connect(self.open_camera)
@@ -940,20 +947,35 @@ class VideoController(QObject):
 
     # ----------------------------------------------------------------- drawing (GUI thread)
     def _prediction_from_worker(self, prediction: Prediction) -> None:
-        with self._prediction_lock:
-            first = self._pending_prediction is None
+        with self._worker_lock:
             self._pending_prediction = prediction
-        if first:
-            self.predictionReady.emit()
 
-    def _show_prediction(self) -> None:
-        with self._prediction_lock:
+    def _message_from_worker(self, text: str, error: bool) -> None:
+        with self._worker_lock:
+            self._mailbox.append((text, error))
+
+    def _state_from_worker(self) -> None:
+        with self._worker_lock:
+            self._state_changed = True
+
+    def deliver(self) -> None:
+        """Pass on what the worker threads left since the last call (GUI thread)."""
+        with self._worker_lock:
             prediction, self._pending_prediction = self._pending_prediction, None
+            messages = list(self._mailbox)
+            self._mailbox.clear()
+            state_changed, self._state_changed = self._state_changed, False
+        for text, error in messages:
+            self.messagePosted.emit(text, error)
+        if state_changed:
+            self.stateChanged.emit()
         if prediction is not None:
             self.panel.show_prediction(prediction.probabilities, prediction.class_names, prediction.frame)
+            self.predictionReady.emit(prediction)
 
     def draw(self) -> None:
-        """Put the newest frame on screen if it is new."""
+        """Deliver the workers' news and put the newest frame on screen if it is new."""
+        self.deliver()
         latest = self.pipeline.latest_frame()
         if latest is None or latest[2] == self._drawn_serial:
             return

@@ -28,7 +28,7 @@ from typing import Callable, Sequence
 
 import numpy as np
 import pyqtgraph as pg
-from PySide6.QtCore import Qt, Signal
+from PySide6.QtCore import Qt, QTimer, Signal
 from PySide6.QtGui import QFont
 from PySide6.QtWidgets import (QCheckBox, QComboBox, QFileDialog, QGridLayout, QGroupBox, QHBoxLayout, QLabel,
                                QLineEdit, QPushButton, QSlider, QSplitter, QVBoxLayout, QWidget)
@@ -36,6 +36,7 @@ from PySide6.QtWidgets import (QCheckBox, QComboBox, QFileDialog, QGridLayout, Q
 from widgets import theme
 
 TIMELINE_LENGTH = 300
+PLOT_INTERVAL_MS = 80  # the timeline redraws at most ~12 times a second; overlay and bars every time
 SPEEDS = (0.25, 0.5, 1.0, 2.0, 4.0)
 CLASS_COLOURS = ("#5fa8ff", "#ff9f5f", "#6fcf73", "#e0d25f", "#b68cff", "#4fb3bf", "#ff5c5c", "#f27fc2",
                  "#9aa3b2", "#c8a06a")
@@ -93,6 +94,10 @@ class VideoPanel(QWidget):
         self._timeline: deque[tuple[float, int, float]] = deque(maxlen=TIMELINE_LENGTH)
         self._playing = False
         self._slider_held = False
+        self._plot_timer = QTimer(self)
+        self._plot_timer.setSingleShot(True)
+        self._plot_timer.setInterval(PLOT_INTERVAL_MS)
+        self._plot_timer.timeout.connect(self._redraw_timeline)
         layout = QVBoxLayout(self)
         layout.setContentsMargins(6, 6, 6, 6)
         layout.addWidget(self._build_views(), 1)
@@ -130,8 +135,7 @@ class VideoPanel(QWidget):
         right_layout.addWidget(self.bar_plot, 1)
         self.timeline_plot = _styled_plot("Predictions over time")
         self.timeline_plot.setLabel("bottom", "frame", color=theme.MUTED)
-        self.timeline_points = pg.ScatterPlotItem(pen=None)
-        self.timeline_plot.addItem(self.timeline_points)
+        self.timeline_points: list[pg.ScatterPlotItem] = []  # one per class: uniform styles draw fast
         right_layout.addWidget(self.timeline_plot, 1)
         self.rates = QLabel("capture – fps · inference – fps · drawn – fps")
         self.rates.setObjectName("muted")
@@ -240,17 +244,23 @@ class VideoPanel(QWidget):
         self.bars.setOpts(x=np.arange(len(probs)), height=probs, width=0.7,
                           brushes=[pg.mkBrush(class_colour(i)) for i in range(len(probs))])
         self._timeline.append((float(position), best, float(probs[best])))
-        points = np.array(self._timeline)
-        self.timeline_points.setData(x=points[:, 0], y=points[:, 1],
-                                     size=4 + 8 * points[:, 2],
-                                     brush=[pg.mkBrush(class_colour(int(c))) for c in points[:, 1]])
+        if not self._plot_timer.isActive():  # the timeline redraws at most PLOT_INTERVAL_MS apart
+            self._plot_timer.start()
+
+    def _redraw_timeline(self) -> None:
+        points = np.array(self._timeline).reshape(-1, 3)
+        for index, item in enumerate(self.timeline_points):
+            chosen = points[points[:, 1] == index]
+            item.setData(x=chosen[:, 0], y=chosen[:, 1])
 
     def clear_predictions(self) -> None:
         """Forget the overlay, bars and timeline."""
         self._timeline.clear()
+        self._plot_timer.stop()
         self.overlay.setText("")
         self.bars.setOpts(x=[], height=[], brushes=[])
-        self.timeline_points.clear()
+        for item in self.timeline_points:
+            item.clear()
 
     def set_rates(self, capture_fps: float, inference_fps: float, draw_fps: float, dropped: int = 0) -> None:
         """The measured rates; ``dropped``: windows skipped because the model was busy."""
@@ -316,6 +326,12 @@ class VideoPanel(QWidget):
     def _set_class_names(self, names: list[str]) -> None:
         self.class_names = names
         self._timeline.clear()
+        for item in self.timeline_points:
+            self.timeline_plot.removeItem(item)
+        self.timeline_points = [pg.ScatterPlotItem(pen=None, size=7, brush=pg.mkBrush(class_colour(i)))
+                                for i in range(len(names))]
+        for item in self.timeline_points:
+            self.timeline_plot.addItem(item)
         ticks = [list(enumerate(names))]
         self.bar_plot.getAxis("bottom").setTicks(ticks)
         self.bar_plot.setXRange(-0.6, len(names) - 0.4, padding=0)

@@ -352,7 +352,10 @@ def test_the_panel_draws_predictions_and_renders(controller, qtbot, tmp_path):
     for i in range(20):
         panel.show_prediction([0.1, 0.7, 0.1, 0.1], ["left", "right", "up", "down"], i)
     panel.set_rates(31.0, 29.5, 30.2, 3)
+    qtbot.wait(200)  # the plots redraw on a short timer
     assert panel.overlay.toPlainText() == "right  70%"
+    assert list(panel.bars.opts["height"]) == [0.1, 0.7, 0.1, 0.1]
+    assert len(panel.timeline_points[1].data) == 20 and len(panel.timeline_points[0].data) == 0
     assert "3 windows skipped" in panel.rates.text()
     image = panel.grab()
     assert image.save(str(tmp_path / "video_panel.png")) and image.width() > 0
