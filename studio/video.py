@@ -785,7 +785,7 @@ class VideoController(QObject):
     (a newer one replaces one not yet drawn) and messages in a mailbox. A GUI-thread timer
     draws the newest frame, delivers what the workers left and emits the signals below, so a
     busy GUI never builds a backlog. (Emitting Qt signals from Python worker threads also
-    corrupts reference counts in the PySide6 6.12 used here: the process aborts with
+    corrupts reference counts in PySide6 6.12.0 on Python 3.11: the process aborts with
     "deallocating None" after some thousands of emits.) ``draw_rate`` counts frames put on screen.
 
     Signals (GUI thread): ``predictionReady(Prediction)``, ``messagePosted(str, bool is_error)``,
