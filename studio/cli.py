@@ -287,4 +287,7 @@ def cmd_bench(args) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    # Run through the imported module, so `python -m studio.cli` raises and catches the same
+    # CommandError class as the commands it imports (not a second copy under __main__).
+    from studio.cli import main as _main
+    sys.exit(_main())

@@ -105,3 +105,14 @@ def test_gpu_request_without_a_gpu_fails_clearly(tiny, capsys, monkeypatch):
     monkeypatch.setattr(backend, "gpu_unavailable_reason", lambda: "CuPy is not installed")
     assert main(["train", str(tiny), "--device", "gpu"]) == 1
     assert "GPU was asked for but cannot be used: CuPy is not installed" in capsys.readouterr().err
+
+
+def test_relative_dataset_paths_are_read_from_the_project_folder(tmp_path):
+    from studio.session import dataset_reference
+    p = Project(dataset={"kind": "file", "path": "data/x.npz"})
+    p.path = tmp_path / "p.gscope"
+    assert dataset_reference(p)["path"] == str(tmp_path / "data" / "x.npz")
+    p.dataset = {"kind": "builtin", "name": "video-folder", "params": {"folder": "clips", "frames": 8}}
+    ref = dataset_reference(p)
+    assert ref["params"] == {"folder": str(tmp_path / "clips"), "frames": 8}
+    assert p.dataset["params"]["folder"] == "clips", "the project keeps its relative path"
