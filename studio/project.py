@@ -121,12 +121,22 @@ def save_project(project: Project, path: str | os.PathLike) -> Path:
             f.write(payload)
             f.flush()
             os.fsync(f.fileno())
+        os.chmod(tmp, _file_mode(path))  # mkstemp makes 0600; keep the old file's mode or the umask's
         os.replace(tmp, path)  # atomic: the old file stays whole until the new one is complete
     except OSError as exc:
         Path(tmp).unlink(missing_ok=True)
         raise ProjectError(f"cannot save {path}: {exc.strerror or exc}") from None
     project.path = path
     return path
+
+
+def _file_mode(path: Path) -> int:
+    try:
+        return path.stat().st_mode & 0o777
+    except OSError:
+        umask = os.umask(0)
+        os.umask(umask)
+        return 0o666 & ~umask
 
 
 def _pack(project: Project) -> bytes:

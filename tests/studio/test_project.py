@@ -199,3 +199,13 @@ def test_missing_and_folder_paths(tmp_path):
         load_project(tmp_path / "nope.gscope")
     with pytest.raises(ProjectError, match="is a folder"):
         load_project(tmp_path)
+
+
+def test_saved_files_get_ordinary_permissions(tmp_path):
+    path = save_project(small_project(trained=False), tmp_path / "p.gscope")
+    umask = os.umask(0)
+    os.umask(umask)
+    assert path.stat().st_mode & 0o777 == 0o666 & ~umask
+    path.chmod(0o640)
+    save_project(small_project(trained=False), path)
+    assert path.stat().st_mode & 0o777 == 0o640, "a re-save keeps the file's mode"

@@ -87,6 +87,9 @@ def build_baseline() -> Project:
                     "left from right.")
 
 
+EXAMPLES = {"moving-shapes-cnn-lstm": build}
+
+
 def train_and_check(project: Project, epochs: int | None = None, log=print) -> dict:
     """Train ``project`` in place and score it on newly generated clips; returns the figures."""
     from compute.datasets import load

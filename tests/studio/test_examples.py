@@ -1,0 +1,66 @@
+"""The bundled example projects: each opens, is a valid graph whose dataset fits it, and the
+quick ones reach what their issue promises. The long ones are marked slow (``make test-slow``)."""
+import json
+import shutil
+
+import numpy as np
+import pytest
+
+from assets import example_names, example_path
+from compute.generate import generate
+from compute.train import Trainer
+from studio.cli import main
+from studio.project import load_project
+from studio.session import load_dataset
+
+EXPECTED = ["adding-lstm", "adding-rnn", "digits-cnn", "digits-rows-lstm", "hello-lstm", "moving-shapes-cnn-lstm",
+            "text-lstm"]
+
+
+def test_the_contract_examples_are_bundled():
+    assert set(EXPECTED) <= set(example_names())
+
+
+@pytest.mark.parametrize("name", example_names())
+def test_example_opens_and_its_data_fits(name):
+    project = load_project(example_path(name))
+    model = project.build_model()
+    assert model.analysis.ok, model.analysis.errors()
+    Trainer(model, load_dataset(project), project.training)  # raises DataError if they disagree
+    assert project.description, "an example explains itself"
+
+
+def _train(name, tmp_path, capsys, *extra):
+    path = shutil.copy(example_path(name), tmp_path / f"{name}.gscope")
+    assert main(["train", str(path), "--json", *extra]) == 0
+    return json.loads(capsys.readouterr().out.strip().splitlines()[-1]), load_project(path)
+
+
+def test_hello_lstm_spells_hello(tmp_path, capsys):
+    _, project = _train("hello-lstm", tmp_path, capsys)
+    text, probs = generate(project.build_model(), list("helo"), "h", 4, temperature=0.0)
+    assert text == "hello"
+    assert probs.shape == (4, 4) and np.allclose(probs.sum(axis=1), 1.0, atol=1e-5)
+
+
+def test_digits_rows_lstm_reaches_95_percent(tmp_path, capsys):
+    result, _ = _train("digits-rows-lstm", tmp_path, capsys)
+    assert result["test_accuracy"] >= 0.95
+
+
+@pytest.mark.slow
+def test_adding_lstm_learns_and_the_rnn_does_not(tmp_path, capsys):
+    lstm, _ = _train("adding-lstm", tmp_path, capsys)
+    rnn, _ = _train("adding-rnn", tmp_path, capsys)
+    assert lstm["test_loss"] < 0.01
+    assert rnn["test_loss"] > 0.1
+
+
+@pytest.mark.slow
+def test_text_lstm_writes_real_words(tmp_path, capsys):
+    _, project = _train("text-lstm", tmp_path, capsys)
+    dataset = load_dataset(project)
+    text, _ = generate(project.build_model(), dataset.vocab, "Alice was ", 300, temperature=0.5,
+                       rng=np.random.default_rng(0))
+    words = {w.strip(".,;:!?'\"()").lower() for w in text.split()}
+    assert len(words & {"the", "and", "she", "said", "to", "of", "it", "was", "alice", "a"}) >= 4
