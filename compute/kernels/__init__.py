@@ -200,6 +200,27 @@ def _check(array, name: str, shape=None, dtype=numpy.float32):
     return get_array_module(array).ascontiguousarray(array)
 
 
+def _output(out, like, shape, name: str, dtype=numpy.float32):
+    """The buffer a kernel writes: ``out`` when the caller gives one (a C-contiguous ``dtype``
+    array of ``shape``, e.g. one timestep's slice of a layer's ``(T, ...)`` buffer, so a step
+    loop allocates nothing and copies nothing), else a new one on ``like``'s device."""
+    if out is None:
+        return _empty(like, shape, dtype)
+    if out.dtype != dtype or tuple(out.shape) != tuple(shape) or not out.flags.c_contiguous:
+        raise ValueError(f"{name} must be a C-contiguous {numpy.dtype(dtype).name} array of shape "
+                         f"{tuple(shape)}, written in place; got {out.dtype} {tuple(out.shape)}")
+    return out
+
+
+def _outs(out, count: int):
+    """``out`` as a tuple of ``count`` optional buffers (None: allocate them all)."""
+    if out is None:
+        return (None,) * count
+    if len(out) != count:
+        raise ValueError(f"out must be a tuple of {count} arrays (or None)")
+    return tuple(out)
+
+
 def _optional(array, name: str, shape, dtype=numpy.float32):
     return None if array is None else _check(array, name, shape, dtype)
 
@@ -241,7 +262,7 @@ def _lstm_variant(variant: str) -> int:
 # --------------------------------------------------------------------------- LSTM / ConvLSTM
 
 def lstm_forward(pre, c_prev, peephole=None, variant: str = "standard", pins=None,
-                 keep_tanh_c: bool = False):
+                 keep_tanh_c: bool = False, out=None):
     """Gate math of one LSTM step, fused.
 
     Takes ``pre`` (B, G*U): the pre-activations x W + h_prev U + b, stacked ``i, f, g, o``
@@ -250,6 +271,8 @@ def lstm_forward(pre, c_prev, peephole=None, variant: str = "standard", pins=Non
     a mapping gate letter -> constant (see :func:`pin_values`).
     Returns ``(gates, c, h, tanh_c)``: activated gates (B, G*U) in the same order, the cell
     state and hidden state (B, U), and tanh(c) (B, U) when ``keep_tanh_c`` else None.
+    ``out``: optional ``(gates, c, h, tanh_c)`` buffers to write instead (``tanh_c`` None
+    unless ``keep_tanh_c``); they must not overlap the inputs.
     """
     code = _lstm_variant(variant)
     batch, units = c_prev.shape
@@ -262,10 +285,11 @@ def lstm_forward(pre, c_prev, peephole=None, variant: str = "standard", pins=Non
         peephole = _check(peephole, "peephole", (3, units))
     else:
         peephole = None  # never read by the other variants
-    gates = _empty(pre, pre.shape)
-    c = _empty(pre, (batch, units))
-    h = _empty(pre, (batch, units))
-    tanh_c = _empty(pre, (batch, units)) if keep_tanh_c else None
+    out_gates, out_c, out_h, out_tanh_c = _outs(out, 4)
+    gates = _output(out_gates, pre, pre.shape, "gates")
+    c = _output(out_c, pre, (batch, units), "c")
+    h = _output(out_h, pre, (batch, units), "h")
+    tanh_c = _output(out_tanh_c, pre, (batch, units), "tanh_c") if keep_tanh_c else None
     _launch("lstm", "lstm_forward", batch * units,
             (pre, c_prev, peephole, gates, c, h, tanh_c, _i64(batch * units), _i32(units),
              _i32(code), *_lstm_pins(pins, variant)), pre)
@@ -273,7 +297,7 @@ def lstm_forward(pre, c_prev, peephole=None, variant: str = "standard", pins=Non
 
 
 def lstm_backward(dh, dc_next, gates, c_prev, c, peephole=None, variant: str = "standard",
-                  pins=None):
+                  pins=None, out=None):
     """Backward through the gate math of one LSTM step.
 
     Takes ``dh`` (B, U) = dL/dh_t (from above plus the next step's recurrent GEMM),
@@ -282,7 +306,8 @@ def lstm_backward(dh, dc_next, gates, c_prev, c, peephole=None, variant: str = "
     same ``variant`` and ``pins``. Returns ``(d_pre, dc_prev)``: the gradient of the
     pre-activations (B, G*U), in gate order, zero for pinned gates, and dL/dC_{t-1} (B, U).
     The caller forms dW, dU, db and dh_prev = d_pre U^T with GEMMs; peephole weight
-    gradients come from :func:`lstm_peephole_grad`.
+    gradients come from :func:`lstm_peephole_grad`. ``out``: optional ``(d_pre, dc_prev)``
+    buffers to write instead.
     """
     code = _lstm_variant(variant)
     batch, units = c_prev.shape
@@ -298,8 +323,9 @@ def lstm_backward(dh, dc_next, gates, c_prev, c, peephole=None, variant: str = "
         peephole = _check(peephole, "peephole", (3, units))
     else:
         peephole = None
-    d_pre = _empty(dh, gates.shape)
-    dc_prev = _empty(dh, (batch, units))
+    out_d_pre, out_dc_prev = _outs(out, 2)
+    d_pre = _output(out_d_pre, dh, gates.shape, "d_pre")
+    dc_prev = _output(out_dc_prev, dh, (batch, units), "dc_prev")
     _launch("lstm", "lstm_backward", batch * units,
             (dh, dc_next, gates, c_prev, c, peephole, d_pre, dc_prev, _i64(batch * units),
              _i32(units), _i32(code), *_lstm_pins(pins, variant)), dh)
@@ -384,21 +410,23 @@ def _rnn_activation(activation: str) -> int:
     return RNN_ACTIVATIONS[activation]
 
 
-def simple_rnn_forward(pre, activation: str = "tanh"):
-    """h_t = act(pre) for one SimpleRNN step; ``pre`` (B, H) = x W + h_prev U + b. Returns h (B, H)."""
+def simple_rnn_forward(pre, activation: str = "tanh", out=None):
+    """h_t = act(pre) for one SimpleRNN step; ``pre`` (B, H) = x W + h_prev U + b. Returns h
+    (B, H), written into ``out`` when given."""
     code = _rnn_activation(activation)
     pre = _check(pre, "pre")
-    h = _empty(pre, pre.shape)
+    h = _output(out, pre, pre.shape, "h")
     _launch("rnn", "simple_rnn_forward", pre.size, (pre, h, _i64(pre.size), _i32(code)), pre)
     return h
 
 
-def simple_rnn_backward(dh, h, activation: str = "tanh"):
-    """d_pre = dh * act'(pre), the slope read off the output ``h``; all (B, H). Returns d_pre."""
+def simple_rnn_backward(dh, h, activation: str = "tanh", out=None):
+    """d_pre = dh * act'(pre), the slope read off the output ``h``; all (B, H). Returns d_pre,
+    written into ``out`` when given."""
     code = _rnn_activation(activation)
     h = _check(h, "h")
     dh = _check(dh, "dh", h.shape)
-    d_pre = _empty(dh, h.shape)
+    d_pre = _output(out, dh, h.shape, "d_pre")
     _launch("rnn", "simple_rnn_backward", h.size, (dh, h, d_pre, _i64(h.size), _i32(code)), dh)
     return d_pre
 
@@ -410,72 +438,77 @@ def _gru_pins(pins, gates: str):
     return tuple(_f32(values[g]) for g in gates)
 
 
-def gru_pytorch_forward(x_gates, h_gates, h_prev, pins=None):
+def gru_pytorch_forward(x_gates, h_gates, h_prev, pins=None, out=None):
     """One GRU step in PyTorch's form: n = tanh(xn + r * hn).
 
     Takes ``x_gates`` (B, 3H) = x W + b_x and ``h_gates`` (B, 3H) = h_prev U + b_h, both
     stacked ``r, z, n``; ``h_prev`` (B, H). Returns ``(gates, h)``: activated ``r, z, n``
-    (B, 3H) and h = (1 - z) * h_prev + z * n (B, H).
+    (B, 3H) and h = (1 - z) * h_prev + z * n (B, H). ``out``: optional ``(gates, h)``
+    buffers to write instead.
     """
     batch, units = h_prev.shape
     x_gates = _check(x_gates, "x_gates", (batch, 3 * units))
     h_gates = _check(h_gates, "h_gates", (batch, 3 * units))
     h_prev = _check(h_prev, "h_prev")
-    gates = _empty(x_gates, x_gates.shape)
-    h = _empty(x_gates, (batch, units))
+    out_gates, out_h = _outs(out, 2)
+    gates = _output(out_gates, x_gates, x_gates.shape, "gates")
+    h = _output(out_h, x_gates, (batch, units), "h")
     _launch("gru", "gru_pytorch_forward", batch * units,
             (x_gates, h_gates, h_prev, gates, h, _i64(batch * units), _i32(units),
              *_gru_pins(pins, "rzn")), x_gates)
     return gates, h
 
 
-def gru_pytorch_backward(dh, gates, h_prev, h_gates, pins=None):
+def gru_pytorch_backward(dh, gates, h_prev, h_gates, pins=None, out=None):
     """Backward of :func:`gru_pytorch_forward`.
 
     Takes ``dh`` (B, H), the forward's ``gates`` (B, 3H), ``h_prev`` (B, H) and ``h_gates``
     (B, 3H). Returns ``(d_x_gates, d_h_gates, dh_prev)``: gradients of both pre-activation
     inputs (B, 3H) and the direct part dh * (1 - z) of dL/dh_prev (B, H); the caller adds
-    d_h_gates U^T.
+    d_h_gates U^T. ``out``: optional ``(d_x_gates, d_h_gates, dh_prev)`` buffers.
     """
     batch, units = h_prev.shape
     dh = _check(dh, "dh", (batch, units))
     gates = _check(gates, "gates", (batch, 3 * units))
     h_prev = _check(h_prev, "h_prev")
     h_gates = _check(h_gates, "h_gates", (batch, 3 * units))
-    d_x_gates = _empty(dh, gates.shape)
-    d_h_gates = _empty(dh, gates.shape)
-    dh_prev = _empty(dh, (batch, units))
+    out_dx, out_dh_gates, out_dh_prev = _outs(out, 3)
+    d_x_gates = _output(out_dx, dh, gates.shape, "d_x_gates")
+    d_h_gates = _output(out_dh_gates, dh, gates.shape, "d_h_gates")
+    dh_prev = _output(out_dh_prev, dh, (batch, units), "dh_prev")
     _launch("gru", "gru_pytorch_backward", batch * units,
             (dh, gates, h_prev, h_gates, d_x_gates, d_h_gates, dh_prev, _i64(batch * units),
              _i32(units), *_gru_pins(pins, "rzn")), dh)
     return d_x_gates, d_h_gates, dh_prev
 
 
-def gru_cho_forward_rz(x_gates, h_rz, h_prev, pins=None):
+def gru_cho_forward_rz(x_gates, h_rz, h_prev, pins=None, out=None):
     """Cho-form GRU step, part 1 (before the GEMM with U_n).
 
     Takes ``x_gates`` (B, 3H) = x W + b stacked ``r, z, n``, ``h_rz`` (B, 2H) = h_prev U_rz,
     ``h_prev`` (B, H). Returns ``(gates, r_h_prev)``: ``gates`` (B, 3H) with its r and z
     blocks filled (the n block is filled by :func:`gru_cho_forward_n`), and r * h_prev (B, H),
-    which the caller multiplies by U_n.
+    which the caller multiplies by U_n. ``out``: optional ``(gates, r_h_prev)`` buffers.
     """
     batch, units = h_prev.shape
     x_gates = _check(x_gates, "x_gates", (batch, 3 * units))
     h_rz = _check(h_rz, "h_rz", (batch, 2 * units))
     h_prev = _check(h_prev, "h_prev")
-    gates = _empty(x_gates, x_gates.shape)
-    r_h_prev = _empty(x_gates, (batch, units))
+    out_gates, out_r_h_prev = _outs(out, 2)
+    gates = _output(out_gates, x_gates, x_gates.shape, "gates")
+    r_h_prev = _output(out_r_h_prev, x_gates, (batch, units), "r_h_prev")
     _launch("gru", "gru_cho_forward_rz", batch * units,
             (x_gates, h_rz, h_prev, gates, r_h_prev, _i64(batch * units), _i32(units),
              *_gru_pins(pins, "rz")), x_gates)
     return gates, r_h_prev
 
 
-def gru_cho_forward_n(x_gates, h_n, h_prev, gates, pins=None):
+def gru_cho_forward_n(x_gates, h_n, h_prev, gates, pins=None, out=None):
     """Cho-form GRU step, part 2: n = tanh(xn + h_n), h = (1 - z) * h_prev + z * n.
 
     Takes ``x_gates`` (B, 3H), ``h_n`` (B, H) = (r * h_prev) U_n, ``h_prev`` (B, H) and the
-    ``gates`` from part 1, whose n block is written in place. Returns ``(gates, h)``.
+    ``gates`` from part 1, whose n block is written in place. Returns ``(gates, h)``; ``h``
+    is written into ``out`` when given.
     """
     batch, units = h_prev.shape
     x_gates = _check(x_gates, "x_gates", (batch, 3 * units))
@@ -483,27 +516,29 @@ def gru_cho_forward_n(x_gates, h_n, h_prev, gates, pins=None):
     h_prev = _check(h_prev, "h_prev")
     if gates.dtype != numpy.float32 or gates.shape != (batch, 3 * units) or not gates.flags.c_contiguous:
         raise ValueError(f"gates must be part 1's C-contiguous float32 (B, 3H) = {(batch, 3 * units)}")
-    h = _empty(x_gates, (batch, units))
+    h = _output(out, x_gates, (batch, units), "h")
     _launch("gru", "gru_cho_forward_n", batch * units,
             (x_gates, h_n, h_prev, gates, h, _i64(batch * units), _i32(units),
              *_gru_pins(pins, "n")), x_gates)
     return gates, h
 
 
-def gru_cho_backward_n(dh, gates, h_prev, pins=None):
+def gru_cho_backward_n(dh, gates, h_prev, pins=None, out=None):
     """Cho-form GRU backward, part 1.
 
     Takes ``dh`` (B, H), the forward's ``gates`` (B, 3H) and ``h_prev`` (B, H). Returns
     ``(d_gates, dh_prev)``: ``d_gates`` (B, 3H) with its z and n blocks filled (the gradient
     of the x-projection and of the recurrent products alike; the r block is filled by part
     2) and dh_prev = dh * (1 - z). The caller then computes d_r_h_prev = d_gates[:, 2H:] U_n^T.
+    ``out``: optional ``(d_gates, dh_prev)`` buffers to write instead.
     """
     batch, units = h_prev.shape
     dh = _check(dh, "dh", (batch, units))
     gates = _check(gates, "gates", (batch, 3 * units))
     h_prev = _check(h_prev, "h_prev")
-    d_gates = _empty(dh, gates.shape)
-    dh_prev = _empty(dh, (batch, units))
+    out_d_gates, out_dh_prev = _outs(out, 2)
+    d_gates = _output(out_d_gates, dh, gates.shape, "d_gates")
+    dh_prev = _output(out_dh_prev, dh, (batch, units), "dh_prev")
     _launch("gru", "gru_cho_backward_n", batch * units,
             (dh, gates, h_prev, d_gates, dh_prev, _i64(batch * units), _i32(units),
              *_gru_pins(pins, "zn")), dh)
@@ -559,17 +594,18 @@ def _window_geometry(x_shape, kh: int, kw: int, stride, pads):
             window_output_size(width, kw, sx, left, right))
 
 
-def im2col(x, kh: int, kw: int, stride, pads):
+def im2col(x, kh: int, kw: int, stride, pads, out=None):
     """Patches of ``x`` as columns, for a convolution as one GEMM.
 
     Takes ``x`` (N, C, H, W), the kernel size, ``stride`` (int or (sy, sx)) and ``pads`` =
     (top, bottom, left, right). Returns ``col`` (C, kh, kw, N, Ho, Wo) with
-    ``col[c, u, v, n, i, j] = xpad[n, c, i*sy + u, j*sx + v]`` (as ``compute.ops.conv``).
+    ``col[c, u, v, n, i, j] = xpad[n, c, i*sy + u, j*sx + v]`` (as ``compute.ops.conv``),
+    written into ``out`` when given (e.g. the top rows of a larger column matrix).
     """
     x = _check(x, "x")
     batch, channels, height, width = x.shape
     sy, sx, top, left, out_h, out_w = _window_geometry(x.shape, kh, kw, stride, pads)
-    col = _empty(x, (channels, kh, kw, batch, out_h, out_w))
+    col = _output(out, x, (channels, kh, kw, batch, out_h, out_w), "col")
     _launch("conv", "im2col", col.size,
             (x, col, _i64(col.size), _i32(batch), _i32(channels), _i32(height), _i32(width),
              _i32(kh), _i32(kw), _i32(sy), _i32(sx), _i32(top), _i32(left), _i32(out_h),

@@ -23,6 +23,21 @@ def _pinned(xp, activated, pin: float):
     return activated if pin < 0 else xp.full_like(activated, pin)
 
 
+def _written(out, results):
+    """The launch functions' ``out=`` contract: with ``out`` None return ``results``, else
+    copy each result into its buffer (None stays None) and return the buffers."""
+    if out is None:
+        return results
+    single = not isinstance(results, tuple)
+    buffers, values = ((out,), (results,)) if single else (tuple(out), results)
+    if len(buffers) != len(values):
+        raise ValueError(f"out must be a tuple of {len(values)} arrays (or None)")
+    for buffer, value in zip(buffers, values):
+        if buffer is not None and value is not None:
+            buffer[...] = value
+    return buffers[0] if single else tuple(b if v is not None else None for b, v in zip(buffers, values))
+
+
 def _free(xp, grad, pin: float):
     """A pinned gate is a constant: its pre-activation gets no gradient."""
     return grad if pin < 0 else xp.zeros_like(grad)
@@ -38,7 +53,7 @@ def _lstm_setup(variant: str, pins, c_prev):
 
 
 def lstm_forward(pre, c_prev, peephole=None, variant: str = "standard", pins=None,
-                 keep_tanh_c: bool = False):
+                 keep_tanh_c: bool = False, out=None):
     """Twin of ``compute.kernels.lstm_forward``: ``(gates, c, h, tanh_c or None)``."""
     xp = get_array_module(pre)
     names, pin, (batch, units) = _lstm_setup(variant, pins, c_prev)
@@ -64,11 +79,11 @@ def lstm_forward(pre, c_prev, peephole=None, variant: str = "standard", pins=Non
         gates = xp.stack([i, f, g, o], axis=1)
     tanh_c = xp.tanh(c)
     h = o * tanh_c
-    return gates.reshape(pre.shape), c, h, tanh_c if keep_tanh_c else None
+    return _written(out, (gates.reshape(pre.shape), c, h, tanh_c if keep_tanh_c else None))
 
 
 def lstm_backward(dh, dc_next, gates, c_prev, c, peephole=None, variant: str = "standard",
-                  pins=None):
+                  pins=None, out=None):
     """Twin of ``compute.kernels.lstm_backward``: ``(d_pre, dc_prev)``."""
     xp = get_array_module(dh)
     names, pin, (batch, units) = _lstm_setup(variant, pins, c_prev)
@@ -96,7 +111,7 @@ def lstm_backward(dh, dc_next, gates, c_prev, c, peephole=None, variant: str = "
         dc_prev = dc * f
         if variant == "peephole":
             dc_prev = dc_prev + da_i * peephole[0] + da_f * peephole[1]
-    return d_pre.reshape(gates.shape), dc_prev
+    return _written(out, (d_pre.reshape(gates.shape), dc_prev))
 
 
 def lstm_peephole_grad(d_pre, c_prev, c, out=None):
@@ -145,19 +160,19 @@ def convlstm_peephole_grad(d_pre, c_prev, c, out=None):
 
 # --------------------------------------------------------------------------- SimpleRNN
 
-def simple_rnn_forward(pre, activation: str = "tanh"):
+def simple_rnn_forward(pre, activation: str = "tanh", out=None):
     """Twin of ``compute.kernels.simple_rnn_forward``: act(pre)."""
     xp = get_array_module(pre)
     if activation not in RNN_ACTIVATIONS:
         raise ValueError(f"unknown activation {activation!r}")
-    return xp.tanh(pre) if activation == "tanh" else xp.maximum(pre, 0)
+    return _written(out, xp.tanh(pre) if activation == "tanh" else xp.maximum(pre, 0))
 
 
-def simple_rnn_backward(dh, h, activation: str = "tanh"):
+def simple_rnn_backward(dh, h, activation: str = "tanh", out=None):
     """Twin of ``compute.kernels.simple_rnn_backward``: dh * act'(pre), read off h."""
     if activation not in RNN_ACTIVATIONS:
         raise ValueError(f"unknown activation {activation!r}")
-    return dh * (1 - h * h) if activation == "tanh" else dh * (h > 0)
+    return _written(out, dh * (1 - h * h) if activation == "tanh" else dh * (h > 0))
 
 
 # --------------------------------------------------------------------------- GRU
@@ -172,7 +187,7 @@ def _split3(array):
     return blocks[:, 0], blocks[:, 1], blocks[:, 2]
 
 
-def gru_pytorch_forward(x_gates, h_gates, h_prev, pins=None):
+def gru_pytorch_forward(x_gates, h_gates, h_prev, pins=None, out=None):
     """Twin of ``compute.kernels.gru_pytorch_forward``: ``(gates, h)``."""
     xp = get_array_module(x_gates)
     pin = _gru_pins(pins)
@@ -182,10 +197,10 @@ def gru_pytorch_forward(x_gates, h_gates, h_prev, pins=None):
     z = _pinned(xp, _sigmoid(xp, xz + hz), pin["z"])
     n = _pinned(xp, xp.tanh(xn + r * hn), pin["n"])
     h = (1 - z) * h_prev + z * n  # the lectures' convention: z chooses the new candidate
-    return xp.stack([r, z, n], axis=1).reshape(x_gates.shape), h
+    return _written(out, (xp.stack([r, z, n], axis=1).reshape(x_gates.shape), h))
 
 
-def gru_pytorch_backward(dh, gates, h_prev, h_gates, pins=None):
+def gru_pytorch_backward(dh, gates, h_prev, h_gates, pins=None, out=None):
     """Twin of ``compute.kernels.gru_pytorch_backward``: ``(d_x_gates, d_h_gates, dh_prev)``."""
     xp = get_array_module(dh)
     pin = _gru_pins(pins)
@@ -196,10 +211,10 @@ def gru_pytorch_backward(dh, gates, h_prev, h_gates, pins=None):
     da_r = _free(xp, da_n * hn * r * (1 - r), pin["r"])
     d_x_gates = xp.stack([da_r, da_z, da_n], axis=1).reshape(gates.shape)
     d_h_gates = xp.stack([da_r, da_z, da_n * r], axis=1).reshape(gates.shape)
-    return d_x_gates, d_h_gates, dh * (1 - z)
+    return _written(out, (d_x_gates, d_h_gates, dh * (1 - z)))
 
 
-def gru_cho_forward_rz(x_gates, h_rz, h_prev, pins=None):
+def gru_cho_forward_rz(x_gates, h_rz, h_prev, pins=None, out=None):
     """Twin of ``compute.kernels.gru_cho_forward_rz``: ``(gates, r_h_prev)``; the n block of
     ``gates`` is zero until :func:`gru_cho_forward_n` fills it."""
     xp = get_array_module(x_gates)
@@ -209,10 +224,10 @@ def gru_cho_forward_rz(x_gates, h_rz, h_prev, pins=None):
     r = _pinned(xp, _sigmoid(xp, xr + h_rz[:, :units]), pin["r"])
     z = _pinned(xp, _sigmoid(xp, xz + h_rz[:, units:]), pin["z"])
     gates = xp.stack([r, z, xp.zeros_like(r)], axis=1).reshape(x_gates.shape)
-    return gates, r * h_prev
+    return _written(out, (gates, r * h_prev))
 
 
-def gru_cho_forward_n(x_gates, h_n, h_prev, gates, pins=None):
+def gru_cho_forward_n(x_gates, h_n, h_prev, gates, pins=None, out=None):
     """Twin of ``compute.kernels.gru_cho_forward_n``: writes the n block of ``gates``;
     returns ``(gates, h)``."""
     xp = get_array_module(x_gates)
@@ -220,10 +235,10 @@ def gru_cho_forward_n(x_gates, h_n, h_prev, gates, pins=None):
     _, z, n_block = _split3(gates)
     n = _pinned(xp, xp.tanh(_split3(x_gates)[2] + h_n), pin["n"])
     n_block[...] = n
-    return gates, (1 - z) * h_prev + z * n
+    return gates, _written(out, (1 - z) * h_prev + z * n)
 
 
-def gru_cho_backward_n(dh, gates, h_prev, pins=None):
+def gru_cho_backward_n(dh, gates, h_prev, pins=None, out=None):
     """Twin of ``compute.kernels.gru_cho_backward_n``: ``(d_gates, dh_prev)``; the r block of
     ``d_gates`` is zero until :func:`gru_cho_backward_r` fills it."""
     xp = get_array_module(dh)
@@ -232,7 +247,7 @@ def gru_cho_backward_n(dh, gates, h_prev, pins=None):
     da_z = _free(xp, dh * (n - h_prev) * z * (1 - z), pin["z"])
     da_n = _free(xp, dh * z * (1 - n ** 2), pin["n"])
     d_gates = xp.stack([xp.zeros_like(da_z), da_z, da_n], axis=1).reshape(gates.shape)
-    return d_gates, dh * (1 - z)
+    return _written(out, (d_gates, dh * (1 - z)))
 
 
 def gru_cho_backward_r(d_r_h_prev, gates, h_prev, d_gates, dh_prev, pins=None):
@@ -261,7 +276,7 @@ def _padded_window(padded, u, v, sy, sx, out_h, out_w):
     return padded[:, :, u:u + sy * (out_h - 1) + 1:sy, v:v + sx * (out_w - 1) + 1:sx]
 
 
-def im2col(x, kh: int, kw: int, stride, pads):
+def im2col(x, kh: int, kw: int, stride, pads, out=None):
     """Twin of ``compute.kernels.im2col``: pad once, then kh*kw strided slice copies."""
     xp = get_array_module(x)
     batch, channels, height, width = x.shape
@@ -272,7 +287,7 @@ def im2col(x, kh: int, kw: int, stride, pads):
     for u in range(kh):
         for v in range(kw):
             col[:, u, v] = _padded_window(padded, u, v, sy, sx, out_h, out_w).transpose(1, 0, 2, 3)
-    return col
+    return _written(out, col)
 
 
 def col2im(col, x_shape, stride, pads):
