@@ -4,6 +4,9 @@ global-norm gradient clipping.
 An optimizer updates a model's trainable parameters in place from their gradients. Its state
 (momentum buffers, Adam moments, the step count) round-trips through ``state_dict`` so that a
 saved and reopened project resumes exactly where it stopped.
+
+On CuPy arrays (or with a host kernel backend installed) each parameter's update is one fused
+kernel of ``compute.kernels`` (``sgd_update``, ``adam_update``), in place, with the same math.
 """
 from __future__ import annotations
 
@@ -12,7 +15,9 @@ from typing import Any
 
 import numpy as np
 
+from compute import kernels
 from compute.backend import get_array_module, to_numpy
+from compute.ops.dispatch import kernel_path
 
 OPTIMIZERS = ("sgd", "adam", "adamw")
 SCHEDULES = ("constant", "step", "cosine")
@@ -99,6 +104,10 @@ class SGD(Optimizer):
         self.momentum, self.nesterov = momentum, nesterov
 
     def update(self, p, g, state, lr):
+        if kernel_path(p, g):
+            kernels.sgd_update(p, g, state["velocity"] if self.momentum else None, lr, self.momentum,
+                               self.nesterov, self.weight_decay)
+            return
         if self.weight_decay:
             g = g + self.weight_decay * p
         if self.momentum == 0:
@@ -122,6 +131,12 @@ class Adam(Optimizer):
         self.beta1, self.beta2, self.eps, self.decoupled = beta1, beta2, eps, decoupled
 
     def update(self, p, g, state, lr):
+        t = self.step_count
+        if kernel_path(p, g):
+            kernels.adam_update(p, g, state["m"], state["v"], lr, self.beta1, self.beta2, self.eps,
+                                self.weight_decay, 1 - self.beta1 ** t, 1 - self.beta2 ** t,
+                                self.decoupled)
+            return
         if self.weight_decay and not self.decoupled:
             g = g + self.weight_decay * p
         m, v = state["m"], state["v"]
@@ -129,7 +144,6 @@ class Adam(Optimizer):
         m += (1 - self.beta1) * g
         v *= self.beta2
         v += (1 - self.beta2) * (g * g)
-        t = self.step_count
         if self.weight_decay and self.decoupled:
             p -= lr * self.weight_decay * p
         xp = get_array_module(p)

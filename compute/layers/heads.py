@@ -3,10 +3,12 @@ from __future__ import annotations
 
 import numpy as np
 
+from compute import kernels
 from compute.backend import get_array_module
 from compute.layers import register
 from compute.layers.activations import softmax
 from compute.layers.base import Layer, Setting, ShapeError, describe_shape
+from compute.ops.dispatch import kernel_path
 
 
 class Head(Layer):
@@ -26,7 +28,9 @@ class Classify(Head):
 
     Fed a vector of C scores per sample it classifies the sample (labels of shape (N,)); fed
     a sequence (T, C) it classifies every step (labels (N, T)), as in the lectures' "hello"
-    example. ``forward`` returns class probabilities.
+    example. ``forward`` returns class probabilities. On CuPy arrays (or with a host kernel
+    backend installed) the loss and its gradient are the fused softmax cross-entropy kernels
+    (a stable log-softmax per row, then ``(p - onehot) / rows``).
     """
 
     type_name = "Classify"
@@ -46,6 +50,7 @@ class Classify(Head):
         return tuple(shape)
 
     def forward(self, inputs, training):
+        self._logits = inputs[0]
         self._probs = softmax(inputs[0])
         return self._probs
 
@@ -53,6 +58,11 @@ class Classify(Head):
         probs = self._probs
         xp = get_array_module(probs)
         labels = xp.asarray(targets).astype(np.int64)
+        if kernel_path(self._logits):
+            logits = self._logits.reshape(-1, probs.shape[-1])
+            row_loss, kernel_probs = kernels.softmax_cross_entropy_forward(logits, labels.reshape(-1))
+            self._grad = kernels.softmax_cross_entropy_backward(kernel_probs, labels.reshape(-1)).reshape(probs.shape)
+            return float(row_loss.mean())
         flat = probs.reshape(-1, probs.shape[-1])
         flat_labels = labels.reshape(-1)
         picked = flat[xp.arange(flat.shape[0]), flat_labels]

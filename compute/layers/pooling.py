@@ -3,13 +3,20 @@
 Windows are visited the im2col way: one strided slice of the whole batch per position inside
 the window (``size`` or ``size * size`` slices), never a Python loop over pixels. Windows are
 'valid' (no padding): the output length is ``floor((n - size) / stride) + 1``.
+
+On CuPy arrays (or with a host kernel backend installed) max and average pooling run the
+pooling kernels of ``compute.kernels``, which pool the last two axes of ``(N, C, H, W)``: an
+input is viewed (no copy) as planes ``(-1, 1, H, W)``; a sequence ``(N, T, F)`` as planes
+``(N, 1, T, F)`` pooled by ``size x 1`` windows.
 """
 from __future__ import annotations
 
 import itertools
 
+from compute import kernels
 from compute.backend import get_array_module
 from compute.layers import register
+from compute.ops.dispatch import kernel_path
 from compute.layers.base import Layer, Setting, ShapeError, describe_shape
 
 
@@ -68,6 +75,13 @@ class _Pool(Layer):
             slicers.append(tuple(index))
         return tuple(out), slicers
 
+    def _planes(self, shape: tuple[int, ...]):
+        """(plane shape ``(B, 1, H, W)``, window ``(kh, kw)``, stride ``(sy, sx)``) for the
+        pooling kernels: the input's last two axes are the plane; a 1-D window spans one row."""
+        size, stride = self.settings["size"], self.stride
+        window, strides = ((size, size), (stride, stride)) if len(self.window_axes) == 2 else ((size, 1), (stride, 1))
+        return (-1, 1) + tuple(shape[-2:]), window, strides
+
 
 class _MaxPool(_Pool):
     """The largest value of each window. Backward routes the gradient to the position of that
@@ -77,6 +91,11 @@ class _MaxPool(_Pool):
         x = inputs[0]
         xp = get_array_module(x)
         out_shape, slicers = self._windows(x.shape)
+        if kernel_path(x):
+            planes, (kh, kw), strides = self._planes(x.shape)
+            best, where = kernels.max_pool2d_forward(x.reshape(planes), kh, kw, strides)
+            self._x_shape, self._slicers, self._where = x.shape, None, where
+            return best.reshape(out_shape)
         best = x[slicers[0]].copy()
         where = xp.zeros(out_shape, dtype=xp.int32)  # index of the winning window position
         for k, index in enumerate(slicers[1:], start=1):
@@ -89,6 +108,12 @@ class _MaxPool(_Pool):
 
     def backward(self, grad_output):
         xp = get_array_module(grad_output)
+        if self._slicers is None:                          # forward ran the kernel
+            _, (kh, kw), strides = self._planes(self._x_shape)
+            plane_shape = (self._where.shape[0], 1) + tuple(self._x_shape[-2:])
+            dx = kernels.max_pool2d_backward(grad_output.reshape(self._where.shape), self._where,
+                                             plane_shape, kh, kw, strides)
+            return [dx.reshape(self._x_shape)]
         dx = xp.zeros(self._x_shape, dtype=grad_output.dtype)
         for k, index in enumerate(self._slicers):
             # += because overlapping windows (stride < size) can pick the same pixel.
@@ -101,7 +126,11 @@ class _AvgPool(_Pool):
 
     def forward(self, inputs, training):
         x = inputs[0]
-        _, slicers = self._windows(x.shape)
+        out_shape, slicers = self._windows(x.shape)
+        if kernel_path(x):
+            planes, (kh, kw), strides = self._planes(x.shape)
+            self._x_shape, self._slicers = x.shape, None
+            return kernels.avg_pool2d_forward(x.reshape(planes), kh, kw, strides).reshape(out_shape)
         total = x[slicers[0]].copy()
         for index in slicers[1:]:
             total += x[index]
@@ -110,6 +139,12 @@ class _AvgPool(_Pool):
 
     def backward(self, grad_output):
         xp = get_array_module(grad_output)
+        if self._slicers is None:                          # forward ran the kernel
+            _, (kh, kw), strides = self._planes(self._x_shape)
+            plane_shape = (-1, 1) + tuple(grad_output.shape[-2:])
+            dy = grad_output.reshape(plane_shape)
+            dx = kernels.avg_pool2d_backward(dy, (dy.shape[0], 1) + tuple(self._x_shape[-2:]), kh, kw, strides)
+            return [dx.reshape(self._x_shape)]
         dx = xp.zeros(self._x_shape, dtype=grad_output.dtype)
         share = grad_output * (1.0 / len(self._slicers))
         for index in self._slicers:

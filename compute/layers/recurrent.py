@@ -11,6 +11,11 @@ Public shapes are batch-first: a sequence ``(N, T, F)`` (ConvLSTM2D: a clip
 * backward walks the steps in reverse carrying ``dL/dh`` (and ``dL/dC``), and the weight
   gradients are one GEMM each over all timesteps.
 
+On CuPy arrays (or NumPy arrays with a host kernel backend installed, as the tests do) the
+gate math of each step is one fused kernel of ``compute.kernels`` writing straight into the
+step's slices of the preallocated ``(T, ...)`` buffers, and the step loop reads no device
+value on the host. Probes, which record extra per-step values, keep the array code.
+
 Settings every block shares:
 
 ``hidden_size``      units H of the hidden state (ConvLSTM2D: ``filters``).
@@ -47,11 +52,13 @@ from __future__ import annotations
 
 import numpy as np
 
+from compute import kernels
 from compute.backend import get_array_module, to_numpy
 from compute.layers import register
 from compute.layers.base import Layer, Setting, SettingsError, ShapeError, describe_shape
 from compute.ops import convlstm as conv_ops
 from compute.ops import recurrent as ops
+from compute.ops.dispatch import kernel_path
 
 PIN_CHOICES = ("learned", "0", "1")
 
@@ -316,7 +323,8 @@ class _Recurrent(Layer):
         self._probe_idx = self._probe_start(xp, n, t)
         if self._probe_idx is not None:
             self.probe_data = {}
-        self._ctx = {"n": n, "t": t, "xs": xs}
+        self._ctx = {"n": n, "t": t, "xs": xs,
+                     "kernels": self._probe_idx is None and kernel_path(xs, *self.params.values())}
         outs = []
         for sfx in self._suffixes():
             reverse = sfx == "_rev"
@@ -370,6 +378,15 @@ class _Recurrent(Layer):
         """Walks the steps backwards; returns ``dL/d(x_t W + b)`` for every step."""
         raise NotImplementedError
 
+    def _kernel_pins(self, letters: str) -> dict[str, float]:
+        """The gate overrides as ``compute.kernels`` takes them: gate letter -> constant."""
+        return {letters[k]: value for k, value in self._pins().items()}
+
+    def _step_pre(self, h_prev, sfx, pre, scratch, t):
+        """``pre += h_{t-1} U``: the step's recurrent GEMM added to its input projection."""
+        self._recurrent_product(h_prev, sfx, scratch, t)
+        pre += scratch
+
     @staticmethod
     def _order(t, reverse):
         """(time index of each processing step, offset of the previous state, of the new one).
@@ -422,10 +439,13 @@ class SimpleRNN(_Recurrent):
         steps, (po, no) = self._order(t, reverse)
         self._initial("h0", sfx, hs[t if reverse else 0])
         tmp = xp.empty_like(hs[0])
+        fused = self._ctx["kernels"]
         for s in steps:
-            self._recurrent_product(hs[s + po], sfx, tmp, s)
-            a[s] += tmp
-            ops.rnn_cell_forward(a[s], hs[s + no], act)
+            self._step_pre(hs[s + po], sfx, a[s], tmp, s)
+            if fused:
+                kernels.simple_rnn_forward(a[s], act, out=hs[s + no])
+            else:
+                ops.rnn_cell_forward(a[s], hs[s + no], act)
         return {"h": hs}
 
     def _run_backward(self, dh_seq, cache, sfx, reverse, rec):
@@ -440,7 +460,10 @@ class SimpleRNN(_Recurrent):
             dh += dh_seq[s]                               # total dL/dh_t
             if rec is not None:
                 self._record_norm(rec, "h", s, dh)
-            ops.rnn_cell_backward(hs[s + no], dh, da[s], act)
+            if self._ctx["kernels"]:
+                kernels.simple_rnn_backward(dh, hs[s + no], act, out=da[s])
+            else:
+                ops.rnn_cell_backward(hs[s + no], dh, da[s], act)
             self._recurrent_backward(da[s], sfx, dh, s)   # dL/dh_{t-1} = da_t U^T
             if self._cut(k):
                 dh[...] = 0
@@ -573,6 +596,8 @@ class LSTM(_Recurrent):
         tanh_cs = xp.empty((t,) + state_shape, dtype=gates.dtype)   # tanh(C_t), kept for backward
         tmp = xp.empty_like(gates[0])
         steps, (po, no) = self._order(t, reverse)
+        if self._ctx["kernels"]:
+            return self._kernel_forward(gates, hs, cs, tanh_cs, tmp, steps, po, no, sfx)
         with ops.quiet_overflow():
             for s in steps:
                 self._recurrent_product(hs[s + po], sfx, tmp, s)
@@ -580,6 +605,62 @@ class LSTM(_Recurrent):
                 ops.lstm_cell_forward(gates[s], cs[s + po], cs[s + no], hs[s + no], table, peep,
                                       self.coupled, tanh_cs[s])
         return {"h": hs, "c": cs, "gates": gates, "tanh_c": tanh_cs}
+
+    # ----------------------------------------------------------------- fused kernels
+    def _kernel_variant(self) -> str:
+        return "coupled" if self.coupled else "peephole" if self.peephole else "standard"
+
+    def _kernel_peepholes(self, sfx):
+        """The peepholes as the kernels take them: one ``(3, H)`` array ``p_i, p_f, p_o``."""
+        if not self.peephole:
+            return None
+        xp = get_array_module(self.params["p_i" + sfx])
+        return xp.stack([self.params[f"p_{g}{sfx}"] for g in "ifo"])
+
+    @staticmethod
+    def _rows2d(a):
+        """A step's ``rows + (units,)`` array as the kernels' ``(B, units)`` matrix (a view:
+        ConvLSTM's ``(N, P, units)`` pixel rows become N*P kernel rows)."""
+        return a.reshape(-1, a.shape[-1])
+
+    def _kernel_forward(self, pre, hs, cs, tanh_cs, tmp, steps, po, no, sfx):
+        """The step loop with ``compute.kernels.lstm_forward``: one recurrent GEMM, its sum
+        with the input projection, and one fused kernel writing the step's slices in place."""
+        xp = get_array_module(pre)
+        gates = xp.empty_like(pre)                   # the kernel reads pre, writes activations
+        variant = self._kernel_variant()
+        pins, peep = self._kernel_pins(kernels.LSTM_GATES[variant]), self._kernel_peepholes(sfx)
+        flat = self._rows2d
+        for s in steps:
+            self._step_pre(hs[s + po], sfx, pre[s], tmp, s)
+            kernels.lstm_forward(flat(pre[s]), flat(cs[s + po]), peep, variant, pins, keep_tanh_c=True,
+                                 out=(flat(gates[s]), flat(cs[s + no]), flat(hs[s + no]),
+                                      flat(tanh_cs[s])))
+        return {"h": hs, "c": cs, "gates": gates, "tanh_c": tanh_cs}
+
+    def _kernel_backward(self, dh_seq, hs, cs, gates, steps, po, no, sfx, dgates):
+        """Backward step loop with ``compute.kernels.lstm_backward``; returns (dh, dc) of the
+        initial state. The carried dL/dC alternates between two buffers (a kernel's output
+        must not overlap its input)."""
+        xp = get_array_module(dh_seq)
+        variant = self._kernel_variant()
+        pins, peep = self._kernel_pins(kernels.LSTM_GATES[variant]), self._kernel_peepholes(sfx)
+        flat = self._rows2d
+        dh = xp.zeros_like(dh_seq[0])
+        buffers = (xp.zeros_like(dh), xp.zeros_like(dh))
+        dc_next = None                                   # nothing flows into C_T
+        for k, s in reversed(list(enumerate(steps))):
+            dh += dh_seq[s]                               # total dL/dh_t
+            dc_prev = buffers[k % 2]
+            kernels.lstm_backward(flat(dh), None if dc_next is None else flat(dc_next), flat(gates[s]),
+                                  flat(cs[s + po]), flat(cs[s + no]), peep, variant, pins,
+                                  out=(flat(dgates[s]), flat(dc_prev)))
+            self._recurrent_backward(dgates[s], sfx, dh, s)   # dL/dh_{t-1} = da_t U^T
+            dc_next = dc_prev
+            if self._cut(k):
+                dh[...] = 0
+                dc_next = None
+        return dh, (xp.zeros_like(dh) if dc_next is None else dc_next)
 
     def _run_backward(self, dh_seq, cache, sfx, reverse, rec):
         xp = get_array_module(dh_seq)
@@ -589,6 +670,9 @@ class LSTM(_Recurrent):
         pinned = tuple(self._pins())
         steps, (po, no) = self._order(t, reverse)
         dgates = xp.empty_like(gates)
+        if self._ctx["kernels"]:
+            dh, dc = self._kernel_backward(dh_seq, hs, cs, gates, steps, po, no, sfx, dgates)
+            return self._finish_backward(dh, dc, hs, cs, dgates, po, no, t, sfx, peep)
         dh = xp.zeros_like(dh_seq[0])
         dc, dc_prev = xp.zeros_like(dh), xp.empty_like(dh)
         for k, s in reversed(list(enumerate(steps))):
@@ -604,6 +688,10 @@ class LSTM(_Recurrent):
             if self._cut(k):
                 dh[...] = 0
                 dc[...] = 0
+        return self._finish_backward(dh, dc, hs, cs, dgates, po, no, t, sfx, peep)
+
+    def _finish_backward(self, dh, dc, hs, cs, dgates, po, no, t, sfx, peep):
+        """The gradients over all steps at once: initial states, dU (one GEMM), peepholes."""
         self._initial_grad("h0", sfx, dh)
         self._initial_grad("c0", sfx, dc)
         self._recurrent_weight_grad(hs[po:po + t], dgates, sfx)
@@ -703,9 +791,37 @@ class GRU(_Recurrent):
         u = self.params["U" + sfx]
         steps, (po, no) = self._order(t, reverse)
         cache = {"h": hs, "gates": gates}
+        if self._ctx["kernels"]:
+            self._kernel_forward(xp, gates, hs, u, steps, po, no, sfx, cache)
+            return cache
         with ops.quiet_overflow():
             self._gru_steps(xp, gates, hs, u, steps, po, no, table, sfx, cache)
         return cache
+
+    def _kernel_forward(self, xp, x_gates, hs, u, steps, po, no, sfx, cache):
+        """The step loop with the fused GRU kernels, writing each step's slices in place;
+        ``cache["gates"]`` becomes the activations (the kernels read ``x_gates``, x W + b)."""
+        h = self.units
+        pins = self._kernel_pins("rz")
+        gates = xp.empty_like(x_gates)
+        cache["gates"] = gates
+        if self.pytorch_form:
+            hidden = xp.empty_like(x_gates)               # h_{t-1} U + (0, 0, b_hn), kept for backward
+            b_hn = self.params["b_hn" + sfx]
+            for s in steps:
+                xp.matmul(hs[s + po], u, out=hidden[s])
+                hidden[s, ..., 2 * h:] += b_hn
+                kernels.gru_pytorch_forward(x_gates[s], hidden[s], hs[s + po], pins, out=(gates[s], hs[s + no]))
+            cache["hidden"] = hidden
+        else:
+            reset_hidden = xp.empty_like(hs[1:])          # r_t * h_{t-1} per step, kept for backward
+            h_rz, h_n = xp.empty(x_gates.shape[1:-1] + (2 * h,), x_gates.dtype), xp.empty_like(hs[0])
+            for s in steps:
+                xp.matmul(hs[s + po], u[:, :2 * h], out=h_rz)
+                kernels.gru_cho_forward_rz(x_gates[s], h_rz, hs[s + po], pins, out=(gates[s], reset_hidden[s]))
+                xp.matmul(reset_hidden[s], u[:, 2 * h:], out=h_n)
+                kernels.gru_cho_forward_n(x_gates[s], h_n, hs[s + po], gates[s], pins, out=hs[s + no])
+            cache["reset_hidden"] = reset_hidden
 
     def _gru_steps(self, xp, gates, hs, u, steps, po, no, table, sfx, cache):
         """The forward step loop of either form; fills ``hs`` and the form's cache entries."""
@@ -737,6 +853,8 @@ class GRU(_Recurrent):
         dgates = xp.empty_like(gates)
         dh = xp.zeros_like(dh_seq[0])
         dh_prev = xp.empty_like(dh)
+        fused = self._ctx["kernels"]
+        pins = self._kernel_pins("rz")
         if self.pytorch_form:
             hidden = cache["hidden"]
             dhidden = xp.empty_like(gates)
@@ -744,8 +862,12 @@ class GRU(_Recurrent):
                 dh += dh_seq[s]
                 if rec is not None:
                     self._record_norm(rec, "h", s, dh)
-                ops.gru_cell_backward_pytorch(gates[s], hidden[s, ..., 2 * h:], hs[s + po], dh,
-                                              dgates[s], dhidden[s], dh_prev, pinned)
+                if fused:
+                    kernels.gru_pytorch_backward(dh, gates[s], hs[s + po], hidden[s], pins,
+                                                 out=(dgates[s], dhidden[s], dh_prev))
+                else:
+                    ops.gru_cell_backward_pytorch(gates[s], hidden[s, ..., 2 * h:], hs[s + po], dh,
+                                                  dgates[s], dhidden[s], dh_prev, pinned)
                 xp.matmul(dhidden[s], u.T, out=dh)        # dL/dh_{t-1} = dhidden U^T + (1 - z) dh
                 dh += dh_prev
                 if self._cut(k):
@@ -761,10 +883,16 @@ class GRU(_Recurrent):
                 dh += dh_seq[s]
                 if rec is not None:
                     self._record_norm(rec, "h", s, dh)
-                ops.gru_cell_candidate_backward_cho(gates[s], hs[s + po], dh, dgates[s], dh_prev)
+                if fused:
+                    kernels.gru_cho_backward_n(dh, gates[s], hs[s + po], pins, out=(dgates[s], dh_prev))
+                else:
+                    ops.gru_cell_candidate_backward_cho(gates[s], hs[s + po], dh, dgates[s], dh_prev)
                 xp.matmul(dgates[s, ..., 2 * h:], u_n_t, out=dreset_hidden)   # dL/d(r h_{t-1})
-                ops.gru_cell_reset_backward_cho(gates[s], hs[s + po], dreset_hidden, dgates[s], dh_prev,
-                                                pinned)
+                if fused:
+                    kernels.gru_cho_backward_r(dreset_hidden, gates[s], hs[s + po], dgates[s], dh_prev, pins)
+                else:
+                    ops.gru_cell_reset_backward_cho(gates[s], hs[s + po], dreset_hidden, dgates[s],
+                                                    dh_prev, pinned)
                 xp.matmul(dgates[s, ..., :2 * h], u_rz_t, out=dh)
                 dh += dh_prev
                 if self._cut(k):

@@ -20,6 +20,10 @@ Layout (chosen so every GEMM is one contiguous matrix product):
 Cross-correlation, as the lectures define the layer: ``y[n, f, i, j] = b[f] +
 sum_{c, u, v} W[f, c, u, v] * xpad[n, c, i*s + u, j*s + v]``.
 
+On CuPy arrays (or with a host kernel backend installed) im2col and col2im are the
+``compute.kernels`` kernels of the same layout: im2col writes straight into the top rows of
+the column matrix, col2im is a gather (each pixel sums its own contributors).
+
 Every function takes an optional ``workspace`` dict, where scratch buffers are kept between
 calls of the same shape so repeated steps do not allocate (and page-fault) them again.
 """
@@ -29,7 +33,9 @@ from typing import Any
 
 import numpy
 
+from compute import kernels
 from compute.backend import get_array_module
+from compute.ops.dispatch import kernel_path
 
 #: Output maps of at least this many pixels run the forward GEMM per sample (NumPy): the
 #: GEMMs stay large enough for BLAS, and the output needs no reordering copy. Below it one
@@ -124,7 +130,10 @@ def _columns(x, kh: int, kw: int, stride: int, pads, workspace, ones_row: bool):
     if ones_row:
         matrix[rows] = 1
     col = matrix[:rows].reshape(c, kh, kw, n, ho, wo)
-    _im2col_into(x, col, stride, top, left)
+    if kernel_path(x):
+        kernels.im2col(x, kh, kw, stride, pads, out=col)   # writes the padding zeros itself
+    else:
+        _im2col_into(x, col, stride, top, left)
     return col, matrix
 
 
@@ -135,6 +144,8 @@ def col2im(col, x_shape: tuple[int, int, int, int], stride: int, pads: tuple[int
     Takes ``col`` (C, kh, kw, N, Ho, Wo), the input shape (N, C, H, W), stride and pads.
     Returns a new C-contiguous ``dx`` (N, C, H, W).
     """
+    if kernel_path(col):
+        return kernels.col2im(col, tuple(x_shape), stride, pads)
     xp = get_array_module(col)
     c, kh, kw, n, ho, wo = col.shape
     _, _, h, w = x_shape
