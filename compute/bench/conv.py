@@ -1,9 +1,11 @@
-"""Conv2D timings (BENCHMARKS.md, CPU set): ours, the same GEMMs timed bare, and PyTorch.
+"""Conv2D timings (BENCHMARKS.md): ours, the same GEMMs timed bare, and PyTorch.
 
 Forward is one GEMM ``(F, C*k*k) @ (C*k*k, N*Ho*Wo)``; forward+backward adds ``dW = dy col^T``
 and ``dcol = W^T dy``. The bare-GEMM reference times exactly those products on prebuilt
 matrices, so ``ours / gemm`` is the cost of im2col, col2im and the reordering copies.
-PyTorch runs the same layer (``torch.nn.functional.conv2d``) with as many threads as BLAS uses.
+PyTorch runs the same layer (``torch.nn.functional.conv2d``) with as many threads as BLAS
+uses, or on the GPU (cuDNN, TF32 off). On the CPU the CPU set runs, on a GPU the DeepBench
+set; both through the same code, only the shapes and the timer's synchronisation differ.
 """
 from __future__ import annotations
 
@@ -11,16 +13,22 @@ import os
 
 import numpy as np
 
-from compute.backend import Device
+from compute.backend import Device, to_numpy
 from compute.bench import Row, case, median_time, torch_or_none
 from compute.layers import create
 
-# (name, channels, height/width, filters, kernel, batch); 'same' padding, stride 1.
+# (name, channels, height/width, filters, kernel, batch, stride, padding)
 CPU_SHAPES = (
-    ("32x32x3->32 3x3 N=64", 3, 32, 32, 3, 64),
-    ("16x16x32->64 3x3 N=64", 32, 16, 64, 3, 64),
-    ("28x28x1->8 5x5 N=32", 1, 28, 8, 5, 32),
-    ("8x8x64->64 3x3 N=64", 64, 8, 64, 3, 64),
+    ("32x32x3->32 3x3 N=64", 3, 32, 32, 3, 64, 1, 1),
+    ("16x16x32->64 3x3 N=64", 32, 16, 64, 3, 64, 1, 1),
+    ("28x28x1->8 5x5 N=32", 1, 28, 8, 5, 32, 1, 2),
+    ("8x8x64->64 3x3 N=64", 64, 8, 64, 3, 64, 1, 1),
+)
+GPU_SHAPES = (
+    ("56x56x64->64 3x3 N=16", 64, 56, 64, 3, 16, 1, 1),
+    ("28x28x128->128 3x3 N=16", 128, 28, 128, 3, 16, 1, 1),
+    ("14x14x256->256 3x3 N=16", 256, 14, 256, 3, 16, 1, 1),
+    ("224x224x3->64 7x7 s2 N=16", 3, 224, 64, 7, 16, 2, 3),
 )
 
 
@@ -33,18 +41,22 @@ def _threads() -> int:
 
 
 @case("conv2d")
-def conv2d_cpu(device: Device, quick: bool) -> list[Row]:
-    """Forward and forward+backward of Conv2D for each CPU shape, float32."""
+def conv2d(device: Device, quick: bool) -> list[Row]:
+    """Forward and forward+backward of Conv2D for each shape of the device's set, float32."""
     xp = device.xp
     sync = (lambda: xp.cuda.Stream.null.synchronize()) if device.is_gpu else None
     repeats, warmup = (3, 1) if quick else (9, 2)
-    torch = torch_or_none() if not device.is_gpu else None
-    if torch is not None:
+    torch = torch_or_none()
+    if torch is not None and device.is_gpu and not torch.cuda.is_available():
+        torch = None                                   # a CPU-only PyTorch is no GPU reference
+    if torch is not None and not device.is_gpu:
         torch.set_num_threads(_threads())
+    target = "cuda" if device.is_gpu else "cpu"
+    torch_sync = torch.cuda.synchronize if torch is not None and device.is_gpu else None
     rows = []
-    for name, c, size, f, k, n in CPU_SHAPES:
+    for name, c, size, f, k, n, stride, pad in (GPU_SHAPES if device.is_gpu else CPU_SHAPES):
         rng = np.random.default_rng(0)
-        layer = create("Conv2D", {"filters": f, "kernel_size": k, "padding": "same"})
+        layer = create("Conv2D", {"filters": f, "kernel_size": k, "stride": stride, "padding": pad})
         layer.build([(c, size, size)], rng, xp, np.float32)
         x = xp.asarray(rng.standard_normal((n, c, size, size)), dtype=np.float32)
         y = layer.forward([x], True)
@@ -58,7 +70,7 @@ def conv2d_cpu(device: Device, quick: bool) -> list[Row]:
             return layer.backward(grad_y)
 
         # The same three matrix products, bare.
-        rows_k, cols = c * k * k, n * size * size
+        rows_k, cols = c * k * k, n * y.shape[2] * y.shape[3]
         w_mat = xp.asarray(rng.standard_normal((f, rows_k)), dtype=np.float32)
         col = xp.asarray(rng.standard_normal((rows_k, cols)), dtype=np.float32)
         dy = xp.asarray(rng.standard_normal((f, cols)), dtype=np.float32)
@@ -76,23 +88,23 @@ def conv2d_cpu(device: Device, quick: bool) -> list[Row]:
 
         torch_fwd = torch_train = None
         if torch is not None:
-            tx = torch.from_numpy(np.asarray(x)).clone().requires_grad_(True)
-            tw = torch.from_numpy(np.asarray(layer.params["W"])).clone().requires_grad_(True)
-            tb = torch.from_numpy(np.asarray(layer.params["b"])).clone().requires_grad_(True)
-            tdy = torch.from_numpy(np.asarray(grad_y)).clone()
-            pad = k // 2
+            def tensor(a, grad=False):
+                return torch.from_numpy(to_numpy(a)).to(target).requires_grad_(grad)
+
+            tx, tw, tb = tensor(x, True), tensor(layer.params["W"], True), tensor(layer.params["b"], True)
+            tdy = tensor(grad_y)
 
             def torch_forward():
                 with torch.no_grad():
-                    return torch.nn.functional.conv2d(tx, tw, tb, 1, pad)
+                    return torch.nn.functional.conv2d(tx, tw, tb, stride, pad)
 
             def torch_step():
                 tx.grad = tw.grad = tb.grad = None
-                out = torch.nn.functional.conv2d(tx, tw, tb, 1, pad)
+                out = torch.nn.functional.conv2d(tx, tw, tb, stride, pad)
                 out.backward(tdy)
 
-            torch_fwd = median_time(torch_forward, repeats, warmup)
-            torch_train = median_time(torch_step, repeats, warmup)
+            torch_fwd = median_time(torch_forward, repeats, warmup, torch_sync)
+            torch_train = median_time(torch_step, repeats, warmup, torch_sync)
 
         rows.append(Row("conv2d", f"{name} forward", median_time(ours_forward, repeats, warmup, sync),
                         median_time(gemm_forward, repeats, warmup, sync), torch_fwd))

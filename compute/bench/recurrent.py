@@ -1,5 +1,10 @@
-"""Recurrent layer timings: the CPU set of shared/BENCHMARKS.md, forward and forward+backward,
-float32, beside the bare GEMMs of the same layer and PyTorch's layer where importable."""
+"""Recurrent layer timings, forward and forward+backward, float32, beside the bare GEMMs of the
+same layer and PyTorch's layer where importable (shared/BENCHMARKS.md).
+
+On the CPU the CPU-sized set runs; on a GPU the DeepBench set (PyTorch on the GPU is cuDNN,
+TF32 off). Both go through the same code: only the shapes and the synchronisation in the
+timer differ, so a CPU run exercises everything a GPU run does.
+"""
 from __future__ import annotations
 
 import numpy as np
@@ -7,16 +12,27 @@ import numpy as np
 from compute.bench import Row, case, median_time, torch_or_none
 from compute.layers.recurrent import GRU, LSTM, SimpleRNN
 
-# (hidden = input size, batch, timesteps)
-SHAPES = {
-    "lstm": [(256, 32, 50), (512, 16, 25), (128, 64, 100)],
-    "gru": [(256, 32, 50), (512, 16, 25)],
-    "rnn": [(512, 32, 50)],
+# (hidden = input size, batch, timesteps, stacked layers)
+CPU_SHAPES = {
+    "lstm": [(256, 32, 50, 1), (512, 16, 25, 1), (128, 64, 100, 1)],
+    "gru": [(256, 32, 50, 1), (512, 16, 25, 1)],
+    "rnn": [(512, 32, 50, 1)],
 }
+# DeepBench: LSTM H x B at T=25, H=1536 B=8 T=50, 4 stacked LSTM layers; GRU H=1024 B=32
+# T=1500 (reported per step). BENCHMARKS.md lists no GPU RNN set: the CPU shape serves.
+GPU_SHAPES = {
+    "lstm": [(h, b, 25, 1) for h in (512, 1024, 2048) for b in (16, 64, 128)]
+            + [(1536, 8, 50, 1), (512, 64, 100, 4)],
+    "gru": [(1024, 32, 1500, 1)],
+    "rnn": [(512, 32, 50, 1)],
+}
+#: Long sequences are reported per timestep (DeepBench's GRU T=1500).
+PER_STEP_FROM = 1000
 BLOCKS = {"lstm": (LSTM, {}, 4), "gru": (GRU, {"form": "pytorch"}, 3), "rnn": (SimpleRNN, {}, 1)}
 
 
 def _sync(device):
+    """What the timer waits on after each run: the GPU's null stream, or nothing on the CPU."""
     if device.is_gpu:
         return lambda: device.xp.cuda.Stream.null.synchronize()
     return None
@@ -47,12 +63,14 @@ def _gemms(xp, hidden, batch, steps, gates, backward):
     return run
 
 
-def _torch_run(torch, group, hidden, batch, steps, backward):
+def _torch_run(torch, group, hidden, batch, steps, layers, backward, gpu):
+    """PyTorch's layer of the same shape (cuDNN on the GPU), as a callable, and its sync."""
     torch.manual_seed(0)
+    target = "cuda" if gpu else "cpu"
     module = {"lstm": torch.nn.LSTM, "gru": torch.nn.GRU, "rnn": torch.nn.RNN}[group](
-        hidden, hidden, batch_first=True)
-    x = torch.randn(batch, steps, hidden, requires_grad=backward)
-    grad = torch.randn(batch, steps, hidden)
+        hidden, hidden, num_layers=layers, batch_first=True).to(target)
+    x = torch.randn(batch, steps, hidden, device=target, requires_grad=backward)
+    grad = torch.randn(batch, steps, hidden, device=target)
 
     def run():
         if backward:
@@ -61,36 +79,62 @@ def _torch_run(torch, group, hidden, batch, steps, backward):
         else:
             with torch.no_grad():
                 module(x)
-    return run
+    return run, (torch.cuda.synchronize if gpu else None)
+
+
+def _stack(cls, settings, hidden, steps, layers, xp):
+    """``layers`` blocks of the same shape, run one after the other (a stacked RNN)."""
+    stack = []
+    for k in range(layers):
+        layer = cls(hidden_size=hidden, return_sequences=True, **settings)
+        layer.build([(steps, hidden)], np.random.default_rng(k), xp, np.float32)
+        stack.append(layer)
+    return stack
 
 
 def _cases(group, device, quick):
     xp = device.xp
-    torch = torch_or_none() if not device.is_gpu else None
+    torch = torch_or_none()
+    if device.is_gpu and torch is not None and not torch.cuda.is_available():
+        torch = None                                   # a CPU-only PyTorch is no GPU reference
     cls, settings, gates = BLOCKS[group]
     rows = []
     repeats = 3 if quick else 7
-    for hidden, batch, steps in SHAPES[group]:
+    sync = _sync(device)
+    for hidden, batch, steps, layers in (GPU_SHAPES if device.is_gpu else CPU_SHAPES)[group]:
         if quick:
             steps = max(5, steps // 5)
-        layer = cls(hidden_size=hidden, return_sequences=True, **settings)
-        layer.build([(steps, hidden)], np.random.default_rng(0), xp, np.float32)
+        stack = _stack(cls, settings, hidden, steps, layers, xp)
         x = xp.asarray(np.random.default_rng(1).standard_normal((batch, steps, hidden)), dtype=np.float32)
         grad = xp.asarray(np.random.default_rng(2).standard_normal((batch, steps, hidden)), dtype=np.float32)
 
         def fwd():
-            layer.forward([x], True)
+            y = x
+            for layer in stack:
+                y = layer.forward([y], True)
 
         def fwd_bwd():
-            layer.forward([x], True)
-            layer.backward(grad)
+            fwd()
+            g = grad
+            for layer in reversed(stack):
+                g = layer.backward(g)[0]
 
-        for label, fn, backward in (("forward", fwd, False), ("forward+backward", fwd_bwd, True)):
-            ours = median_time(fn, repeats, sync=_sync(device))
-            gemm = median_time(_gemms(xp, hidden, batch, steps, gates, backward), repeats, sync=_sync(device))
-            ref = median_time(_torch_run(torch, group, hidden, batch, steps, backward), repeats) if torch else None
-            rows.append(Row(group, f"{group.upper()} H={hidden} B={batch} T={steps} {label}", ours, gemm, ref,
-                            {"hidden": hidden, "batch": batch, "steps": steps, "backward": backward}))
+        gemms = [_gemms(xp, hidden, batch, steps, gates, backward) for backward in (False, True)]
+        per_step = steps >= PER_STEP_FROM
+        scale = 1.0 / steps if per_step else 1.0
+        shape = f"H={hidden} B={batch} T={steps}" + (f" x{layers} layers" if layers > 1 else "")
+        for k, (label, fn, backward) in enumerate((("forward", fwd, False), ("forward+backward", fwd_bwd, True))):
+            ours = median_time(fn, repeats, sync=sync) * scale
+            gemm_fn = gemms[k]
+            gemm = median_time(lambda: [gemm_fn() for _ in range(layers)], repeats, sync=sync) * scale
+            ref = None
+            if torch is not None:
+                run, torch_sync = _torch_run(torch, group, hidden, batch, steps, layers, backward, device.is_gpu)
+                ref = median_time(run, repeats, sync=torch_sync) * scale
+            name = f"{group.upper()} {shape} {label}" + (" per step" if per_step else "")
+            rows.append(Row(group, name, ours, gemm, ref,
+                            {"hidden": hidden, "batch": batch, "steps": steps, "layers": layers,
+                             "backward": backward, "per_step": per_step}))
     return rows
 
 
