@@ -1,0 +1,201 @@
+"""Widget tests with known data: canvas, palette, forms, inspector, curves, confusion matrix, panels."""
+import numpy as np
+import pytest
+from PySide6.QtCore import QPointF, Qt
+from PySide6.QtTest import QTest
+
+from widgets.canvas import ModelCanvas
+from widgets.curves import ConfusionMatrixView, CurvesPanel
+from widgets.data_panel import DataPanel
+from widgets.forms import SettingsForm, parse_shape
+from widgets.inspector import Inspector
+from widgets.palette import BLOCK_MIME, BlockPalette
+from widgets.training_panel import TrainingPanel, format_duration
+
+BLOCKS = [
+    {"id": "in1", "type": "Input", "category": "Input", "detail": "1x8x8", "inputs": 0, "has_output": True,
+     "x": 0, "y": 0},
+    {"id": "dense1", "type": "Dense", "category": "Dense", "detail": "10 units", "inputs": 1, "has_output": True,
+     "x": 300, "y": 0},
+    {"id": "add1", "type": "Add", "category": "Merge", "detail": "", "inputs": 3, "has_output": True,
+     "x": 600, "y": 0},
+]
+
+
+@pytest.fixture
+def canvas(qtbot):
+    view = ModelCanvas()
+    qtbot.addWidget(view)
+    view.resize(1000, 500)
+    view.show()
+    view.set_graph(BLOCKS, [("in1", "dense1", 0)])
+    view.fit_to_view()
+    return view
+
+
+def test_canvas_shows_blocks_ports_and_status(canvas):
+    assert set(canvas.blocks) == {"in1", "dense1", "add1"}
+    assert len(canvas.blocks["add1"].input_ports) == 3
+    assert canvas.blocks["in1"].input_ports == []
+    assert set(canvas.wires) == {("in1", "dense1", 0)}
+    canvas.set_status({"dense1": {"shape": "vector 10", "params": "650 parameters", "error": None, "warning": None},
+                       "add1": {"shape": "", "params": "", "error": "needs two or more inputs", "warning": None}})
+    assert canvas.blocks["dense1"].shape_text == "vector 10"
+    assert canvas.blocks["add1"].error == "needs two or more inputs"
+    assert "needs two or more inputs" in canvas.blocks["add1"].toolTip()
+
+
+def test_canvas_wire_by_dragging_port_to_port(canvas, qtbot):
+    start = canvas.port_position("dense1", -1)
+    end = canvas.port_position("add1", 1)
+    with qtbot.waitSignal(canvas.wireRequested) as signal:
+        QTest.mousePress(canvas.viewport(), Qt.LeftButton, Qt.NoModifier, start)
+        QTest.mouseMove(canvas.viewport(), (start + end) / 2)
+        QTest.mouseMove(canvas.viewport(), end)
+        QTest.mouseRelease(canvas.viewport(), Qt.LeftButton, Qt.NoModifier, end)
+    assert signal.args == ["dense1", "add1", 1]
+
+
+def test_canvas_move_select_delete(canvas, qtbot):
+    grab = canvas.block_position("dense1")
+    with qtbot.waitSignal(canvas.blocksMoved) as moved:
+        QTest.mousePress(canvas.viewport(), Qt.LeftButton, Qt.NoModifier, grab)
+        for step in range(1, 6):
+            QTest.mouseMove(canvas.viewport(), grab + QPointF(10 * step, 6 * step).toPoint())
+        QTest.mouseRelease(canvas.viewport(), Qt.LeftButton, Qt.NoModifier, grab + QPointF(50, 30).toPoint())
+    (block_id, (x, y)), = moved.args[0].items()
+    assert block_id == "dense1" and x > 300 and y > 0
+    assert canvas.selected_ids() == ["dense1"]
+    with qtbot.waitSignal(canvas.deleteRequested) as deleted:
+        canvas.request_delete()
+    assert deleted.args == [["dense1"], []]
+
+
+def test_canvas_zoom_and_fit(canvas):
+    canvas.set_zoom(1.0)
+    canvas.set_zoom(100.0)
+    assert canvas.zoom() == pytest.approx(3.0)
+    canvas.fit_to_view()
+    rect = canvas.mapToScene(canvas.viewport().rect()).boundingRect()
+    for item in canvas.blocks.values():
+        assert rect.contains(item.sceneBoundingRect())
+
+
+def test_palette_groups_and_drag_payload(qtbot):
+    palette = BlockPalette()
+    qtbot.addWidget(palette)
+    palette.set_blocks([{"type": "Dense", "category": "Dense", "summary": "Fully connected."},
+                        {"type": "Input", "category": "Input", "summary": "Where samples enter."}],
+                       ["Input", "Dense", "Output"])
+    assert palette.block_types() == ["Input", "Dense"]
+    assert "Fully connected." in palette.item_for("Dense").toolTip(0)
+    assert bytes(palette.mime_data_for("Dense").data(BLOCK_MIME)) == b"Dense"
+
+
+def test_form_validates_as_typed(qtbot):
+    fields = [{"name": "shape", "kind": "shape", "label": "Shape"},
+              {"name": "rate", "kind": "float", "label": "Rate", "minimum": 0.0, "maximum": 0.95},
+              {"name": "units", "kind": "int", "label": "Units", "minimum": 1, "maximum": 100},
+              {"name": "padding", "kind": "padding", "label": "Padding"}]
+    form = SettingsForm(fields)
+    qtbot.addWidget(form)
+    form.set_values({"shape": (1, 8, 8), "rate": 0.5, "units": 10, "padding": "valid"})
+    edits = []
+    form.valueEdited.connect(lambda name, value: edits.append((name, value)))
+    form.editors["shape"].clear()
+    QTest.keyClicks(form.editors["shape"], "3, 28, 28")
+    assert edits[-1] == ("shape", (3, 28, 28))
+    form.editors["rate"].clear()
+    QTest.keyClicks(form.editors["rate"], "1.5")
+    assert "rate" in form.problems and edits[-1][0] != "rate" or edits[-1] != ("rate", 1.5)
+    assert form.editors["rate"].property("invalid") == "true"
+    form.editors["units"].setValue(500)
+    assert form.values()["units"] == 100  # the spin box keeps to the range
+    form.editors["padding"].setEditText("2")
+    assert edits[-1] == ("padding", 2)
+    assert parse_shape("1x8x8") == (1, 8, 8) and parse_shape("0, 3") is None and parse_shape("a") is None
+
+
+def test_inspector_keeps_form_while_block_stays(qtbot):
+    inspector = Inspector()
+    qtbot.addWidget(inspector)
+    fields = [{"name": "units", "kind": "int", "label": "Units", "minimum": 1, "maximum": 1000}]
+    inspector.show_block("dense1", "Dense", "Fully connected.", fields, {"units": 10})
+    form = inspector.form
+    inspector.show_block("dense1", "Dense", "Fully connected.", fields, {"units": 20})
+    assert inspector.form is form and form.editors["units"].value() == 20
+    with qtbot.waitSignal(inspector.settingEdited) as edited:
+        form.editors["units"].setValue(32)
+    assert edited.args == ["dense1", "units", 32]
+    inspector.show_result("", "", "", "kernel 9 is larger than the 8x8 input", None)
+    assert inspector.error_label.isVisibleTo(inspector)
+    assert "larger than" in inspector.error_label.text()
+
+
+def test_curves_read_back_epochs_and_steps(qtbot):
+    curves = CurvesPanel()
+    qtbot.addWidget(curves)
+    curves.set_steps_per_epoch(10)
+    curves.add_steps(np.arange(10), np.linspace(2, 1, 10))
+    curves.add_epoch({"epoch": 1, "train_loss": 1.5, "val_loss": 1.4, "train_accuracy": 0.5, "val_accuracy": 0.6})
+    curves.add_epoch({"epoch": 2, "train_loss": 1.0, "val_loss": 1.1, "train_accuracy": 0.7, "val_accuracy": None})
+    x, y = curves.curve_data("train_loss")
+    assert list(x) == [1, 2] and list(y) == [1.5, 1.0]
+    assert list(curves.curve_data("val_accuracy")[1]) == [0.6]
+    assert curves.curve_data("train_loss_steps")[0].size == 0  # the step curve shows in the step view
+    curves.axis_choice.setCurrentText("by step")
+    x, y = curves.curve_data("train_loss_steps")
+    assert len(x) == 10 and y[0] == 2.0
+    assert list(curves.curve_data("val_loss")[0]) == [10, 20]
+    curves.clear()
+    assert curves.curve_data("train_loss")[0].size == 0
+
+
+def test_confusion_matrix(qtbot):
+    view = ConfusionMatrixView()
+    qtbot.addWidget(view)
+    matrix = np.array([[5, 1], [0, 4]])
+    view.set_matrix(matrix, ["cat", "dog"])
+    assert np.array_equal(view.matrix, matrix)
+    assert "9 of 10" in view.caption.text()
+    assert view.counts.counts.shape == (2, 2) and view.counts.bright[0, 0]
+    view.set_matrix(None, [])
+    assert view.matrix.size == 0
+
+
+def test_training_panel_states_and_blocking(qtbot):
+    panel = TrainingPanel([{"name": "epochs", "kind": "int", "label": "Epochs", "minimum": 1, "maximum": 100}])
+    qtbot.addWidget(panel)
+    panel.set_blocked("conv2d1: kernel too large")
+    assert not panel.train_button.isEnabled()
+    assert "kernel too large" in panel.blocked_label.text()
+    panel.set_blocked(None)
+    assert panel.train_button.isEnabled()
+    panel.set_state("running")
+    assert not panel.train_button.isEnabled() and panel.pause_button.isEnabled() and panel.stop_button.isEnabled()
+    panel.set_state("paused")
+    assert panel.resume_button.isEnabled() and not panel.pause_button.isEnabled()
+    panel.set_progress(5, 10, "ETA 3 s")
+    assert panel.progress.value() == 500
+    assert format_duration(75) == "1 min 15 s" and format_duration(4000) == "1 h 06 min"
+
+
+def test_data_panel_shows_dataset_and_errors(qtbot):
+    panel = DataPanel()
+    qtbot.addWidget(panel)
+    panel.set_sources([{"name": "digits", "description": "8x8 digits", "params": {"layout": "image"},
+                        "choices": {"layout": ["image", "rows"]}}])
+    with qtbot.waitSignal(panel.datasetRequested) as requested:
+        panel.load_button.click()
+    assert requested.args[0] == {"kind": "builtin", "name": "digits", "params": {"layout": "image"}}
+    samples = [np.random.default_rng(i).random((8, 8)) for i in range(4)]
+    panel.show_dataset({"title": "digits", "lines": ["4 samples"], "class_counts": [2, 2],
+                        "class_names": ["0", "1"]}, samples, ["0", "1", "0", "1"])
+    assert len(panel.shown_samples) == 4 and "4 samples" in panel.summary.text()
+    panel.show_error("digits layout must be one of image, vector, rows")
+    assert panel.error.isVisibleTo(panel) and "4 samples" in panel.summary.text()
+    panel.choose_file = lambda parent, folder: "/data/my.npz"
+    panel.source.setCurrentText("Your own file…")
+    with qtbot.waitSignal(panel.datasetRequested) as requested:
+        panel.file_button.click()
+    assert requested.args[0] == {"kind": "file", "path": "/data/my.npz"}

@@ -1,0 +1,102 @@
+"""The dark theme: one palette of colours shared by every widget, and the application style sheet."""
+from __future__ import annotations
+
+from PySide6.QtGui import QColor, QPalette
+from PySide6.QtWidgets import QApplication
+
+BACKGROUND = "#1e2127"
+PANEL = "#252931"
+RAISED = "#2e333d"
+BORDER = "#3b4250"
+TEXT = "#d8dee9"
+MUTED = "#8b95a7"
+ACCENT = "#5fa8ff"
+ERROR = "#ff5c5c"
+WARNING = "#f2b94b"
+GOOD = "#6fcf73"
+
+# Block colours by palette category: distinct hues that read on the dark canvas.
+CATEGORY_COLOURS = {
+    "Input": "#4fb3bf",
+    "Convolution": "#7b8cff",
+    "Pooling": "#b68cff",
+    "Dense": "#5fa8ff",
+    "Recurrent": "#ff9f5f",
+    "Merge": "#e0d25f",
+    "Output": "#6fcf73",
+}
+
+# Curves: train solid, validation dashed, one hue per quantity.
+TRAIN_COLOUR = "#5fa8ff"
+VALIDATION_COLOUR = "#ff9f5f"
+
+
+def category_colour(category: str) -> QColor:
+    """The colour blocks of ``category`` are drawn in (grey for an unknown one)."""
+    return QColor(CATEGORY_COLOURS.get(category, "#9aa3b2"))
+
+
+STYLE_SHEET = f"""
+QWidget {{ color: {TEXT}; }}
+QMainWindow, QDialog {{ background: {BACKGROUND}; }}
+QDockWidget {{ titlebar-close-icon: none; }}
+QDockWidget::title {{ background: {RAISED}; padding: 4px 8px; }}
+QToolTip {{ color: {TEXT}; background: {RAISED}; border: 1px solid {BORDER}; padding: 4px; }}
+QLineEdit, QSpinBox, QDoubleSpinBox, QComboBox {{
+    background: {BACKGROUND}; border: 1px solid {BORDER}; border-radius: 3px; padding: 2px 4px;
+    min-height: 20px;
+}}
+QLineEdit[invalid="true"] {{ border: 1px solid {ERROR}; }}
+QPushButton {{
+    background: {RAISED}; border: 1px solid {BORDER}; border-radius: 4px; padding: 4px 12px;
+}}
+QPushButton:hover {{ border-color: {ACCENT}; }}
+QPushButton:disabled {{ color: {MUTED}; background: {PANEL}; }}
+QPushButton#primary {{ background: #2f5d96; border-color: {ACCENT}; }}
+QPushButton#primary:disabled {{ background: {PANEL}; border-color: {BORDER}; }}
+QProgressBar {{
+    background: {BACKGROUND}; border: 1px solid {BORDER}; border-radius: 3px; text-align: center;
+    min-height: 18px;
+}}
+QProgressBar::chunk {{ background: #2f5d96; }}
+QTreeWidget, QListWidget {{ background: {PANEL}; border: none; }}
+QTreeWidget::item {{ padding: 3px 0; }}
+QTreeWidget::item:selected {{ background: {RAISED}; }}
+QGroupBox {{ border: 1px solid {BORDER}; border-radius: 4px; margin-top: 10px; padding-top: 6px; }}
+QGroupBox::title {{ subcontrol-origin: margin; left: 8px; padding: 0 4px; color: {MUTED}; }}
+QLabel#error {{ color: {ERROR}; }}
+QLabel#warning {{ color: {WARNING}; }}
+QLabel#muted {{ color: {MUTED}; }}
+QLabel#heading {{ font-weight: bold; font-size: 13px; }}
+QStatusBar {{ background: {PANEL}; }}
+QMenuBar {{ background: {PANEL}; }}
+QMenuBar::item:selected, QMenu::item:selected {{ background: {RAISED}; }}
+QMenu {{ background: {PANEL}; border: 1px solid {BORDER}; }}
+QTabBar::tab {{ background: {PANEL}; padding: 4px 10px; border: 1px solid {BORDER}; }}
+QTabBar::tab:selected {{ background: {RAISED}; }}
+QScrollArea {{ border: none; }}
+"""
+
+
+def apply_dark_theme(app: QApplication) -> None:
+    """Give ``app`` the Fusion style with the dark palette and style sheet, and pyqtgraph matching colours."""
+    import pyqtgraph as pg
+
+    app.setStyle("Fusion")
+    palette = QPalette()
+    roles = {
+        QPalette.Window: BACKGROUND, QPalette.WindowText: TEXT, QPalette.Base: BACKGROUND,
+        QPalette.AlternateBase: PANEL, QPalette.ToolTipBase: RAISED, QPalette.ToolTipText: TEXT,
+        QPalette.Text: TEXT, QPalette.Button: RAISED, QPalette.ButtonText: TEXT,
+        QPalette.Highlight: "#2f5d96", QPalette.HighlightedText: "#ffffff", QPalette.Link: ACCENT,
+        QPalette.PlaceholderText: MUTED,
+    }
+    for role, colour in roles.items():
+        palette.setColor(role, QColor(colour))
+    palette.setColor(QPalette.Disabled, QPalette.Text, QColor(MUTED))
+    palette.setColor(QPalette.Disabled, QPalette.ButtonText, QColor(MUTED))
+    palette.setColor(QPalette.Disabled, QPalette.WindowText, QColor(MUTED))
+    app.setPalette(palette)
+    app.setStyleSheet(STYLE_SHEET)
+    # Antialiased lines cost several times more to paint; plain ones keep redraws short while training.
+    pg.setConfigOptions(background=BACKGROUND, foreground=TEXT, antialias=False)
