@@ -57,7 +57,7 @@ def text_lstm():
         "characters and predicts each next one. Generate text from a prefix in the text panel.",
         [("Input", {"shape": (50, 73)}), ("LSTM", {"hidden_size": 128, "return_sequences": True}),
          ("Dense", {"units": 73}), ("Classify", {})],
-        TrainSettings(epochs=12, batch_size=64, optimizer="adam", learning_rate=3e-3, clip_norm=5.0, seed=0,
+        TrainSettings(epochs=20, batch_size=64, optimizer="adam", learning_rate=3e-3, clip_norm=5.0, seed=0,
                       val_fraction=0.05, test_fraction=0.05),
         {"kind": "builtin", "name": "text", "params": {"n": 8000, "length": 50, "seed": 0}})
 
