@@ -675,12 +675,16 @@ class LSTM(_Recurrent):
             return self._finish_backward(dh, dc, hs, cs, dgates, po, no, t, sfx, peep)
         dh = xp.zeros_like(dh_seq[0])
         dc, dc_prev = xp.zeros_like(dh), xp.empty_like(dh)
+        kinds = "sts" if self.coupled else "ssts"
+        pins = self._pins()
+        slopes = ops.slope_table(kinds, [pins.get(k) for k in range(len(kinds))], self.units, xp, gates.dtype)
+        wide = xp.empty_like(gates[0])
         for k, s in reversed(list(enumerate(steps))):
             dh += dh_seq[s]                               # total dL/dh_t
             if rec is not None:
                 self._record_norm(rec, "h", s, dh)
             ops.lstm_cell_backward(gates[s], cs[s + po], cs[s + no], dh, dc, dgates[s], dc_prev,
-                                   peep, self.coupled, pinned, tanh_cs[s])
+                                   peep, self.coupled, pinned, tanh_cs[s], slopes, wide)
             if rec is not None:
                 self._record_norm(rec, "c", s, dc)        # dc is now the total dL/dC_t
             self._recurrent_backward(dgates[s], sfx, dh, s)   # dL/dh_{t-1} = da_t U^T

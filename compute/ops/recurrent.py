@@ -54,6 +54,27 @@ def gate_table(kinds: str, pins: Sequence[float | None], units: int, xp=np, dtyp
     return tuple(xp.asarray(v, dtype=dtype) for v in (scale, mul, add))
 
 
+def slope_table(kinds: str, pins: Sequence[float | None], units: int, xp=np, dtype=np.float32):
+    """Per-column ``(c1, c0, mask)`` for gates of ``kinds`` (as :func:`gate_table`) such that
+    an activation ``y``'s derivative is ``(c1 - y) * y * mask + c0``: ``y (1 - y)`` for a
+    sigmoid (1, 0), ``1 - y^2`` for a tanh (0, 1), and 0 for a pinned gate (mask 0, c0 0).
+    ``mask`` is None when nothing is pinned (it would multiply by ones).
+
+    With it, backward applies every gate's slope in a few full-width passes over the
+    contiguous ``(..., G)`` rows instead of three passes per strided gate block.
+    """
+    c1, c0, mask = (np.empty(len(kinds) * units) for _ in range(3))
+    for k, (kind, pin) in enumerate(zip(kinds, pins)):
+        cols = slice(k * units, (k + 1) * units)
+        c1[cols], c0[cols] = (1.0, 0.0) if kind == SIGMOID else (0.0, 1.0)
+        mask[cols] = 1.0
+        if pin is not None:
+            c0[cols], mask[cols] = 0.0, 0.0
+    pinned = any(pin is not None for pin in pins)
+    c1, c0, mask = (xp.asarray(v, dtype=dtype) for v in (c1, c0, mask))
+    return c1, c0, mask if pinned else None
+
+
 def quiet_overflow():
     """A context silencing NumPy's overflow warning for ``exp`` -> ``inf`` in
     :func:`activate_gates` (harmless there); wrap a whole step loop in it."""
@@ -181,7 +202,8 @@ def lstm_cell_forward(gates, c_prev, c_out, h_out, table, peephole=None, coupled
 
 
 def lstm_cell_backward(gates, c_prev, c, dh, dc, dgates_out, dc_prev_out, peephole=None,
-                       coupled: bool = False, pinned: Sequence[int] = (), tanh_c=None) -> None:
+                       coupled: bool = False, pinned: Sequence[int] = (), tanh_c=None,
+                       slopes=None, wide_scratch=None) -> None:
     """One LSTM step backward: the gradients of the step's gate pre-activations and of C_{t-1}.
 
     ``gates``: the step's activations as ``lstm_cell_forward`` left them; ``c_prev``, ``c``:
@@ -192,7 +214,9 @@ def lstm_cell_backward(gates, c_prev, c, dh, dc, dgates_out, dc_prev_out, peepho
     caller adds ``dgates_out U^T`` to get ``dL/dh_{t-1}``). ``pinned``: indices of gate blocks
     pinned to a constant, whose pre-activation gradient is zero. ``tanh_c``: ``tanh(C_t)`` if
     forward kept it (else it is computed here). ``dc_prev_out`` doubles as the scratch buffer
-    until its own value is written, last.
+    until its own value is written, last. Without peepholes, ``slopes`` (the
+    :func:`slope_table` of the gates, pins included) and ``wide_scratch`` (a buffer of
+    ``gates``' shape) let the gate slopes go in full-width passes (faster than per block).
     """
     xp = get_array_module(gates)
     units = c.shape[-1]
@@ -206,6 +230,10 @@ def lstm_cell_backward(gates, c_prev, c, dh, dc, dgates_out, dc_prev_out, peepho
     scratch = dc_prev_out
     if tanh_c is None:
         tanh_c = xp.tanh(c)
+    if peephole is None and slopes is not None and wide_scratch is not None:
+        _lstm_backward_wide(gates, c_prev, dh, dc, dgates_out, dc_prev_out, tanh_c, coupled, slopes,
+                            wide_scratch)
+        return
     # h = o tanh(C):  dL/da_o = dh tanh(C) o (1 - o);  dL/dC += dh o (1 - tanh(C)^2)
     xp.multiply(dh, tanh_c, out=da_o)
     _sigmoid_grad(da_o, o, da_o, scratch)
@@ -244,6 +272,46 @@ def lstm_cell_backward(gates, c_prev, c, dh, dc, dgates_out, dc_prev_out, peepho
     dc_prev_out += da_f * peephole[1]
     if not coupled:
         dc_prev_out += dgates_out[..., :units] * peephole[0]
+
+
+def _lstm_backward_wide(gates, c_prev, dh, dc, dgates_out, dc_prev_out, tanh_c, coupled, slopes,
+                        wide):
+    """``lstm_cell_backward`` without peepholes: first dL/d(activation) of every gate into
+    ``dgates_out``, then each gate's slope ``(c1 - y) y mask + c0`` in full-width passes."""
+    xp = get_array_module(gates)
+    units = c_prev.shape[-1]
+    first = 0 if coupled else units
+    f = gates[..., first:first + units]
+    g = gates[..., first + units:first + 2 * units]
+    o = gates[..., first + 2 * units:first + 3 * units]
+    da_f = dgates_out[..., first:first + units]
+    da_g = dgates_out[..., first + units:first + 2 * units]
+    scratch = dc_prev_out                               # written last
+    # h = o tanh(C):  dL/do = dh tanh(C);  dL/dC += dh o (1 - tanh(C)^2)
+    xp.multiply(dh, tanh_c, out=dgates_out[..., first + 2 * units:first + 3 * units])
+    _tanh_grad(dh, tanh_c, scratch, scratch)
+    scratch *= o
+    dc += scratch
+    if coupled:
+        # C = g + f (C_{t-1} - g):  dL/df = dC (C_{t-1} - g);  dL/dg = dC (1 - f)
+        xp.subtract(c_prev, g, out=da_f)
+        da_f *= dc
+        xp.subtract(1, f, out=da_g)
+        da_g *= dc
+    else:
+        # C = f C_{t-1} + i g:  dL/di = dC g;  dL/df = dC C_{t-1};  dL/dg = dC i
+        xp.multiply(dc, g, out=dgates_out[..., :units])
+        xp.multiply(dc, c_prev, out=da_f)
+        xp.multiply(dc, gates[..., :units], out=da_g)
+    c1, c0, mask = slopes
+    xp.subtract(c1, gates, out=wide)                   # the slopes of every gate at once
+    wide *= gates
+    if mask is not None:
+        wide *= mask
+    wide += c0
+    dgates_out *= wide
+    # dL/dC_{t-1} = dC f
+    xp.multiply(dc, f, out=dc_prev_out)
 
 
 # ============================================================================ GRU
