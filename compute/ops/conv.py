@@ -109,24 +109,25 @@ def im2col(x, kh: int, kw: int, stride: int, pads: tuple[int, int, int, int],
     return _columns(x, kh, kw, stride, pads, workspace, ones_row=False)[0]
 
 
-def _columns(x, kh: int, kw: int, stride: int, pads, workspace, ones_row: bool):
+def _columns(x, kh: int, kw: int, stride: int, pads, workspace, ones_row: bool, name: str = "col"):
     """``(col, matrix)``: ``col`` (C, kh, kw, N, Ho, Wo) as :func:`im2col`, and the matrix
-    ``(C*kh*kw [+ 1], N*Ho*Wo)`` it is the top of (with a last row of ones if ``ones_row``)."""
+    ``(C*kh*kw [+ 1], N*Ho*Wo)`` it is the top of (with a last row of ones if ``ones_row``),
+    kept in ``workspace`` under ``name``."""
     xp = get_array_module(x)
     n, c, h, w = x.shape
     top, bottom, left, right = pads
     ho = output_size(h, kh, stride, top, bottom)
     wo = output_size(w, kw, stride, left, right)
     rows = c * kh * kw
-    matrix = _buffer(workspace, "col", (rows + ones_row, n * ho * wo), x.dtype, xp, zero=True)
+    matrix = _buffer(workspace, name, (rows + ones_row, n * ho * wo), x.dtype, xp, zero=True)
     # The padding entries are zero from the buffer's creation and no copy writes them; only
     # another geometry with the same matrix shape (another input size) could have, so a change
     # of geometry clears the buffer.
     geometry = (tuple(x.shape), kh, kw, stride, tuple(pads))
     if workspace is not None:
-        if workspace.get("col_geometry", geometry) != geometry:
+        if workspace.get(name + "_geometry", geometry) != geometry:
             matrix.fill(0)
-        workspace["col_geometry"] = geometry
+        workspace[name + "_geometry"] = geometry
     if ones_row:
         matrix[rows] = 1
     col = matrix[:rows].reshape(c, kh, kw, n, ho, wo)
@@ -232,6 +233,40 @@ def conv2d_backward(grad_y, cols, weight, x_shape: tuple[int, int, int, int], st
     grad_bias = grad_all[:, rows] if cols.shape[0] > rows else None
     if not need_input_grad:
         return None, grad_weight, grad_bias
+    if _correlate_input_grad(xp, f, c, kh, kw, stride, pads, x_shape, (ho, wo)):
+        return _input_grad_by_correlation(grad_y, weight, x_shape, pads, workspace), grad_weight, grad_bias
     dcol = _buffer(workspace, "dcol", (c, kh, kw, n, ho, wo), grad_y.dtype, xp)
     xp.matmul(weight.reshape(f, rows).T, dy, out=dcol.reshape(rows, n * ho * wo))  # dcol = W^T dy
     return col2im(dcol, x_shape, stride, pads, workspace), grad_weight, grad_bias
+
+
+def _correlate_input_grad(xp, filters, channels, kh, kw, stride, pads, x_shape, out_hw) -> bool:
+    """Whether dL/dx is cheaper as a correlation of dy with the flipped kernel (NumPy, stride
+    1, no more filters than channels) than as ``W^T dy`` + col2im: both GEMMs cost the same,
+    but an im2col of dy (F*kh*kw rows) is a plain copy where col2im (C*kh*kw rows) adds
+    kh*kw times (measured on 8x8x64->64 3x3, N=64: 1.7 ms against 3.8 ms)."""
+    top, bottom, left, right = pads
+    return (xp is numpy and stride == 1 and filters <= channels
+            and max(top, bottom) < kh and max(left, right) < kw
+            and tuple(out_hw) == (x_shape[2] + top + bottom - kh + 1, x_shape[3] + left + right - kw + 1))
+
+
+def _input_grad_by_correlation(grad_y, weight, x_shape, pads, workspace):
+    """dL/dx for stride 1: ``dx[n, c] = sum_f dy[n, f] (*) flip(W[f, c])``, i.e. im2col of dy
+    padded by ``k - 1 - pad`` on each side, times the flipped kernel (C, F*kh*kw)."""
+    f, c, kh, kw = weight.shape
+    n = grad_y.shape[0]
+    _, _, h, w = x_shape
+    top, bottom, left, right = pads
+    flipped = weight[:, :, ::-1, ::-1].transpose(1, 0, 2, 3).reshape(c, f * kh * kw)
+    dy_pads = (kh - 1 - top, kh - 1 - bottom, kw - 1 - left, kw - 1 - right)
+    _, matrix = _columns(grad_y, kh, kw, 1, dy_pads, workspace, ones_row=False, name="dycol")
+    dx = numpy.empty((n, c, h, w), dtype=grad_y.dtype)
+    if h * w >= PER_SAMPLE_MIN_PIXELS:
+        per_sample = matrix.reshape(matrix.shape[0], n, h * w).transpose(1, 0, 2)
+        numpy.matmul(flipped, per_sample, out=dx.reshape(n, c, h * w))
+    else:
+        product = _buffer(workspace, "dx_rows", (c, n * h * w), grad_y.dtype, numpy)
+        numpy.matmul(flipped, matrix, out=product)
+        dx[...] = product.reshape(c, n, h, w).transpose(1, 0, 2, 3)
+    return dx
