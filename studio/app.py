@@ -2,10 +2,14 @@
 
 The window wires the document (``studio.document``) to the widgets: palette on the left,
 canvas in the centre, inspector on the right, and dock panels for data, training, curves and
-the confusion matrix. Colleagues add panels with ``MainWindow.add_panel`` and follow the
-window through its signals (see the class docstring).
+the confusion matrix. The inside-the-network panels (``studio.inside``) and the live video
+panel (``studio.video``) are installed into every window through the same hooks colleagues
+use: ``MainWindow.add_panel``, ``add_model_hook`` and the window's signals (see the class
+docstring).
 """
 from __future__ import annotations
+
+import atexit
 
 import base64
 import copy
@@ -30,9 +34,11 @@ from compute.graph import Model
 from compute.train import TrainSettings, evaluate
 from studio import __version__, palette_data
 from studio.document import Document
+from studio.inside import InsideController, install_inside_panels
 from studio.project import SUFFIX, Project, ProjectError, load_project
 from studio.session import dataset_reference
 from studio.training_worker import TrainingJob, TrainingRun
+from studio.video import VideoController, install_video_panel
 from widgets.canvas import ModelCanvas
 from widgets.curves import ConfusionMatrixView, CurvesPanel
 from widgets.data_panel import DataPanel
@@ -50,6 +56,9 @@ CLIPBOARD_MIME = "application/x-gatescope-blocks"
 SCREENSHOT_SIZE = (1500, 950)
 DEFAULT_EXAMPLE = "digits-cnn"
 DOCK_STATE_KEY = "dock_state"
+# The default places of the installed panels: tabs behind Curves, and behind the confusion matrix.
+TABS_WITH_CURVES = ("Gates", "Cell state", "Gradients through time", "Filters and feature maps", "Video")
+TABS_WITH_CONFUSION = ("Gate health", "Text generation")
 
 
 class Dialogs:
@@ -171,6 +180,12 @@ class MainWindow(QMainWindow):
       ``add_model_hook(fn)``: ``fn(model)`` runs on the training thread after the model is built
       and before the first step (turn on probes, pin gates there; keep it quick).
       ``selected_block()``, ``current_dataset()``, ``trained_model()``, ``document.project``.
+      ``set_block_flag(block_id, message)`` marks a block on the canvas with a warning from a
+      panel (the gate health's stuck gates, say); an empty message clears it.
+
+    With ``extra_panels`` (the default) the window installs the inside-the-network panels
+    (``self.inside``, a ``studio.inside.InsideController``) and the video panel (``self.video``,
+    a ``studio.video.VideoController``) as docks in the bottom area.
 
     Signals:
       ``projectChanged(object)``: a project was opened or created (the Project).
@@ -193,7 +208,8 @@ class MainWindow(QMainWindow):
     trainingEpoch = Signal(dict)
     trainingEnded = Signal(str, str)
 
-    def __init__(self, settings: QSettings | None = None, dialogs: Any = None, autosave_dir: Path | None = None):
+    def __init__(self, settings: QSettings | None = None, dialogs: Any = None, autosave_dir: Path | None = None,
+                 extra_panels: bool = True):
         super().__init__()
         self.settings = settings or QSettings("GateScope", "GateScope")
         self.dialogs = dialogs or Dialogs(self)
@@ -211,6 +227,9 @@ class MainWindow(QMainWindow):
         self._run_started = 0.0
         self._run_info: dict = {}
         self._last_step_payload: dict = {}
+        self._block_flags: dict[str, str] = {}
+        self.inside: InsideController | None = None
+        self.video: VideoController | None = None
         self.setWindowTitle("GateScope")
         self.setDockOptions(QMainWindow.AnimatedDocks | QMainWindow.AllowTabbedDocks | QMainWindow.AllowNestedDocks)
 
@@ -235,6 +254,14 @@ class MainWindow(QMainWindow):
         self.add_panel("Curves", self.curves, Qt.BottomDockWidgetArea)
         self.add_panel("Confusion matrix", self.confusion, Qt.BottomDockWidgetArea)
         self.splitDockWidget(self.panels["Curves"], self.panels["Confusion matrix"], Qt.Horizontal)
+        if extra_panels:
+            self.inside = install_inside_panels(self)
+            self.video = install_video_panel(self)
+        for anchor, names in (("Curves", TABS_WITH_CURVES), ("Confusion matrix", TABS_WITH_CONFUSION)):
+            for name in names:
+                if name in self.panels:
+                    self.tabifyDockWidget(self.panels[anchor], self.panels[name])
+            self.panels[anchor].raise_()
         self.resizeDocks([self.panels["Blocks"]], [200], Qt.Horizontal)
         self.resizeDocks([self.panels["Inspector"]], [330], Qt.Horizontal)
         self.resizeDocks([self.panels["Curves"], self.panels["Confusion matrix"]], [880, 380], Qt.Horizontal)
@@ -281,6 +308,26 @@ class MainWindow(QMainWindow):
     def add_model_hook(self, hook: Callable[[Model], None]) -> None:
         """Call ``hook(model)`` on the training thread before each run's first step."""
         self.model_hooks.append(hook)
+
+    def set_block_flag(self, block_id: str, message: str) -> None:
+        """Mark ``block_id`` on the canvas (and in the inspector) with the warning ``message``;
+        an empty ``message`` removes the mark. Flags last until the project is replaced."""
+        if message:
+            self._block_flags[block_id] = message
+        else:
+            self._block_flags.pop(block_id, None)
+        self.canvas.set_status(self.block_status())
+        if self.selected_block() == block_id:
+            self._refresh_inspector()
+
+    def block_status(self) -> dict[str, dict]:
+        """Per-block status as the canvas shows it: the analysis, with panel flags as warnings."""
+        status = palette_data.block_status(self.document.analysis)
+        for bid, message in self._block_flags.items():
+            if bid in status and not status[bid]["error"]:
+                warning = status[bid]["warning"]
+                status[bid]["warning"] = f"{warning}; {message}" if warning else message
+        return status
 
     def selected_block(self) -> str | None:
         """The id of the one selected block, or None."""
@@ -406,6 +453,7 @@ class MainWindow(QMainWindow):
     def _apply_project(self) -> None:
         """Show the document's project everywhere: graph, settings, history, layout, dataset."""
         project = self.project
+        self._block_flags = {}
         self.canvas.select([])
         self._on_graph_changed()
         self.training_panel.set_settings(project.training.to_dict())
@@ -592,7 +640,7 @@ class MainWindow(QMainWindow):
         project, analysis = self.project, self.document.analysis
         self.canvas.set_graph(palette_data.canvas_blocks(project.graph, project.positions),
                               palette_data.canvas_wires(project.graph))
-        self.canvas.set_status(palette_data.block_status(analysis))
+        self.canvas.set_status(self.block_status())
         self._refresh_inspector()
         errors = analysis.errors()
         self.params_label.setText(f"{analysis.total_params:,} parameters" +
@@ -617,7 +665,7 @@ class MainWindow(QMainWindow):
         block = self.project.graph.block(ids[0])
         self.inspector.show_block(block.id, block.type, palette_data.block_summary(block.type),
                                   palette_data.block_fields(block.type), block.settings)
-        status = palette_data.block_status(analysis).get(block.id, {})
+        status = self.block_status().get(block.id, {})
         self.inspector.show_result(status.get("shape", ""), status.get("params", ""), status.get("formula", ""),
                                    status.get("error"), status.get("warning"))
 
@@ -651,6 +699,7 @@ class MainWindow(QMainWindow):
         mime.setData(CLIPBOARD_MIME, QByteArray(payload.encode("utf-8")))
         mime.setText(payload)
         QApplication.clipboard().setMimeData(mime)
+        _release_clipboard_at_exit()
         self._paste_count = 0
 
     def cut(self) -> None:
@@ -898,11 +947,14 @@ class MainWindow(QMainWindow):
             return
         self.autosave_timer.stop()
         self._remove_autosave()
+        for controller in (self.inside, self.video):
+            if controller is not None:
+                controller.shutdown()
         event.accept()
 
 
 # ----------------------------------------------------------------------------- entry point
-class _QuietDialogs(Dialogs):
+class QuietDialogs(Dialogs):
     """For the offscreen screenshot: messages go to the log, questions take the safe answer."""
 
     def error(self, title: str, text: str) -> None:
@@ -935,6 +987,27 @@ def initial_project_path(file: str | os.PathLike | None) -> Path | None:
     return example_path(names[0]) if names else None
 
 
+_clipboard_release_registered = False
+
+
+def _release_clipboard_at_exit() -> None:
+    """Empty the clipboard before the interpreter shuts down.
+
+    Qt frees mime data left on the clipboard while Python tears its wrapper down, and the
+    process dies with a segmentation fault at exit (seen with PySide6 6.11 offscreen).
+    """
+    global _clipboard_release_registered
+    if _clipboard_release_registered:
+        return
+    _clipboard_release_registered = True
+
+    def release() -> None:
+        app = QApplication.instance()
+        if app is not None:
+            app.clipboard().clear()
+    atexit.register(release)
+
+
 def install_exception_hook(window: MainWindow) -> None:
     """Unexpected exceptions in the GUI thread: logged and shown with details; the app keeps running."""
     def hook(exc_type, exc, tb) -> None:
@@ -962,7 +1035,7 @@ def run_app(file: str | os.PathLike | None = None, screenshot: str | os.PathLike
     app.setApplicationName("GateScope")
     app.setOrganizationName("GateScope")
     apply_dark_theme(app)
-    window = MainWindow(dialogs=_QuietDialogs(None) if screenshot is not None else None)
+    window = MainWindow(dialogs=QuietDialogs(None) if screenshot is not None else None)
     path = initial_project_path(file)
     if path is not None and not window.open_path(path, as_example=file is None):
         if file is not None:
@@ -970,26 +1043,48 @@ def run_app(file: str | os.PathLike | None = None, screenshot: str | os.PathLike
     if screenshot is not None:
         return _screenshot(app, window, Path(screenshot))
     install_exception_hook(window)
-    window.resize(*SCREENSHOT_SIZE)
-    window.show()
+    show_at_size(window)
     window.offer_recovery(path if file else None)
     return app.exec()
 
 
-def _screenshot(app: QApplication, window: MainWindow, out: Path) -> int:
-    window.resize(*SCREENSHOT_SIZE)
-    window.show()
-    deadline = time.perf_counter() + 10.0
+def wait_until_settled(window: MainWindow, timeout_s: float = 10.0) -> bool:
+    """Process events until the window has nothing on its way: the dataset loaded (or refused),
+    the saved model's confusion matrix computed, the inside panels filled. False on timeout."""
+    app = QApplication.instance()
+    deadline = time.perf_counter() + timeout_s
+
     def settled() -> bool:
         loaded = window.data_panel.summary.text() not in ("", "Loading…")
-        evaluated = not window.project.weights or window.confusion.matrix.size > 0
-        return loaded and evaluated
+        dataset = window.current_dataset()
+        expects_matrix = (bool(window.project.weights) and window.document.weights_fit() and dataset is not None
+                          and dataset.task == "classification")
+        evaluated = not expects_matrix or window.confusion.matrix.size > 0
+        looked_inside = window.inside is None or not window.inside.busy
+        return loaded and evaluated and looked_inside
 
-    while not settled() and time.perf_counter() < deadline:
+    while not settled():
+        if time.perf_counter() > deadline:
+            return False
         app.processEvents()
         time.sleep(0.01)
     for _ in range(5):
         app.processEvents()
+    return True
+
+
+def show_at_size(window: MainWindow, size: tuple[int, int] = SCREENSHOT_SIZE) -> None:
+    """Show the window at ``size``. (Before it is first shown, the dock layout can hold the
+    window taller than asked, so the size is set again once it is on screen.)"""
+    window.resize(*size)
+    window.show()
+    QApplication.processEvents()
+    window.resize(*size)
+
+
+def _screenshot(app: QApplication, window: MainWindow, out: Path) -> int:
+    show_at_size(window)
+    wait_until_settled(window)
     window.canvas.fit_to_view()
     app.processEvents()
     ok = window.grab().save(str(out))
