@@ -593,11 +593,11 @@ class LSTM(_Recurrent):
         self._initial("h0", sfx, hs[start])
         self._initial("c0", sfx, cs[start])
         table, peep = self._table(xp, gates.dtype), self._peepholes(sfx)
-        tanh_cs = xp.empty((t,) + state_shape, dtype=gates.dtype)   # tanh(C_t), kept for backward
         tmp = xp.empty_like(gates[0])
         steps, (po, no) = self._order(t, reverse)
         if self._ctx["kernels"]:
-            return self._kernel_forward(gates, hs, cs, tanh_cs, tmp, steps, po, no, sfx)
+            return self._kernel_forward(gates, hs, cs, tmp, steps, po, no, sfx)
+        tanh_cs = xp.empty((t,) + state_shape, dtype=gates.dtype)   # tanh(C_t), kept for backward
         with ops.quiet_overflow():
             for s in steps:
                 self._recurrent_product(hs[s + po], sfx, tmp, s)
@@ -623,9 +623,10 @@ class LSTM(_Recurrent):
         ConvLSTM's ``(N, P, units)`` pixel rows become N*P kernel rows)."""
         return a.reshape(-1, a.shape[-1])
 
-    def _kernel_forward(self, pre, hs, cs, tanh_cs, tmp, steps, po, no, sfx):
+    def _kernel_forward(self, pre, hs, cs, tmp, steps, po, no, sfx):
         """The step loop with ``compute.kernels.lstm_forward``: one recurrent GEMM, its sum
-        with the input projection, and one fused kernel writing the step's slices in place."""
+        with the input projection, and one fused kernel writing the step's slices in place.
+        tanh(C_t) is not kept: ``lstm_backward`` recomputes it (it takes no such input)."""
         xp = get_array_module(pre)
         gates = xp.empty_like(pre)                   # the kernel reads pre, writes activations
         variant = self._kernel_variant()
@@ -633,10 +634,9 @@ class LSTM(_Recurrent):
         flat = self._rows2d
         for s in steps:
             self._step_pre(hs[s + po], sfx, pre[s], tmp, s)
-            kernels.lstm_forward(flat(pre[s]), flat(cs[s + po]), peep, variant, pins, keep_tanh_c=True,
-                                 out=(flat(gates[s]), flat(cs[s + no]), flat(hs[s + no]),
-                                      flat(tanh_cs[s])))
-        return {"h": hs, "c": cs, "gates": gates, "tanh_c": tanh_cs}
+            kernels.lstm_forward(flat(pre[s]), flat(cs[s + po]), peep, variant, pins,
+                                 out=(flat(gates[s]), flat(cs[s + no]), flat(hs[s + no]), None))
+        return {"h": hs, "c": cs, "gates": gates, "tanh_c": None}
 
     def _kernel_backward(self, dh_seq, hs, cs, gates, steps, po, no, sfx, dgates):
         """Backward step loop with ``compute.kernels.lstm_backward``; returns (dh, dc) of the
