@@ -129,7 +129,8 @@ class _DatasetLoader(QObject):
     """Loads a dataset on a plain thread; ``done(token, dataset or None, error)`` arrives queued.
 
     ``confusion(token, matrix)`` brings the validation confusion matrix of a trained model
-    (computed by ``evaluate_saved`` on a thread too), so a reopened project shows it.
+    (computed by ``evaluate_saved`` on a thread too), so a reopened project shows it; ``matrix``
+    is None when there is none to show (a per-step output, or an evaluation that failed).
     """
 
     done = Signal(int, object, str)
@@ -146,9 +147,9 @@ class _DatasetLoader(QObject):
                 metrics = evaluate(model, dataset.x[split.val], dataset.y[split.val])
             except Exception:  # noqa: BLE001 - only a picture is missing; the log says why
                 log.warning("no confusion matrix for the saved weights:\n%s", traceback.format_exc())
+                self.confusion.emit(token, None)
                 return
-            if metrics.confusion is not None:
-                self.confusion.emit(token, metrics.confusion)
+            self.confusion.emit(token, metrics.confusion)
 
         threading.Thread(target=work, name="saved-model-evaluation", daemon=True).start()
 
@@ -228,6 +229,7 @@ class MainWindow(QMainWindow):
         self._run_info: dict = {}
         self._last_step_payload: dict = {}
         self._block_flags: dict[str, str] = {}
+        self.evaluating_saved = False      # the saved weights' confusion matrix is being computed
         self.inside: InsideController | None = None
         self.video: VideoController | None = None
         self.setWindowTitle("GateScope")
@@ -723,6 +725,7 @@ class MainWindow(QMainWindow):
         """Load the dataset ``ref`` on a worker thread; the panel shows it or says why it cannot."""
         resolved = dataset_reference(replace(self.project, dataset=dict(ref)))
         self._load_token += 1
+        self.evaluating_saved = False
         self._pending_ref = (dict(ref), from_project)
         if from_project:
             self._dataset_ref = dict(ref)  # Train may start meanwhile: the run loads it itself
@@ -759,11 +762,14 @@ class MainWindow(QMainWindow):
                 and dataset.task == "classification" and self.document.weights_fit()):
             saved = replace(self.project, graph=copy.deepcopy(self.project.graph),
                             weights={k: v.copy() for k, v in self.project.weights.items()})
+            self.evaluating_saved = True
             self.loader.evaluate_saved(token, saved, dataset)
         self.datasetLoaded.emit(dataset)
 
     def _on_saved_confusion(self, token: int, matrix) -> None:
-        if token == self._load_token and self.run is None and self._dataset is not None:
+        if token == self._load_token:
+            self.evaluating_saved = False
+        if matrix is not None and token == self._load_token and self.run is None and self._dataset is not None:
             self.confusion.set_matrix(matrix, list(self._dataset.class_names))
 
     # ----------------------------------------------------------------- training
@@ -1056,10 +1062,7 @@ def wait_until_settled(window: MainWindow, timeout_s: float = 10.0) -> bool:
 
     def settled() -> bool:
         loaded = window.data_panel.summary.text() not in ("", "Loading…")
-        dataset = window.current_dataset()
-        expects_matrix = (bool(window.project.weights) and window.document.weights_fit() and dataset is not None
-                          and dataset.task == "classification")
-        evaluated = not expects_matrix or window.confusion.matrix.size > 0
+        evaluated = not window.evaluating_saved
         looked_inside = window.inside is None or not window.inside.busy
         return loaded and evaluated and looked_inside
 

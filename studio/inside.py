@@ -15,8 +15,8 @@ the training batch and starts a probe run with the live weights at most every
 ``live_interval_s``, so the panels follow the learning at a bounded rate. ``refresh()``
 recomputes at once (after a gate override is changed in the inspector, say).
 
-``install_inside_panels(window)`` adds the panels to the main window as docks and wires them
-to its signals.
+``install_inside_panels(window)`` adds the panels to the main window (``studio.app.MainWindow``)
+as docks and wires them to its signals and hooks.
 """
 from __future__ import annotations
 
@@ -56,6 +56,8 @@ RECURRENT_TYPES = ("SimpleRNN", "LSTM", "GRU", "ConvLSTM2D")
 CONV_TYPES = ("Conv1D", "Conv2D")
 SYNC_LIMIT_S = 0.02          # a probe run quicker than this may run on the GUI thread
 TRAINING_PROBE_SAMPLES = 8   # batch samples the trainer records for the gate health
+WAITING_FOR_DATASET = ("The probe sample comes from the project's dataset, which is loading "
+                       "(the Data panel says when it is ready, or why it cannot be read).")
 
 
 def is_recurrent(layer) -> bool:
@@ -110,6 +112,10 @@ class InsideController(QObject):
     Signals: ``blockFlagged(block_id, message)`` when the gate health of a recurrent block
     finds a problem (``message`` says what) or finds it gone (``message`` empty);
     ``refreshed()`` after the panels were filled from a probe run.
+
+    ``loads_datasets``: when True (the default) the controller loads the project's dataset
+    itself the first time it needs one; the main window sets it False and hands over the
+    dataset it loads on its own thread (``set_dataset``), so the GUI never waits on a read.
     """
 
     blockFlagged = Signal(str, str)
@@ -135,6 +141,8 @@ class InsideController(QObject):
         self.training = False
         self.live_interval_s = 0.5
         self.flags: dict[str, str] = {}
+        self.loads_datasets = True
+        self._closed = False
         self.last_result: ProbeResult | None = None
         self.last_error: str | None = None
         self._training_probes: dict[str, dict[str, Any]] = {}
@@ -298,6 +306,8 @@ class InsideController(QObject):
 
     def refresh(self) -> None:
         """Recompute every panel now: one probe run with the newest weights and settings."""
+        if self._closed:
+            return
         request = self._make_request()
         if request is None:
             self._show_empty()
@@ -314,6 +324,8 @@ class InsideController(QObject):
         self._submit(self._job, request)
 
     def _submit(self, job, *args) -> None:
+        if self._closed:
+            return
         self._in_flight += 1
         self._poll.start()
         self._executor.submit(job, *args)
@@ -372,6 +384,9 @@ class InsideController(QObject):
         if project is None:
             return None
         dataset = self.dataset
+        if dataset is None and not self.loads_datasets:
+            self.last_error = WAITING_FOR_DATASET
+            return None
         if dataset is None:
             from studio.session import load_dataset
             try:
@@ -618,6 +633,8 @@ class InsideController(QObject):
 
     def generate(self, prefix: str, temperature: float, length: int) -> None:
         """Continue ``prefix`` by ``length`` characters at ``temperature`` (on the worker thread)."""
+        if self._closed:
+            return
         available, why = self.can_generate()
         if not available:
             self.text_generation.set_available(False, why)
@@ -652,7 +669,9 @@ class InsideController(QObject):
                                         result.vocab)
 
     def shutdown(self) -> None:
-        """Stop the worker thread (waits for a run under way)."""
+        """Stop the worker thread (waits for a run under way); later requests are ignored."""
+        self._closed = True
+        self._poll.stop()
         self._executor.shutdown(wait=True)
 
 
@@ -668,27 +687,53 @@ PANEL_TITLES = {
 
 
 def install_inside_panels(window) -> InsideController:
-    """Add the inside-the-network panels to ``window`` as docks and wire them to it.
+    """Add the inside-the-network panels to the main window as docks and wire them to it.
 
-    Uses ``window.add_panel(name, widget, area)`` for each panel, then connects whichever of
-    these the window has: ``window.document`` (a ``studio.document.Document``: ``changed`` ->
-    recompute, ``projectReplaced`` -> follow the new project), ``window.canvas.selectionChanged``
-    (list of block ids), ``window.trainingRunStarted`` (a signal carrying each new
-    ``TrainingRun``), and ``window.blockFlagged``-style consumers through the controller's own
-    ``blockFlagged(block_id, message)`` signal. Returns the controller.
+    ``window`` is a ``studio.app.MainWindow`` (or anything with the same hooks): each panel
+    becomes a dock through ``add_panel``; the controller follows
+
+    * ``projectChanged(project)``: look inside the newly opened project;
+    * ``datasetLoaded(dataset)``: the window's dataset (loaded on its thread) gives the probe
+      samples, so the controller never reads a dataset on the GUI thread;
+    * ``graphAnalysed(analysis)``: any edit, a gate override pinned in the inspector say,
+      recomputes the panels at once;
+    * ``selectionChanged(ids)``: a recurrent block selected on the canvas is the one the gates
+      and cell-state panels show, a convolution block the one whose filters are shown;
+    * ``add_model_hook``: each training run's model records probes for the gate health and
+      lends its weights to the probe runs; ``trainingStarted`` / ``trainingStep`` (with
+      ``probes``) / ``trainingEpoch`` / ``trainingEnded`` keep the panels following the run at a
+      bounded rate;
+    * the controller's ``blockFlagged(block_id, message)`` goes to ``window.set_block_flag``,
+      which marks a block with stuck gates on the canvas (an empty message clears it).
+
+    Returns the controller (``shutdown()`` it when the window goes).
     """
     controller = InsideController(window)
+    controller.loads_datasets = False
     for key, (title, area) in PANEL_TITLES.items():
         window.add_panel(title, controller.panels[key], area)
-    document = getattr(window, "document", None)
-    if document is not None:
-        document.changed.connect(controller.graph_changed)
-        document.projectReplaced.connect(lambda: controller.set_project(document.project))
-        controller.set_project(document.project)
-    canvas = getattr(window, "canvas", None)
-    if canvas is not None and hasattr(canvas, "selectionChanged"):
-        canvas.selectionChanged.connect(controller.select_blocks)
-    runs = getattr(window, "trainingRunStarted", None)
-    if runs is not None:
-        runs.connect(controller.attach_training_run)
+
+    def follow_project(project: Project) -> None:
+        controller.set_project(project, window.current_dataset())
+        controller.select_blocks(window.selected_block() or [])
+
+    def follow_dataset(dataset: Dataset) -> None:
+        controller.set_dataset(dataset)
+        controller.graph_changed()
+
+    def follow_graph(_analysis) -> None:
+        if controller.project is window.project:    # a project being opened arrives by projectChanged
+            controller.graph_changed()
+
+    window.projectChanged.connect(follow_project)
+    window.datasetLoaded.connect(follow_dataset)
+    window.graphAnalysed.connect(follow_graph)
+    window.selectionChanged.connect(controller.select_blocks)
+    window.add_model_hook(controller.training_hook)
+    window.trainingStarted.connect(controller.on_training_started)
+    window.trainingStep.connect(controller.on_training_steps)
+    window.trainingEpoch.connect(controller.on_training_epoch)
+    window.trainingEnded.connect(controller.on_training_ended)
+    controller.blockFlagged.connect(window.set_block_flag)
+    follow_project(window.project)
     return controller

@@ -29,6 +29,7 @@ BLOCK_WIDTH = 200.0
 BLOCK_HEIGHT = 86.0
 PORT_RADIUS = 6.0
 MIN_ZOOM, MAX_ZOOM = 0.2, 3.0
+MIN_FIT_ZOOM = 0.6       # "fit to view" never shrinks blocks below this: their text stays readable
 
 
 class PortItem(QGraphicsItem):
@@ -353,7 +354,11 @@ class ModelCanvas(QGraphicsView):
             self.deleteRequested.emit(blocks, wires)
 
     def fit_to_view(self) -> None:
-        """Zoom and scroll so every block is visible (never magnifying above 1.25x)."""
+        """Zoom and scroll so every block is visible, between ``MIN_FIT_ZOOM`` and 1.25x.
+
+        A model too large to fit at ``MIN_FIT_ZOOM`` (where block text is still readable) is
+        shown from its top-left corner; the rest is a scroll away.
+        """
         if not self.blocks:
             self.resetTransform()
             self.centerOn(0, 0)
@@ -363,9 +368,11 @@ class ModelCanvas(QGraphicsView):
             rect = rect.united(item.sceneBoundingRect())
         rect = rect.adjusted(-40, -40, 40, 40)
         self.fitInView(rect, Qt.KeepAspectRatio)
-        if self.zoom() > 1.25:
-            self.set_zoom(1.25)
-        self.centerOn(rect.center())
+        self.set_zoom(min(1.25, max(MIN_FIT_ZOOM, self.zoom())))
+        seen = self.mapToScene(self.viewport().rect()).boundingRect()
+        x = rect.center().x() if seen.width() >= rect.width() else rect.left() + seen.width() / 2
+        y = rect.center().y() if seen.height() >= rect.height() else rect.top() + seen.height() / 2
+        self.centerOn(x, y)
 
     def zoom(self) -> float:
         return self.transform().m11()

@@ -287,9 +287,11 @@ def test_autosave_and_recovery(make_window, tmp_path):
 
 
 def test_dock_layout_saved_and_restored_and_panels_added(window, tmp_path):
-    extra = QLabel("gates")
-    dock = window.add_panel("Gates", extra)
+    extra = QLabel("notes")
+    dock = window.add_panel("Notes", extra)
     assert dock.toggleViewAction() in window.view_menu.actions()
+    with pytest.raises(ValueError):
+        window.add_panel("Gates", QLabel("twice"))                # installed with every window
     window.panels["Curves"].hide()
     window.set_project(small_project())
     window.dialogs.save_to = str(tmp_path / "layout.gscope")

@@ -187,34 +187,60 @@ def test_convolution_panel_shows_the_filters_and_maps(qtbot, controller):
     assert panel.maps.shape == (4, 6, 6)
 
 
-def test_install_registers_docks_and_follows_the_document(qtbot):
-    class FakeDocument(QObject):
-        changed = Signal()
-        projectReplaced = Signal()
-
-    class FakeCanvas(QObject):
-        selectionChanged = Signal(list)
+def test_install_registers_docks_and_follows_the_window(qtbot):
+    """The install function uses only the MainWindow's hooks (a stand-in with the same ones here;
+    tests/studio/test_integration.py drives the real window)."""
 
     class FakeWindow(QObject):
-        trainingRunStarted = Signal(object)
+        projectChanged = Signal(object)
+        graphAnalysed = Signal(object)
+        selectionChanged = Signal(list)
+        datasetLoaded = Signal(object)
+        trainingStarted = Signal(dict)
+        trainingStep = Signal(dict)
+        trainingEpoch = Signal(dict)
+        trainingEnded = Signal(str, str)
 
         def __init__(self, project):
             super().__init__()
-            self.document, self.canvas, self.docks = FakeDocument(), FakeCanvas(), {}
-            self.document.project = project
+            self.project, self.docks, self.model_hooks, self.flags = project, {}, [], {}
+            self.dataset = None
 
         def add_panel(self, name, widget, area):
             self.docks[name] = widget
 
-    project, _ = adding_project()
+        def add_model_hook(self, hook):
+            self.model_hooks.append(hook)
+
+        def current_dataset(self):
+            return self.dataset
+
+        def selected_block(self):
+            return None
+
+        def set_block_flag(self, block_id, message):
+            self.flags[block_id] = message
+
+    project, dataset = adding_project()
     window = FakeWindow(project)
     controller = install_inside_panels(window)
     for panel in controller.panels.values():
         qtbot.addWidget(panel)
     assert set(window.docks) == {"Gates", "Cell state", "Gradients through time", "Gate health",
                                  "Filters and feature maps", "Text generation"}
+    assert window.model_hooks == [controller.training_hook]
+    assert "loading" in controller.gates.message                 # waits for the window's dataset
+    window.dataset = dataset
+    window.datasetLoaded.emit(dataset)
     settle(qtbot, controller)
     assert controller.recurrent_block == "b1" and not controller.gates.is_empty
-    window.canvas.selectionChanged.emit(["b2"])                   # a Dense: the gates stay on b1
+    window.selectionChanged.emit(["b2"])                          # a Dense: the gates stay on b1
     assert controller.recurrent_block == "b1"
+    project.graph.block("b1").settings.update(pin_forget="1", pin_input="0")
+    window.graphAnalysed.emit(None)                               # an edit: recomputed at once
+    settle(qtbot, controller)
+    np.testing.assert_array_equal(controller.gates.images["forget"].image, 1.0)
+    stuck = {"gates": {"output": np.full((2, 10, 4), 0.99)}}
+    window.trainingStep.emit({"last": {"global_step": 0}, "probes": {"b1": stuck}})
+    assert "output gate" in window.flags["b1"]
     controller.shutdown()

@@ -368,7 +368,7 @@ def test_install_video_panel_follows_the_project(qtbot, tmp_path):
     from studio.video import install_video_panel
 
     window = MainWindow(settings=QSettings(str(tmp_path / "settings.ini"), QSettings.IniFormat),
-                        autosave_dir=tmp_path / "autosave")
+                        autosave_dir=tmp_path / "autosave", extra_panels=False)
     qtbot.addWidget(window)
     controller = install_video_panel(window)
     try:

@@ -1,15 +1,17 @@
 """digits-cnn: a small conv/pool/dense network on the bundled 8x8 handwritten digits."""
 from compute.graph import Block, GraphSpec, Wire
 from compute.train import TrainSettings
+from studio.document import layered_positions
 from studio.project import Project
 
 
 def chain_project(name: str, description: str, blocks: list[tuple[str, dict]], training: TrainSettings,
                   dataset: dict) -> Project:
-    """A project whose blocks form one chain, laid out left to right on the canvas."""
+    """A project whose blocks form one chain, laid out left to right on the canvas (a long
+    chain wraps onto rows of five, as Auto Layout does)."""
     spec = GraphSpec([Block(f"{t.lower()}{i}", t, dict(s)) for i, (t, s) in enumerate(blocks)])
     spec.wires = [Wire(a.id, b.id) for a, b in zip(spec.blocks, spec.blocks[1:])]
-    positions = {b.id: (40.0 + 200.0 * i, 120.0 + (40.0 if i % 2 else 0.0)) for i, b in enumerate(spec.blocks)}
+    positions = layered_positions(spec, {})
     return Project(name=name, description=description, graph=spec, positions=positions, training=training,
                    dataset=dataset)
 

@@ -56,7 +56,9 @@ def _frame_features() -> list[tuple[str, dict]]:
 
 
 def _positions(spec: GraphSpec) -> dict[str, tuple[float, float]]:
-    return {b.id: (40.0 + 190.0 * i, 120.0 + (40.0 if i % 2 else 0.0)) for i, b in enumerate(spec.blocks)}
+    """Canvas places: the chain wraps onto rows of five, as Auto Layout does."""
+    from studio.document import layered_positions
+    return layered_positions(spec, {})
 
 
 def build() -> Project:

@@ -67,6 +67,7 @@ class GradientsPanel(InsidePanel):
         self.plot.showGrid(x=True, y=True, alpha=0.25)
         self.plot.setLabel("bottom", "time step t")
         self.plot.setLabel("left", "gradient norm ‖∂L/∂h_t‖, ‖∂L/∂C_t‖ (log scale)")
+        self.plot.getAxis("left").enableAutoSIPrefix(False)    # a "(x0.001)" makes no sense on a log axis
         self.plot.setMenuEnabled(False)
         self.legend = self.plot.addLegend(offset=(-10, -10), labelTextSize="8pt")
 
