@@ -15,8 +15,7 @@ saved as PNG:
 ``screenshot.png``      the builder on digits-cnn: curves with its epochs, confusion matrix.
 ``gates.png``           the gates and gradients-through-time panels on adding-lstm, with the
                         RNN's gradient pinned as a reference beside the LSTM's.
-``text-generation.png`` the text-generation panel on hello-lstm continuing "h".
-``video.png``           the live-video panel (no source open: what it asks for).
+``text-generation.png`` the text-generation panel on hello-lstm continuing "h", beside its gates.
 """
 from __future__ import annotations
 
@@ -116,7 +115,6 @@ def save(window: MainWindow, out: Path) -> None:
 
 
 def builder_shot(window: MainWindow, digits: Path, out: Path) -> None:
-    window.restore_default_layout()
     open_settled(window, digits)
     window.canvas.select(["conv2d1"])
     wait_until_settled(window)
@@ -125,15 +123,16 @@ def builder_shot(window: MainWindow, digits: Path, out: Path) -> None:
 
 
 def gates_shot(window: MainWindow, rnn: Path, lstm: Path, out: Path) -> None:
-    window.restore_default_layout()
     gradients = window.inside.gradients
-    gradients.clear_references()
     open_settled(window, rnn)
     gradients.pin_current_as_reference()
     open_settled(window, lstm)
     window.canvas.select(["lstm1"])
     wait_until_settled(window)
-    # Gates on the left, gradients through time on the right, both tall.
+    # Gates on the left, gradients through time on the right, both tall: the settings docks
+    # on the right make way (their minimum height would keep the bottom area short).
+    for name in ("Inspector", "Training", "Data"):
+        window.panels[name].hide()
     window.tabifyDockWidget(window.panels["Confusion matrix"], window.panels["Gradients through time"])
     show_docks(window, "Gates", "Gradients through time")
     window.resizeDocks([window.panels["Gates"]], [640], Qt.Vertical)
@@ -143,15 +142,16 @@ def gates_shot(window: MainWindow, rnn: Path, lstm: Path, out: Path) -> None:
 
 
 def text_shot(window: MainWindow, hello: Path, out: Path) -> None:
-    window.restore_default_layout()
     open_settled(window, hello)
     window.canvas.select(["lstm1"])
     wait_until_settled(window)
-    # The text panel on the left, the gates of the same run on the right.
+    # The text panel on the left, the gates of the same run on the right, both tall.
+    for name in ("Inspector", "Training", "Data"):
+        window.panels[name].hide()
     window.tabifyDockWidget(window.panels["Curves"], window.panels["Text generation"])
     window.tabifyDockWidget(window.panels["Confusion matrix"], window.panels["Gates"])
     show_docks(window, "Text generation", "Gates")
-    window.resizeDocks([window.panels["Text generation"]], [470], Qt.Vertical)
+    window.resizeDocks([window.panels["Text generation"]], [640], Qt.Vertical)
     window.resizeDocks([window.panels["Text generation"], window.panels["Gates"]], [760, 740], Qt.Horizontal)
     panel = window.inside.text_generation
     panel.prefix_edit.setText("h")
@@ -163,14 +163,6 @@ def text_shot(window: MainWindow, hello: Path, out: Path) -> None:
         QApplication.processEvents()
         time.sleep(0.01)
     save(window, out / "text-generation.png")
-
-
-def video_shot(window: MainWindow, digits: Path, out: Path) -> None:
-    window.restore_default_layout()
-    open_settled(window, digits)
-    show_docks(window, "Video")
-    window.resizeDocks([window.panels["Video"]], [420], Qt.Vertical)
-    save(window, out / "video.png")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -189,16 +181,21 @@ def main(argv: list[str] | None = None) -> int:
     app = QApplication.instance() or QApplication(sys.argv[:1])
     apply_dark_theme(app)
     settings_dir = Path(tempfile.mkdtemp(prefix="gatescope-shot-settings-"))
-    window = MainWindow(settings=QSettings(str(settings_dir / "settings.ini"), QSettings.IniFormat),
-                        dialogs=QuietDialogs(None), autosave_dir=settings_dir / "autosave")
-    show_at_size(window)
+    shots = [lambda w: builder_shot(w, trained["digits-cnn"], out),
+             lambda w: gates_shot(w, trained["adding-rnn"], trained["adding-lstm"], out),
+             lambda w: text_shot(w, trained["hello-lstm"], out)]
     try:
-        builder_shot(window, trained["digits-cnn"], out)
-        gates_shot(window, trained["adding-rnn"], trained["adding-lstm"], out)
-        text_shot(window, trained["hello-lstm"], out)
-        video_shot(window, trained["digits-cnn"], out)
+        for shot in shots:          # a fresh window each: the default dock layout, nothing left over
+            window = MainWindow(settings=QSettings(str(settings_dir / "settings.ini"), QSettings.IniFormat),
+                                dialogs=QuietDialogs(None), autosave_dir=settings_dir / "autosave")
+            show_at_size(window)
+            try:
+                shot(window)
+            finally:
+                window.close()
+                window.deleteLater()
+                pump(0.1)
     finally:
-        window.close()
         shutil.rmtree(settings_dir, ignore_errors=True)
     return 0
 
