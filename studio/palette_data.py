@@ -77,6 +77,8 @@ def block_detail(block: Block) -> str:
     parts = []
     for setting in cls.settings_spec:
         value = block.settings.get(setting.name, setting.default)
+        if setting.name == "stride" and value == 0:  # pooling's "0 = the window size"
+            value = block.settings.get("size", 2)
         form = _DETAIL_FORMS.get(setting.name)
         if form is None or (setting.kind == "bool" and not value):
             continue
