@@ -35,6 +35,7 @@ class CommandError(Exception):
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    logging.getLogger("compute.backend").setLevel(logging.INFO)  # which device, and why, said once
     try:
         if argv and argv[0] in COMMANDS:
             return _run_command(argv)

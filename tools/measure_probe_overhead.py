@@ -1,0 +1,76 @@
+"""How much the inside-the-network panels slow training down, measured in the real window.
+
+    .venv/bin/python tools/measure_probe_overhead.py [EXAMPLE] [--steps N] [--rounds R]
+
+Trains the example (default adding-lstm) for N steps in a ``studio.app.MainWindow`` with its
+panels following training (probes recorded, gates and gradients redrawn) and in one without
+them (``extra_panels=False``), alternating R rounds, the recurrent block selected in both.
+Prints the median training time of each and the slowdown in percent.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+
+from PySide6.QtCore import QEventLoop, QSettings, QTimer  # noqa: E402
+from PySide6.QtWidgets import QApplication  # noqa: E402
+
+from assets import example_path  # noqa: E402
+from studio.app import MainWindow, QuietDialogs, show_at_size, wait_until_settled  # noqa: E402
+
+
+def train_once(example: str, steps: int, panels: bool, work: Path) -> float:
+    window = MainWindow(settings=QSettings(str(work / "settings.ini"), QSettings.IniFormat),
+                        dialogs=QuietDialogs(None), autosave_dir=work / "autosave", extra_panels=panels)
+    show_at_size(window)
+    window.open_path(example_path(example), as_example=True)
+    wait_until_settled(window)
+    recurrent = [b.id for b in window.project.graph.blocks if b.type in ("LSTM", "GRU", "SimpleRNN")]
+    if recurrent:
+        window.canvas.select(recurrent[:1])
+    if panels:
+        window.panels["Gates"].raise_()
+    window.project.training.steps_per_epoch = steps
+    window.training_panel.form.editors["epochs"].setValue(1)
+    done = QEventLoop()
+    window.trainingEnded.connect(lambda kind, message: done.quit())
+    started = time.perf_counter()
+    window.start_training()
+    QTimer.singleShot(600_000, done.quit)
+    done.exec()
+    seconds = time.perf_counter() - started
+    window.close()
+    QApplication.processEvents()
+    return seconds
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("example", nargs="?", default="adding-lstm")
+    parser.add_argument("--steps", type=int, default=150)
+    parser.add_argument("--rounds", type=int, default=3)
+    args = parser.parse_args()
+    app = QApplication.instance() or QApplication([])
+    work = Path(tempfile.mkdtemp(prefix="gatescope-overhead-"))
+    times = {True: [], False: []}
+    for _ in range(args.rounds):
+        for panels in (False, True):
+            times[panels].append(train_once(args.example, args.steps, panels, work))
+    off, on = statistics.median(times[False]), statistics.median(times[True])
+    print(f"{args.example}, {args.steps} steps: without panels {off:.2f} s, with panels following training "
+          f"{on:.2f} s (medians of {args.rounds}); slowdown {100 * (on / off - 1):+.1f}%")
+    del app
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
