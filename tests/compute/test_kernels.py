@@ -18,6 +18,7 @@ import pytest
 import kernel_emulator as emu
 from compute import kernels
 from compute.kernels import reference as ref
+from gradcheck import numeric_grad
 
 RTOL, ATOL = 3e-5, 3e-6  # float32 kernel vs float32 twin: libm differences, a few ulp
 
@@ -82,21 +83,6 @@ def _close(actual, expected, what=""):
 
 def _rand(rng, *shape, scale=1.0, dtype=np.float32):
     return (rng.standard_normal(shape) * scale).astype(dtype)
-
-
-def numeric_grad(f, v: np.ndarray, eps: float = 1e-6) -> np.ndarray:
-    """Central differences of scalar ``f()`` with respect to ``v`` (float64), in place."""
-    grad = np.zeros_like(v)
-    flat, gflat = v.reshape(-1), grad.reshape(-1)
-    for k in range(flat.size):
-        old = flat[k]
-        flat[k] = old + eps
-        up = f()
-        flat[k] = old - eps
-        down = f()
-        flat[k] = old
-        gflat[k] = (up - down) / (2 * eps)
-    return grad
 
 
 def _sigmoid(x: float) -> float:
