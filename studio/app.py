@@ -57,6 +57,9 @@ SCREENSHOT_SIZE = (1500, 950)
 DEFAULT_EXAMPLE = "digits-cnn"
 DOCK_STATE_KEY = "dock_state"
 # The default places of the installed panels: tabs behind Curves, and behind the confusion matrix.
+# Staged view updates (see MainWindow._stage) run this far apart: a real timer, so the paint the
+# previous update asked for (posted events) happens in a pass of its own before the next update.
+STAGE_GAP_MS = 10
 TABS_WITH_CURVES = ("Gates", "Cell state", "Gradients through time", "Filters and feature maps", "Video")
 TABS_WITH_CONFUSION = ("Gate health", "Text generation")
 
@@ -229,6 +232,9 @@ class MainWindow(QMainWindow):
         self._run_info: dict = {}
         self._last_step_payload: dict = {}
         self._block_flags: dict[str, str] = {}
+        # Epoch-end view updates, each run in its own event-loop pass (see _stage).
+        self._staged: dict[Any, Callable[[], None]] = {}
+        self._staged_scheduled = False
         self.evaluating_saved = False      # the saved weights' confusion matrix is being computed
         self.inside: InsideController | None = None
         self.video: VideoController | None = None
@@ -888,12 +894,47 @@ class MainWindow(QMainWindow):
         self.trainingStep.emit(payload)
 
     def _on_run_epoch(self, record: dict) -> None:
-        self.curves.add_epoch({k: v for k, v in record.items() if k not in ("confusion", "class_names")})
+        # One epoch dirties several views (loss and accuracy plots, the confusion matrix, the
+        # panels that follow trainingEpoch). Done and painted in one event-loop pass they stalled
+        # the GUI for 70-100 ms; each is its own pass instead, so input and timers get in between.
+        curve_record = {k: v for k, v in record.items() if k not in ("confusion", "class_names")}
+        self.curves.add_epoch(curve_record, plots=("loss",))
+        self._stage("accuracy", lambda: self.curves.redraw_plots(("accuracy",)))
         if record.get("confusion") is not None:
-            self.confusion.set_matrix(record["confusion"], record.get("class_names", []))
-        self.trainingEpoch.emit(record)
+            matrix, names = record["confusion"], record.get("class_names", [])
+            # Keyed: a newer epoch's matrix replaces one not yet shown.
+            self._stage("confusion", lambda: self.confusion.set_matrix(matrix, names))
+        self._stage(("epoch", object()), lambda: self.trainingEpoch.emit(record))
+
+    def _stage(self, key: Any, update: Callable[[], None]) -> None:
+        """Run ``update`` in a later event-loop pass, one staged update per pass (``STAGE_GAP_MS``
+        apart, so each one's repaint is a pass of its own), in order;
+        a pending update with the same ``key`` is replaced (it would be superseded anyway)."""
+        self._staged.pop(key, None)
+        self._staged[key] = update
+        if not self._staged_scheduled:
+            self._staged_scheduled = True
+            QTimer.singleShot(STAGE_GAP_MS, self, self._run_staged)
+
+    def _run_staged(self) -> None:
+        self._staged_scheduled = False
+        if not self._staged:
+            return
+        key = next(iter(self._staged))
+        update = self._staged.pop(key)
+        if self._staged:
+            self._staged_scheduled = True
+            QTimer.singleShot(STAGE_GAP_MS, self, self._run_staged)
+        update()
+
+    def _flush_staged(self) -> None:
+        """Run every staged update now (a run ended: its last epoch shows before trainingEnded)."""
+        while self._staged:
+            key = next(iter(self._staged))
+            self._staged.pop(key)()
 
     def _on_run_ended(self, kind: str, message: str, result: object) -> None:
+        self._flush_staged()
         run, self.run = self.run, None
         if run is not None:
             run.wait(5000)

@@ -6,7 +6,7 @@ probes on, forward and backward with the sample's target, on its own copy of the
 training run on another thread is never disturbed) and fills the panels from what the layers
 recorded. The copy gets the newest weights: those of the live model being trained when there
 is one, else the project's saved weights, else a fresh initialisation. A run takes place on a
-worker thread, or on the GUI thread when the last one took under 20 ms; requests that arrive
+worker thread (always while training), or on the GUI thread when the last one took under 20 ms; requests that arrive
 while one runs are merged into one more run.
 
 During training, ``on_training_event`` takes the trainer's events: every step event that
@@ -318,8 +318,10 @@ class InsideController(QObject):
         self._start(request)
 
     def _start(self, request: ProbeRequest) -> None:
-        if self._last_run_s is not None and self._last_run_s < SYNC_LIMIT_S:
-            self._apply(self._run_probe(request))           # tiny model: no thread needed
+        if not self.training and self._last_run_s is not None and self._last_run_s < SYNC_LIMIT_S:
+            # Tiny model, idle: no thread needed. While training, always the worker thread: a
+            # run on the GUI thread competes with the trainer and stalls the event loop.
+            self._apply(self._run_probe(request))
             return
         self._submit(self._job, request)
 

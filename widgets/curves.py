@@ -72,7 +72,7 @@ class CurvesPanel(QWidget):
                                                     symbolBrush=theme.VALIDATION_COLOUR, symbolPen=None, **symbol),
         }
         self.accuracy_plot.setYRange(0, 1.0, padding=0.02)
-        self._axis_state: tuple | None = None
+        self._axis_state: dict[str, tuple] = {}
         self.clear()
 
     # ----------------------------------------------------------------- data in
@@ -106,10 +106,15 @@ class CurvesPanel(QWidget):
         if self.axis_choice.currentText() == "by step":
             self.items["train_loss_steps"].setData(self.step_x, self.step_loss)
 
-    def add_epoch(self, record: dict) -> None:
-        """Append one epoch record and redraw."""
+    def add_epoch(self, record: dict, plots: tuple[str, ...] = ("loss", "accuracy")) -> None:
+        """Append one epoch record and redraw ``plots`` (``redraw_plots`` draws the others later:
+        the main window updates the two plots in separate event-loop passes while training)."""
         self.epochs.append(dict(record))
-        self._redraw()
+        self._redraw(plots=plots)
+
+    def redraw_plots(self, plots: tuple[str, ...] = ("loss", "accuracy")) -> None:
+        """Draw the epoch curves of ``plots`` (``loss``, ``accuracy``) from the records held."""
+        self._redraw(plots=plots)
 
     # ----------------------------------------------------------------- data out
     def curve_data(self, name: str) -> tuple[np.ndarray, np.ndarray]:
@@ -129,23 +134,26 @@ class CurvesPanel(QWidget):
             ys.append(float(value))
         return np.asarray(xs, dtype=float), np.asarray(ys, dtype=float)
 
-    def _redraw(self, *_) -> None:
+    def _redraw(self, *_, plots: tuple[str, ...] = ("loss", "accuracy")) -> None:
         by_step = self.axis_choice.currentText() == "by step"
         for key in ("train_loss", "val_loss", "train_accuracy", "val_accuracy"):
-            self.items[key].setData(*self._series(key))
-        legend = self.loss_plot.plotItem.legend
-        legend.removeItem(self.items["train_loss_steps"])
-        if by_step:
-            self.items["train_loss_steps"].setData(self.step_x, self.step_loss)
-            legend.addItem(self.items["train_loss_steps"], "train (each step)")
-        else:
-            self.items["train_loss_steps"].setData([], [])
+            if key.split("_", 1)[1] in plots:
+                self.items[key].setData(*self._series(key))
+        if "loss" in plots:
+            legend = self.loss_plot.plotItem.legend
+            legend.removeItem(self.items["train_loss_steps"])
+            if by_step:
+                self.items["train_loss_steps"].setData(self.step_x, self.step_loss)
+                legend.addItem(self.items["train_loss_steps"], "train (each step)")
+            else:
+                self.items["train_loss_steps"].setData([], [])
         epochs = [r["epoch"] for r in self.epochs]
         whole_epochs = None if by_step or not epochs or len(epochs) > 15 else [[(e, str(e)) for e in epochs]]
         label = "training step" if by_step else "epoch"
-        if (whole_epochs, label) != self._axis_state:  # axis changes re-lay the plots out: only when needed
-            self._axis_state = (whole_epochs, label)
-            for plot in (self.loss_plot, self.accuracy_plot):
+        # Axis changes re-lay the plots out: only when needed, per plot.
+        for name, plot in (("loss", self.loss_plot), ("accuracy", self.accuracy_plot)):
+            if name in plots and (whole_epochs, label) != self._axis_state.get(name):
+                self._axis_state[name] = (whole_epochs, label)
                 plot.getAxis("bottom").setTicks(whole_epochs)  # epochs are whole numbers: no 1.5 ticks
                 plot.setLabel("bottom", label, color=theme.MUTED)
         if self.epochs:
