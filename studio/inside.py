@@ -139,7 +139,7 @@ class InsideController(QObject):
         self.conv_block: str | None = None
         self.sample = 0
         self.training = False
-        self.live_interval_s = 0.5
+        self.live_interval_s = 1.0  # live refreshes while training: often enough to watch, rare enough to cost little
         self.flags: dict[str, str] = {}
         self.loads_datasets = True
         self._closed = False

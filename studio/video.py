@@ -832,14 +832,14 @@ class VideoController(QObject):
         panel.datasetFolderChanged.connect(self.set_dataset_folder)
         self.pipeline.set_loop(panel.loop_check.isChecked())
 
+        # The timers run only while a source is open: the GUI thread has nothing to draw or
+        # deliver otherwise, and a 10 ms tick would compete with training for the interpreter.
         self.draw_timer = QTimer(self)
         self.draw_timer.setInterval(self.DRAW_INTERVAL_MS)
         self.draw_timer.timeout.connect(self.draw)
-        self.draw_timer.start()
         self.rates_timer = QTimer(self)
         self.rates_timer.setInterval(self.RATES_INTERVAL_MS)
         self.rates_timer.timeout.connect(self._update_rates)
-        self.rates_timer.start()
 
     # ----------------------------------------------------------------- model
     def set_model(self, model, class_names: list[str] | None = None, clip_format: ClipFormat | None = None) -> bool:
@@ -904,12 +904,17 @@ class VideoController(QObject):
         self.panel.clear_predictions()
         self.draw_rate.reset()
         self.pipeline.open(source)
+        self.draw_timer.start()
+        self.rates_timer.start()
         self.panel.show_message(f"playing {source.name}" + ("" if self.pipeline.buffer else
                                                             " (no trained video model: preview only)"))
         return True
 
     def stop(self) -> None:
         saved = self.pipeline.close_source()
+        self.draw_timer.stop()
+        self.rates_timer.stop()
+        self.deliver()  # what the workers said before they stopped
         self.panel.set_stopped()
         self.panel.set_recording(False)
         if saved:

@@ -4,7 +4,7 @@
 
 Trains the example (default adding-lstm) for N steps in a ``studio.app.MainWindow`` with its
 panels following training (probes recorded, gates and gradients redrawn) and in one without
-them (``extra_panels=False``), alternating R rounds, the recurrent block selected in both.
+them (``extra_panels=False``), alternating R rounds, each run in a fresh process, the recurrent block selected in both.
 Prints the median training time of each and the slowdown in percent.
 """
 from __future__ import annotations
@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import os
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -58,17 +59,23 @@ def main() -> int:
     parser.add_argument("example", nargs="?", default="adding-lstm")
     parser.add_argument("--steps", type=int, default=150)
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--one", choices=("panels", "bare"), help=argparse.SUPPRESS)
     args = parser.parse_args()
-    app = QApplication.instance() or QApplication([])
-    work = Path(tempfile.mkdtemp(prefix="gatescope-overhead-"))
-    times = {True: [], False: []}
+    if args.one:  # one measurement in a fresh process, so no window of an earlier run lingers
+        app = QApplication.instance() or QApplication([])
+        work = Path(tempfile.mkdtemp(prefix="gatescope-overhead-"))
+        print(train_once(args.example, args.steps, args.one == "panels", work))
+        del app
+        return 0
+    times = {"bare": [], "panels": []}
     for _ in range(args.rounds):
-        for panels in (False, True):
-            times[panels].append(train_once(args.example, args.steps, panels, work))
-    off, on = statistics.median(times[False]), statistics.median(times[True])
+        for mode in ("bare", "panels"):
+            out = subprocess.run([sys.executable, __file__, args.example, "--steps", str(args.steps), "--one", mode],
+                                 capture_output=True, text=True, check=True).stdout
+            times[mode].append(float(out.strip().splitlines()[-1]))
+    off, on = statistics.median(times["bare"]), statistics.median(times["panels"])
     print(f"{args.example}, {args.steps} steps: without panels {off:.2f} s, with panels following training "
           f"{on:.2f} s (medians of {args.rounds}); slowdown {100 * (on / off - 1):+.1f}%")
-    del app
     return 0
 
 
