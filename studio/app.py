@@ -25,8 +25,8 @@ from typing import Any, Callable
 
 from PySide6.QtCore import QByteArray, QMimeData, QObject, QPointF, QSettings, QStandardPaths, Qt, QTimer, Signal
 from PySide6.QtGui import QAction, QKeySequence
-from PySide6.QtWidgets import (QApplication, QDockWidget, QFileDialog, QLabel, QMainWindow, QMenu, QMessageBox,
-                               QWidget)
+from PySide6.QtWidgets import (QApplication, QDockWidget, QFileDialog, QFrame, QLabel, QMainWindow, QMenu,
+                               QMessageBox, QScrollArea, QWidget)
 
 from compute.backend import DeviceError, select_device
 from compute.datasets import Dataset, DataError, load, split_indices
@@ -256,7 +256,11 @@ class MainWindow(QMainWindow):
         self.add_panel("Blocks", self.palette, Qt.LeftDockWidgetArea)
         self.add_panel("Inspector", self.inspector, Qt.RightDockWidgetArea)
         self.add_panel("Training", self.training_panel, Qt.RightDockWidgetArea)
-        self.add_panel("Data", self.data_panel, Qt.RightDockWidgetArea)
+        data_scroll = QScrollArea()  # the sample pictures need room; the dock may be shorter
+        data_scroll.setWidgetResizable(True)
+        data_scroll.setFrameShape(QFrame.NoFrame)
+        data_scroll.setWidget(self.data_panel)
+        self.add_panel("Data", data_scroll, Qt.RightDockWidgetArea)
         self.tabifyDockWidget(self.panels["Training"], self.panels["Data"])
         self.panels["Training"].raise_()
         self.add_panel("Curves", self.curves, Qt.BottomDockWidgetArea)
@@ -270,12 +274,9 @@ class MainWindow(QMainWindow):
                 if name in self.panels:
                     self.tabifyDockWidget(self.panels[anchor], self.panels[name])
             self.panels[anchor].raise_()
-        self.resizeDocks([self.panels["Blocks"]], [200], Qt.Horizontal)
-        self.resizeDocks([self.panels["Inspector"]], [330], Qt.Horizontal)
-        self.resizeDocks([self.panels["Curves"], self.panels["Confusion matrix"]], [880, 380], Qt.Horizontal)
-        self.resizeDocks([self.panels["Curves"]], [300], Qt.Vertical)
-        self.resizeDocks([self.panels["Inspector"], self.panels["Training"]], [240, 480], Qt.Vertical)
+        self._size_default_docks()
         self._default_dock_state = self.saveState()
+        self._shown_once = False
 
         self.device_label = QLabel()
         self.params_label = QLabel()
@@ -987,6 +988,25 @@ class MainWindow(QMainWindow):
         self.restoreState(self._default_dock_state)
         for dock in self.panels.values():
             dock.show()
+        self._size_default_docks()
+
+    def _size_default_docks(self) -> None:
+        """The default share of each dock area (palette, inspector over training, curves beside
+        the confusion matrix)."""
+        self.resizeDocks([self.panels["Blocks"]], [200], Qt.Horizontal)
+        self.resizeDocks([self.panels["Inspector"]], [330], Qt.Horizontal)
+        self.resizeDocks([self.panels["Curves"], self.panels["Confusion matrix"]], [880, 380], Qt.Horizontal)
+        self.resizeDocks([self.panels["Curves"]], [300], Qt.Vertical)
+        self.resizeDocks([self.panels["Inspector"], self.panels["Training"]], [240, 480], Qt.Vertical)
+
+    def showEvent(self, event) -> None:
+        """On first show, size the docks again: before a window is on screen Qt gives the
+        inspector only what the training form leaves over."""
+        super().showEvent(event)
+        if not self._shown_once:
+            self._shown_once = True
+            if not isinstance(self.project.panels.get(DOCK_STATE_KEY), str):
+                QTimer.singleShot(0, self._size_default_docks)
 
     def closeEvent(self, event) -> None:  # noqa: N802 - Qt override
         if not self.may_close_project():
