@@ -141,6 +141,13 @@ def rnn_cell_backward(h, dh, da_out, activation: str = "tanh") -> None:
 
 
 # ============================================================================ LSTM
+def _forget_candidate_output(array, units: int, coupled: bool):
+    """Views of the f, g, o blocks of a stacked LSTM gate array (``i, f, g, o``, or ``f, g, o``
+    for the coupled cell): ``(..., H)`` each."""
+    first = 0 if coupled else units
+    return tuple(array[..., first + k * units:first + (k + 1) * units] for k in range(3))
+
+
 def lstm_cell_forward(gates, c_prev, c_out, h_out, table, peephole=None, coupled: bool = False,
                       tanh_c_out=None) -> None:
     """One LSTM step's gate math.
@@ -177,9 +184,7 @@ def lstm_cell_forward(gates, c_prev, c_out, h_out, table, peephole=None, coupled
             gates[..., :units] += c_out
         head = slice(0, first + 2 * units)
         activate_gates(gates[..., head], tuple(v[head] for v in table))
-    f = gates[..., first:first + units]
-    g = gates[..., first + units:first + 2 * units]
-    o = gates[..., first + 2 * units:first + 3 * units]
+    f, g, o = _forget_candidate_output(gates, units, coupled)
     tanh_c = h_out if tanh_c_out is None else tanh_c_out
     if coupled:
         # C_t = f C_{t-1} + (1 - f) g  =  g + f (C_{t-1} - g)
@@ -220,13 +225,8 @@ def lstm_cell_backward(gates, c_prev, c, dh, dc, dgates_out, dc_prev_out, peepho
     """
     xp = get_array_module(gates)
     units = c.shape[-1]
-    first = 0 if coupled else units
-    f = gates[..., first:first + units]
-    g = gates[..., first + units:first + 2 * units]
-    o = gates[..., first + 2 * units:first + 3 * units]
-    da_f = dgates_out[..., first:first + units]
-    da_g = dgates_out[..., first + units:first + 2 * units]
-    da_o = dgates_out[..., first + 2 * units:first + 3 * units]
+    f, g, o = _forget_candidate_output(gates, units, coupled)
+    da_f, da_g, da_o = _forget_candidate_output(dgates_out, units, coupled)
     scratch = dc_prev_out
     if tanh_c is None:
         tanh_c = xp.tanh(c)
@@ -242,7 +242,7 @@ def lstm_cell_backward(gates, c_prev, c, dh, dc, dgates_out, dc_prev_out, peepho
     dc += scratch
     pinned_blocks = set(pinned)
     if peephole is not None:
-        if first // units + 2 in pinned_blocks:
+        if (2 if coupled else 3) in pinned_blocks:       # the output gate's block
             da_o[...] = 0
         xp.multiply(da_o, peephole[2], out=scratch)    # o_t = sigma(... + p_o C_t)
         dc += scratch
@@ -280,15 +280,11 @@ def _lstm_backward_wide(gates, c_prev, dh, dc, dgates_out, dc_prev_out, tanh_c, 
     ``dgates_out``, then each gate's slope ``(c1 - y) y mask + c0`` in full-width passes."""
     xp = get_array_module(gates)
     units = c_prev.shape[-1]
-    first = 0 if coupled else units
-    f = gates[..., first:first + units]
-    g = gates[..., first + units:first + 2 * units]
-    o = gates[..., first + 2 * units:first + 3 * units]
-    da_f = dgates_out[..., first:first + units]
-    da_g = dgates_out[..., first + units:first + 2 * units]
+    f, g, o = _forget_candidate_output(gates, units, coupled)
+    da_f, da_g, da_o = _forget_candidate_output(dgates_out, units, coupled)
     scratch = dc_prev_out                               # written last
     # h = o tanh(C):  dL/do = dh tanh(C);  dL/dC += dh o (1 - tanh(C)^2)
-    xp.multiply(dh, tanh_c, out=dgates_out[..., first + 2 * units:first + 3 * units])
+    xp.multiply(dh, tanh_c, out=da_o)
     _tanh_grad(dh, tanh_c, scratch, scratch)
     scratch *= o
     dc += scratch
