@@ -37,6 +37,16 @@ extern "C" __global__ void max_pool2d_forward(
     }
 }
 
+// The windows (of size kernel, moving by stride) that cover padded coordinate p are the
+// output positions first..last; the range is empty when first > last.
+__device__ __forceinline__ int gs_first_window(int p, int kernel, int stride) {
+    return p < kernel ? 0 : (p - kernel) / stride + 1;
+}
+
+__device__ __forceinline__ int gs_last_window(int p, int stride, int out) {
+    return p / stride < out - 1 ? p / stride : out - 1;
+}
+
 // Max pooling backward: pixel (yy, xx) receives dy of every window whose argmax points at it.
 // The windows containing row yy are i in [ceil((yy + pad - k + 1) / s), floor((yy + pad) / s)].
 extern "C" __global__ void max_pool2d_backward(
@@ -49,10 +59,10 @@ extern "C" __global__ void max_pool2d_backward(
         const long long plane = index / ((long long)width * height);
         const long long out_base = plane * out_h * out_w;
         const int y_padded = yy + pad_top, x_padded = xx + pad_left;
-        const int i_first = y_padded < kernel_h ? 0 : (y_padded - kernel_h) / stride_y + 1;
-        const int i_last = y_padded / stride_y < out_h - 1 ? y_padded / stride_y : out_h - 1;
-        const int j_first = x_padded < kernel_w ? 0 : (x_padded - kernel_w) / stride_x + 1;
-        const int j_last = x_padded / stride_x < out_w - 1 ? x_padded / stride_x : out_w - 1;
+        const int i_first = gs_first_window(y_padded, kernel_h, stride_y);
+        const int i_last = gs_last_window(y_padded, stride_y, out_h);
+        const int j_first = gs_first_window(x_padded, kernel_w, stride_x);
+        const int j_last = gs_last_window(x_padded, stride_x, out_w);
         float sum = 0.0f;
         for (int i = i_first; i <= i_last; ++i) {
             for (int j = j_first; j <= j_last; ++j) {
@@ -117,10 +127,10 @@ extern "C" __global__ void avg_pool2d_backward(
         const long long plane = index / ((long long)width * height);
         const long long out_base = plane * out_h * out_w;
         const int y_padded = yy + pad_top, x_padded = xx + pad_left;
-        const int i_first = y_padded < kernel_h ? 0 : (y_padded - kernel_h) / stride_y + 1;
-        const int i_last = y_padded / stride_y < out_h - 1 ? y_padded / stride_y : out_h - 1;
-        const int j_first = x_padded < kernel_w ? 0 : (x_padded - kernel_w) / stride_x + 1;
-        const int j_last = x_padded / stride_x < out_w - 1 ? x_padded / stride_x : out_w - 1;
+        const int i_first = gs_first_window(y_padded, kernel_h, stride_y);
+        const int i_last = gs_last_window(y_padded, stride_y, out_h);
+        const int j_first = gs_first_window(x_padded, kernel_w, stride_x);
+        const int j_last = gs_last_window(x_padded, stride_x, out_w);
         float sum = 0.0f;
         for (int i = i_first; i <= i_last; ++i) {
             for (int j = j_first; j <= j_last; ++j) {
