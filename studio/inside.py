@@ -12,7 +12,10 @@ while one runs are merged into one more run.
 During training, ``on_training_event`` takes the trainer's events: every step event that
 carries probes (the trainer gathers them at most every 0.2 s) updates the gate health from
 the training batch and starts a probe run with the live weights at most every
-``live_interval_s``, so the panels follow the learning at a bounded rate. ``refresh()``
+``live_interval_s``, and never more often than keeps the refreshes' own cost (the probe run
+on its thread plus filling the panels on the GUI thread, measured on each refresh) within
+``LIVE_BUDGET`` of the time: a model whose probe run takes 100 ms is refreshed every 2 s, not
+every second, so the panels follow the learning at a bounded rate and cost. ``refresh()``
 recomputes at once (after a gate override is changed in the inspector, say).
 
 ``install_inside_panels(window)`` adds the panels to the main window (``studio.app.MainWindow``)
@@ -56,6 +59,7 @@ RECURRENT_TYPES = ("SimpleRNN", "LSTM", "GRU", "ConvLSTM2D")
 CONV_TYPES = ("Conv1D", "Conv2D")
 SYNC_LIMIT_S = 0.02          # a probe run quicker than this may run on the GUI thread
 TRAINING_PROBE_SAMPLES = 8   # batch samples the trainer records for the gate health
+LIVE_BUDGET = 0.05           # share of the time live refreshes may spend while training
 WAITING_FOR_DATASET = ("The probe sample comes from the project's dataset, which is loading "
                        "(the Data panel says when it is ready, or why it cannot be read).")
 
@@ -79,6 +83,7 @@ class ProbeRequest:
     y: np.ndarray
     sample: int
     seed: int
+    prepare_s: float = 0.0                            # GUI-thread seconds taken to make it
 
 
 @dataclass
@@ -140,6 +145,7 @@ class InsideController(QObject):
         self.sample = 0
         self.training = False
         self.live_interval_s = 1.0  # live refreshes while training: often enough to watch, rare enough to cost little
+        self.live_budget = LIVE_BUDGET
         self.flags: dict[str, str] = {}
         self.loads_datasets = True
         self._closed = False
@@ -154,6 +160,7 @@ class InsideController(QObject):
         self._pending: ProbeRequest | None = None
         self._last_run_s: float | None = None
         self._last_live_request = 0.0
+        self._refresh_cost_s = 0.0                  # the last refresh's probe run + panel filling
         self._model_cache: tuple[str, Model] | None = None
         self._fresh_weights: dict[str, np.ndarray] = {}
         self._results: queue.SimpleQueue = queue.SimpleQueue()
@@ -257,7 +264,7 @@ class InsideController(QObject):
                 self._training_probes = {bid: unwrap_probes(p) for bid, p in data["probes"].items()}
                 self._arm_training_probes(False)
                 self._show_health()
-            if now - self._last_live_request >= self.live_interval_s:
+            if now - self._last_live_request >= self.live_interval():
                 self._last_live_request = now
                 self._arm_training_probes(self._probe_training)
                 self.refresh()
@@ -267,6 +274,11 @@ class InsideController(QObject):
             self.training = False
             self._training_probes = {}
             self.refresh()
+
+    def live_interval(self) -> float:
+        """Seconds between live refreshes while training: ``live_interval_s``, stretched so
+        that the last refresh's cost is at most ``live_budget`` (``LIVE_BUDGET``) of it."""
+        return max(self.live_interval_s, self._refresh_cost_s / self.live_budget)
 
     def training_hook(self, model: Model) -> None:
         """For ``TrainingJob.model_hooks``: called with the model a run builds (on its thread);
@@ -308,10 +320,12 @@ class InsideController(QObject):
         """Recompute every panel now: one probe run with the newest weights and settings."""
         if self._closed:
             return
+        started = time.perf_counter()
         request = self._make_request()
         if request is None:
             self._show_empty()
             return
+        request.prepare_s = time.perf_counter() - started
         if self._in_flight:
             self._pending = request                 # merged: only the newest waits
             return
@@ -461,6 +475,7 @@ class InsideController(QObject):
     def _apply(self, result: ProbeResult | None) -> None:
         if result is None:
             return
+        started = time.perf_counter()
         self._last_run_s = result.seconds
         self.last_result = result
         self.last_error = result.error
@@ -468,6 +483,7 @@ class InsideController(QObject):
         self._show_conv(result)
         self._show_health()
         self._update_generation_availability()
+        self._refresh_cost_s = result.seconds + result.request.prepare_s + (time.perf_counter() - started)
         self.refreshed.emit()
 
     def _caption(self, result: ProbeResult) -> str:

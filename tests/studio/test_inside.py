@@ -8,7 +8,7 @@ from PySide6.QtCore import QObject, Signal
 from compute.datasets import load
 from compute.graph import GraphSpec, Model
 from compute.train import Trainer, TrainSettings
-from studio.inside import InsideController, install_inside_panels
+from studio.inside import LIVE_BUDGET, InsideController, install_inside_panels
 from studio.inside_math import gate_health, health_findings, sample_probe
 from studio.project import Project
 
@@ -103,7 +103,7 @@ def test_training_events_update_the_panels_and_health(qtbot, controller):
     trainer = Trainer(model, dataset, project.training)
     trainer.probe_interval_s = 0.0
     controller.set_model(model)
-    controller.live_interval_s = 0.0
+    controller.live_interval_s, controller.live_budget = 0.0, float("inf")   # a refresh on every step
     seen_probes = 0
     first = controller.gradients.curves["adding-lstm/b1/grad_h"].values.copy()
     for event in trainer.run(epochs=2):
@@ -116,6 +116,28 @@ def test_training_events_update_the_panels_and_health(qtbot, controller):
     assert "last training run" in controller.gates.caption_label.text()
     after = controller.gradients.curves["adding-lstm/b1/grad_h"].values
     assert not np.allclose(first, after)                           # the weights changed what reaches each t
+
+
+def test_live_refreshes_stay_within_their_time_budget(qtbot, controller):
+    """While training, refreshes come no more often than keeps their measured cost (probe run
+    plus filling the panels) within ``live_budget`` of the time."""
+    project, dataset = adding_project()
+    controller.set_project(project, dataset)
+    settle(qtbot, controller)
+    cost = controller._refresh_cost_s
+    assert 0 < cost < 5
+    assert controller.live_interval() == max(1.0, cost / LIVE_BUDGET)
+    controller.live_interval_s = 0.0
+    assert controller.live_interval() == pytest.approx(cost / LIVE_BUDGET)
+    runs = []
+    controller.refreshed.connect(lambda: runs.append(1))
+    controller.on_training_event(("start", {}))
+    controller.on_training_event(("step", {"global_step": 0}))      # the first refresh of the run
+    qtbot.waitUntil(lambda: bool(runs) and not controller.busy, timeout=10000)
+    controller.live_budget = 1e-6                                    # the next one is far off
+    for step in range(1, 20):
+        controller.on_training_event(("step", {"global_step": step}))
+    assert not controller.busy and len(runs) == 1
 
 
 def test_health_during_training_comes_from_the_batch(qtbot, controller):

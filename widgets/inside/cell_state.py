@@ -104,6 +104,7 @@ class CellStatePanel(InsidePanel):
         self.input_sequence: InputSequence | None = None
         self._auto_units = True
         self._drawn: tuple = ()
+        self._labelled: list[int] = []               # the units the lines' names say
         self._cell_lines: list[pg.PlotDataItem] = []
         self._hidden_lines: list[pg.PlotDataItem] = []
         self._strip_sequence: InputSequence | None = None
@@ -165,8 +166,8 @@ class CellStatePanel(InsidePanel):
     def _draw(self) -> None:
         steps = self.hidden.shape[0]
         t = np.arange(steps)
-        layout = (tuple(self.units), self.cell is not None)
-        if layout != self._drawn:                       # new units: new lines and legend
+        layout = (len(self.units), self.cell is not None)
+        if layout != self._drawn:                       # another number of lines: new lines and legend
             self.cell_plot.clear()
             self.hidden_plot.clear()
             self.cell_legend.clear()
@@ -178,6 +179,17 @@ class CellStatePanel(InsidePanel):
                     self._cell_lines.append(self.cell_plot.plot(pen=pen, name=f"unit {unit}"))
                 self._hidden_lines.append(self.hidden_plot.plot(pen=pen, name=f"unit {unit}"))
             self._drawn = layout
+            self._labelled = list(self.units)
+        elif self._labelled != self.units:              # other units, as many: relabel the lines
+            # (rebuilding lines and legend on each live refresh, when the most active units
+            # change, was most of this panel's cost while training)
+            for legend in (self.cell_legend, self.hidden_legend):
+                for (_, label), unit in zip(legend.items, self.units):
+                    label.setText(f"unit {unit}")
+            for lines in (self._cell_lines, self._hidden_lines):
+                for line, unit in zip(lines, self.units):
+                    line.opts["name"] = f"unit {unit}"
+            self._labelled = list(self.units)
         for k, unit in enumerate(self.units):              # same units: only the values change
             if self.cell is not None:
                 self._cell_lines[k].setData(t, self.cell[:, unit])
