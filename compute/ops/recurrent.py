@@ -15,8 +15,8 @@ Gate activations go through a *gate table* ``(scale, mul, add)`` of per-column v
 ``activation = mul / (1 + exp(scale * a)) + add``. A sigmoid column has ``(-1, 1, 0)``, a
 tanh column ``(-2, 2, -1)`` (``tanh(x) = 2 sigma(2x) - 1``), and a gate pinned to the constant
 ``v`` (a gate override) ``(0, 0, v)``: one pass activates every gate and applies every pin.
-NumPy's float32 ``exp`` costs about half its ``tanh`` on the CPU (about 35% less per
-activation pass in all). A saturated gate makes ``exp`` overflow to ``inf``, and
+The exponential (and every ``tanh``) goes through ``compute.ops.fastmath``: OpenCV's vectorised
+float32 ``exp``, 4.5 times NumPy's on an AVX2 processor, where NumPy's runs at scalar speed. A saturated gate makes ``exp`` overflow to ``inf``, and
 ``mul / inf`` is the exact limit 0: the result is right, only NumPy's overflow warning is
 noise. The layers silence it once around their step loop (``quiet_overflow``), not per call,
 where ``np.errstate`` would cost more than a small step's arithmetic. In backward a pinned
@@ -32,6 +32,7 @@ from typing import Sequence
 import numpy as np
 
 from compute.backend import get_array_module
+from compute.ops import fastmath
 
 SIGMOID, TANH = "s", "t"
 
@@ -89,7 +90,7 @@ def activate_gates(a, table) -> None:
     xp = get_array_module(a)
     scale, mul, add = table
     a *= scale
-    xp.exp(a, out=a)                                    # may be inf: mul / inf is the exact 0
+    fastmath.exp(a, out=a)                              # may be inf: mul / inf is the exact 0
     a += 1
     xp.divide(mul, a, out=a)
     a += add
@@ -126,7 +127,7 @@ def rnn_cell_forward(a, h_out, activation: str = "tanh") -> None:
     """
     xp = get_array_module(a)
     if activation == "tanh":
-        xp.tanh(a, out=h_out)
+        fastmath.tanh(a, out=h_out)
     else:
         xp.maximum(a, 0, out=h_out)
 
@@ -202,7 +203,7 @@ def lstm_cell_forward(gates, c_prev, c_out, h_out, table, peephole=None, coupled
         tail = slice(first + 2 * units, first + 3 * units)
         activate_gates(o, tuple(v[tail] for v in table))
     # h_t = o_t tanh(C_t)
-    xp.tanh(c_out, out=tanh_c)
+    fastmath.tanh(c_out, out=tanh_c)
     xp.multiply(o, tanh_c, out=h_out)
 
 
@@ -229,7 +230,7 @@ def lstm_cell_backward(gates, c_prev, c, dh, dc, dgates_out, dc_prev_out, peepho
     da_f, da_g, da_o = _forget_candidate_output(dgates_out, units, coupled)
     scratch = dc_prev_out
     if tanh_c is None:
-        tanh_c = xp.tanh(c)
+        tanh_c = fastmath.tanh(c, out=xp.empty_like(c))
     if peephole is None and slopes is not None and wide_scratch is not None:
         _lstm_backward_wide(gates, c_prev, dh, dc, dgates_out, dc_prev_out, tanh_c, coupled, slopes,
                             wide_scratch)
@@ -334,7 +335,7 @@ def gru_cell_forward_pytorch(gates, hidden_proj, b_hn, h_prev, h_out, table) -> 
     hn += b_hn
     xp.multiply(r, hn, out=h_out)                       # h_out as scratch
     n += h_out
-    xp.tanh(n, out=n)
+    fastmath.tanh(n, out=n)
     # h_t = (1 - z) h_{t-1} + z n = h_{t-1} + z (n - h_{t-1})
     xp.subtract(n, h_prev, out=h_out)
     h_out *= z
@@ -404,7 +405,7 @@ def gru_cell_candidate_forward_cho(gates, reset_hidden_proj, h_prev, h_out) -> N
     units = h_prev.shape[-1]
     z, n = gates[..., units:2 * units], gates[..., 2 * units:]
     n += reset_hidden_proj
-    xp.tanh(n, out=n)
+    fastmath.tanh(n, out=n)
     xp.subtract(n, h_prev, out=h_out)
     h_out *= z
     h_out += h_prev
