@@ -10,10 +10,11 @@ Layout (chosen so every GEMM is one contiguous matrix product):
 - The bias rides in the GEMM: ``col`` is the top of a ``(C*kh*kw + 1, N*Ho*Wo)`` matrix whose
   last row is ones, and ``W`` gains ``b`` as a last column, so ``W @ col`` adds the bias and
   ``dy @ col^T`` returns ``db`` as its last column (no separate pass over the output for either).
-- Forward is ``y = W @ col`` with ``W`` viewed as ``(F, C*kh*kw)``. On NumPy with large maps
-  (``Ho*Wo >= PER_SAMPLE_MIN_PIXELS``) it runs as one batched GEMM, sample by sample, straight
-  into ``y`` (N, F, Ho, Wo); with small maps, and on the GPU, as one GEMM whose long side is
-  every output pixel of the batch, ``(F, N, Ho, Wo)``, then reordered in one copy.
+- Forward is ``y = W @ col`` with ``W`` viewed as ``(F, C*kh*kw)``: one GEMM whose long side
+  is every output pixel of the batch, ``(F, N, Ho, Wo)``, then reordered into ``y``
+  (N, F, Ho, Wo) in one copy. (A batched GEMM per sample straight into ``y`` saves the copy
+  but is slower on every shape of the bench set with 2 BLAS threads: 4.33 ms against
+  3.84 + 0.19 on 16x16x32->64, N=64.)
 - Backward: ``dW = dy @ col.T`` and ``dcol = W.T @ dy`` (the transposes are BLAS flags, not
   copies), then ``col2im`` adds ``dcol`` back with the reverse kh*kw strided adds.
 
@@ -36,13 +37,6 @@ import numpy
 from compute import kernels
 from compute.backend import get_array_module
 from compute.ops.dispatch import kernel_path
-
-#: Output maps of at least this many pixels run the forward GEMM per sample (NumPy): the
-#: GEMMs stay large enough for BLAS, and the output needs no reordering copy. Below it one
-#: whole-batch GEMM plus the copy is faster (measured on 8x8 maps, N=64: 4.0 ms vs 4.4 ms;
-#: 32x32 maps: 2.8 ms vs 3.8 ms with the copy, one BLAS thread).
-PER_SAMPLE_MIN_PIXELS = 256
-
 
 def output_size(n: int, kernel: int, stride: int, pad_before: int, pad_after: int) -> int:
     """Output length ``floor((n + p_before + p_after - f) / s) + 1`` (the lectures' formula)."""
@@ -200,14 +194,9 @@ def conv2d_forward(x, weight, bias, stride: int, pads: tuple[int, int, int, int]
     if has_bias:
         w_mat = xp.concatenate([w_mat, bias.reshape(f, 1).astype(w_mat.dtype, copy=False)], axis=1)
     y = xp.empty((n, f, ho, wo), dtype=x.dtype)
-    if xp is numpy and ho * wo >= PER_SAMPLE_MIN_PIXELS:
-        # y[n] = W @ cols[:, n]: a batched GEMM over strided (rows, Ho*Wo) slices of cols.
-        per_sample = matrix.reshape(matrix.shape[0], n, ho * wo).transpose(1, 0, 2)
-        xp.matmul(w_mat, per_sample, out=y.reshape(n, f, ho * wo))
-    else:
-        product = _buffer(workspace, "product", (f, n * ho * wo), x.dtype, xp)
-        xp.matmul(w_mat, matrix, out=product)
-        y[...] = product.reshape(f, n, ho, wo).transpose(1, 0, 2, 3)   # (F, N, ..) -> (N, F, ..)
+    product = _buffer(workspace, "product", (f, n * ho * wo), x.dtype, xp)
+    xp.matmul(w_mat, matrix, out=product)
+    y[...] = product.reshape(f, n, ho, wo).transpose(1, 0, 2, 3)   # (F, N, ..) -> (N, F, ..)
     return y, matrix
 
 
@@ -262,11 +251,7 @@ def _input_grad_by_correlation(grad_y, weight, x_shape, pads, workspace):
     dy_pads = (kh - 1 - top, kh - 1 - bottom, kw - 1 - left, kw - 1 - right)
     _, matrix = _columns(grad_y, kh, kw, 1, dy_pads, workspace, ones_row=False, name="dycol")
     dx = numpy.empty((n, c, h, w), dtype=grad_y.dtype)
-    if h * w >= PER_SAMPLE_MIN_PIXELS:
-        per_sample = matrix.reshape(matrix.shape[0], n, h * w).transpose(1, 0, 2)
-        numpy.matmul(flipped, per_sample, out=dx.reshape(n, c, h * w))
-    else:
-        product = _buffer(workspace, "dx_rows", (c, n * h * w), grad_y.dtype, numpy)
-        numpy.matmul(flipped, matrix, out=product)
-        dx[...] = product.reshape(c, n, h, w).transpose(1, 0, 2, 3)
+    product = _buffer(workspace, "dx_rows", (c, n * h * w), grad_y.dtype, numpy)
+    numpy.matmul(flipped, matrix, out=product)
+    dx[...] = product.reshape(c, n, h, w).transpose(1, 0, 2, 3)
     return dx
