@@ -65,12 +65,13 @@ extern "C" __global__ void lstm_forward(
     }
 }
 
-// Backward through one step. dh is the whole gradient reaching h_t (from above and from the
-// next step's recurrent GEMM); dc_next is dL/dC_t carried from step t+1 (NULL at the last
-// step). Writes the gradient of the pre-activations (B, G*U) and dL/dC_{t-1} (B, U).
+// Backward through one step. dL/dh_t is dh (from above) plus dh_next (carried from step t+1
+// through its recurrent GEMM; NULL at the last step or after a truncation cut), added here so
+// the step loop needs no separate add; dc_next is dL/dC_t carried from step t+1 (NULL likewise). Writes the gradient of the pre-activations (B, G*U) and dL/dC_{t-1} (B, U).
 // tanh(C) is recomputed: it is cheaper than storing it.
 extern "C" __global__ void lstm_backward(
-        const float* __restrict__ dh, const float* __restrict__ dc_next,
+        const float* __restrict__ dh, const float* __restrict__ dh_next,
+        const float* __restrict__ dc_next,
         const float* __restrict__ gates, const float* __restrict__ c_prev,
         const float* __restrict__ c, const float* __restrict__ peephole,
         float* __restrict__ d_pre, float* __restrict__ dc_prev,
@@ -83,7 +84,7 @@ extern "C" __global__ void lstm_backward(
         const long long base = b * n_gates * units + u;
         const float cp = c_prev[index];
         const float tc = tanhf(c[index]);
-        const float dh_t = dh[index];
+        const float dh_t = dh[index] + (dh_next != nullptr ? dh_next[index] : 0.0f);
         const float carried = dc_next != nullptr ? dc_next[index] : 0.0f;
         if (variant == GS_LSTM_COUPLED) {
             const float f = gates[base], g = gates[base + units], o = gates[base + 2 * units];

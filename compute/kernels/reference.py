@@ -38,9 +38,26 @@ def _written(out, results):
     return buffers[0] if single else tuple(b if v is not None else None for b, v in zip(buffers, values))
 
 
+def _total(dh, dh_next):
+    """dL/dh_t: the gradient from above plus the one carried from step t+1 (None: zero)."""
+    return dh if dh_next is None else dh + dh_next
+
+
 def _free(xp, grad, pin: float):
     """A pinned gate is a constant: its pre-activation gets no gradient."""
     return grad if pin < 0 else xp.zeros_like(grad)
+
+
+# --------------------------------------------------------------------------- GEMM
+
+def gemm(a, b, out, accumulate: bool = False):
+    """Twin of ``compute.kernels.gemm``: ``out = a @ b`` or ``out += a @ b``; returns ``out``."""
+    xp = get_array_module(out)
+    if accumulate:
+        out += a @ b
+    else:
+        xp.matmul(a, b, out=out)
+    return out
 
 
 # --------------------------------------------------------------------------- LSTM / ConvLSTM
@@ -83,9 +100,10 @@ def lstm_forward(pre, c_prev, peephole=None, variant: str = "standard", pins=Non
 
 
 def lstm_backward(dh, dc_next, gates, c_prev, c, peephole=None, variant: str = "standard",
-                  pins=None, out=None):
+                  pins=None, out=None, dh_next=None):
     """Twin of ``compute.kernels.lstm_backward``: ``(d_pre, dc_prev)``."""
     xp = get_array_module(dh)
+    dh = _total(dh, dh_next)
     names, pin, (batch, units) = _lstm_setup(variant, pins, c_prev)
     blocks = gates.reshape(batch, len(names), units)
     tanh_c = xp.tanh(c)
@@ -168,10 +186,11 @@ def simple_rnn_forward(pre, activation: str = "tanh", out=None):
     return _written(out, xp.tanh(pre) if activation == "tanh" else xp.maximum(pre, 0))
 
 
-def simple_rnn_backward(dh, h, activation: str = "tanh", out=None):
-    """Twin of ``compute.kernels.simple_rnn_backward``: dh * act'(pre), read off h."""
+def simple_rnn_backward(dh, h, activation: str = "tanh", out=None, dh_next=None):
+    """Twin of ``compute.kernels.simple_rnn_backward``: (dh + dh_next) * act'(pre), read off h."""
     if activation not in RNN_ACTIVATIONS:
         raise ValueError(f"unknown activation {activation!r}")
+    dh = _total(dh, dh_next)
     return _written(out, dh * (1 - h * h) if activation == "tanh" else dh * (h > 0))
 
 
@@ -187,12 +206,14 @@ def _split3(array):
     return blocks[:, 0], blocks[:, 1], blocks[:, 2]
 
 
-def gru_pytorch_forward(x_gates, h_gates, h_prev, pins=None, out=None):
+def gru_pytorch_forward(x_gates, h_gates, h_prev, pins=None, out=None, b_hn=None):
     """Twin of ``compute.kernels.gru_pytorch_forward``: ``(gates, h)``."""
     xp = get_array_module(x_gates)
     pin = _gru_pins(pins)
     xr, xz, xn = _split3(x_gates)
     hr, hz, hn = _split3(h_gates)
+    if b_hn is not None:
+        hn = hn + b_hn
     r = _pinned(xp, _sigmoid(xp, xr + hr), pin["r"])
     z = _pinned(xp, _sigmoid(xp, xz + hz), pin["z"])
     n = _pinned(xp, xp.tanh(xn + r * hn), pin["n"])
@@ -200,12 +221,16 @@ def gru_pytorch_forward(x_gates, h_gates, h_prev, pins=None, out=None):
     return _written(out, (xp.stack([r, z, n], axis=1).reshape(x_gates.shape), h))
 
 
-def gru_pytorch_backward(dh, gates, h_prev, h_gates, pins=None, out=None):
+def gru_pytorch_backward(dh, gates, h_prev, h_gates, pins=None, out=None, dh_next=None,
+                         b_hn=None):
     """Twin of ``compute.kernels.gru_pytorch_backward``: ``(d_x_gates, d_h_gates, dh_prev)``."""
     xp = get_array_module(dh)
     pin = _gru_pins(pins)
+    dh = _total(dh, dh_next)
     r, z, n = _split3(gates)
     hn = _split3(h_gates)[2]
+    if b_hn is not None:
+        hn = hn + b_hn
     da_n = _free(xp, dh * z * (1 - n ** 2), pin["n"])
     da_z = _free(xp, dh * (n - h_prev) * z * (1 - z), pin["z"])
     da_r = _free(xp, da_n * hn * r * (1 - r), pin["r"])
@@ -238,11 +263,12 @@ def gru_cho_forward_n(x_gates, h_n, h_prev, gates, pins=None, out=None):
     return gates, _written(out, (1 - z) * h_prev + z * n)
 
 
-def gru_cho_backward_n(dh, gates, h_prev, pins=None, out=None):
+def gru_cho_backward_n(dh, gates, h_prev, pins=None, out=None, dh_next=None):
     """Twin of ``compute.kernels.gru_cho_backward_n``: ``(d_gates, dh_prev)``; the r block of
     ``d_gates`` is zero until :func:`gru_cho_backward_r` fills it."""
     xp = get_array_module(dh)
     pin = _gru_pins(pins)
+    dh = _total(dh, dh_next)
     _, z, n = _split3(gates)
     da_z = _free(xp, dh * (n - h_prev) * z * (1 - z), pin["z"])
     da_n = _free(xp, dh * z * (1 - n ** 2), pin["n"])
@@ -370,17 +396,29 @@ def avg_pool2d_backward(dy, x_shape, kh: int, kw: int, stride, pads=(0, 0, 0, 0)
 
 # --------------------------------------------------------------------------- loss
 
-def softmax_cross_entropy_forward(logits, labels):
-    """Twin of ``compute.kernels.softmax_cross_entropy_forward``: ``(loss (N,), probs)``."""
+def softmax_forward(logits):
+    """Twin of ``compute.kernels.softmax_forward``: ``(probs, stats)``, stats = (max, log sum)."""
+    xp = get_array_module(logits)
+    top = logits.max(axis=1)
+    exps = xp.exp(logits - top[:, None])  # every exp() is in (0, 1]
+    sums = exps.sum(axis=1)
+    return exps / sums[:, None], xp.stack([top, xp.log(sums)], axis=1).astype(logits.dtype)
+
+
+def cross_entropy_loss(logits, stats, labels):
+    """Twin of ``compute.kernels.cross_entropy_loss``: ``log sum - (logits[label] - max)``, NaN
+    for a label outside [0, K)."""
     xp = get_array_module(logits)
     rows, classes = logits.shape
-    shifted = logits - logits.max(axis=1, keepdims=True)  # every exp() is then in (0, 1]
-    exps = xp.exp(shifted)
-    sums = exps.sum(axis=1)
     valid = (labels >= 0) & (labels < classes)
-    picked = xp.take_along_axis(shifted, xp.where(valid, labels, 0)[:, None].astype(xp.int64), axis=1)[:, 0]
-    loss = xp.where(valid, xp.log(sums) - picked, xp.nan).astype(logits.dtype)
-    return loss, exps / sums[:, None]
+    picked = xp.take_along_axis(logits, xp.where(valid, labels, 0)[:, None].astype(xp.int64), axis=1)[:, 0]
+    return xp.where(valid, stats[:, 1] - (picked - stats[:, 0]), xp.nan).astype(logits.dtype)
+
+
+def softmax_cross_entropy_forward(logits, labels):
+    """Twin of ``compute.kernels.softmax_cross_entropy_forward``: ``(loss (N,), probs)``."""
+    probs, stats = softmax_forward(logits)
+    return cross_entropy_loss(logits, stats, labels), probs
 
 
 def softmax_cross_entropy_backward(probs, labels, scale: float | None = None):

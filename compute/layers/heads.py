@@ -29,8 +29,10 @@ class Classify(Head):
     Fed a vector of C scores per sample it classifies the sample (labels of shape (N,)); fed
     a sequence (T, C) it classifies every step (labels (N, T)), as in the lectures' "hello"
     example. ``forward`` returns class probabilities. On CuPy arrays (or with a host kernel
-    backend installed) the loss and its gradient are the fused softmax cross-entropy kernels
-    (a stable log-softmax per row, then ``(p - onehot) / rows``).
+    backend installed) forward is the ``softmax_forward`` kernel, which also keeps each row's
+    max and log-sum; the loss is then a gather from them (``cross_entropy_loss``) and the
+    gradient ``(p - onehot) / rows`` (``softmax_cross_entropy_backward``): the softmax is
+    computed once per batch.
     """
 
     type_name = "Classify"
@@ -50,18 +52,25 @@ class Classify(Head):
         return tuple(shape)
 
     def forward(self, inputs, training):
-        self._logits = inputs[0]
-        self._probs = softmax(inputs[0])
+        logits = inputs[0]
+        self._logits, self._stats = logits, None
+        if kernel_path(logits):
+            flat, self._stats = kernels.softmax_forward(logits.reshape(-1, logits.shape[-1]))
+            self._probs = flat.reshape(logits.shape)
+        else:
+            self._probs = softmax(logits)
         return self._probs
 
     def loss(self, targets):
         probs = self._probs
         xp = get_array_module(probs)
         labels = xp.asarray(targets).astype(np.int64)
-        if kernel_path(self._logits):
+        if self._stats is not None:  # the kernel path: forward kept the softmax's row stats
+            flat_labels = labels.reshape(-1)
             logits = self._logits.reshape(-1, probs.shape[-1])
-            row_loss, kernel_probs = kernels.softmax_cross_entropy_forward(logits, labels.reshape(-1))
-            self._grad = kernels.softmax_cross_entropy_backward(kernel_probs, labels.reshape(-1)).reshape(probs.shape)
+            row_loss = kernels.cross_entropy_loss(logits, self._stats, flat_labels)
+            self._grad = kernels.softmax_cross_entropy_backward(
+                probs.reshape(logits.shape), flat_labels).reshape(probs.shape)
             return float(row_loss.mean())
         flat = probs.reshape(-1, probs.shape[-1])
         flat_labels = labels.reshape(-1)

@@ -241,7 +241,8 @@ def test_launch_shape_is_one_thread_per_element(backends):
         kernels.simple_rnn_forward(np.zeros((3, 300), np.float32))
         kernels.softmax_cross_entropy_forward(np.zeros((5, 7), np.float32), np.zeros(5, np.int64))
     assert forward.launches == [("simple_rnn_forward", (4, 1, 1), (256, 1, 1)),
-                                ("softmax_cross_entropy_forward", (1, 1, 1), (256, 1, 1))]
+                                ("softmax_forward", (1, 1, 1), (256, 1, 1)),
+                                ("cross_entropy_loss", (1, 1, 1), (256, 1, 1))]
 
 
 # --------------------------------------------------------------------------- LSTM
@@ -274,6 +275,12 @@ def test_lstm_kernels_match_twin(gpu, variant, pins, batch, units):
     for carried in (dc_next, None):
         _close(gpu("lstm_backward", dh, carried, gates, c_prev, c, peephole, variant, pins),
                ref.lstm_backward(dh, carried, gates, c_prev, c, peephole, variant, pins), "backward")
+    # dh_next: the kernel adds the carried dL/dh itself, exactly as if the sum were passed
+    dh_next = _rand(rng, batch, units)
+    _close(gpu("lstm_backward", dh, dc_next, gates, c_prev, c, peephole, variant, pins, dh_next=dh_next),
+           ref.lstm_backward(dh + dh_next, dc_next, gates, c_prev, c, peephole, variant, pins), "dh_next")
+    _close(ref.lstm_backward(dh, dc_next, gates, c_prev, c, peephole, variant, pins, dh_next=dh_next),
+           ref.lstm_backward(dh + dh_next, dc_next, gates, c_prev, c, peephole, variant, pins), "twin dh_next")
     if variant == "peephole":
         d_pre = ref.lstm_backward(dh, dc_next, gates, c_prev, c, peephole, variant, pins)[0]
         start = _rand(rng, 3, units)
@@ -405,6 +412,11 @@ def test_simple_rnn_kernels_match_twin(gpu, activation, shape):
     h = gpu("simple_rnn_forward", pre, activation)
     _close(h, ref.simple_rnn_forward(pre, activation))
     _close(gpu("simple_rnn_backward", dh, h, activation), ref.simple_rnn_backward(dh, h, activation))
+    dh_next = _rand(rng, *shape)
+    _close(gpu("simple_rnn_backward", dh, h, activation, dh_next=dh_next),
+           ref.simple_rnn_backward(dh + dh_next, h, activation))
+    _close(ref.simple_rnn_backward(dh, h, activation, dh_next=dh_next),
+           ref.simple_rnn_backward(dh + dh_next, h, activation))
 
 
 @pytest.mark.parametrize("activation", ["tanh", "relu"])
@@ -438,6 +450,18 @@ def test_gru_pytorch_kernels_match_twin(gpu, pins, batch, units):
     gates = forward[0]
     _close(gpu("gru_pytorch_backward", dh, gates, h_prev, h_gates, pins),
            ref.gru_pytorch_backward(dh, gates, h_prev, h_gates, pins))
+    # b_hn added inside the kernels equals b_hn added to the n block of h_gates beforehand;
+    # dh_next is added to dh inside the kernel
+    b_hn, dh_next = _rand(rng, units), _rand(rng, batch, units)
+    with_bias = h_gates.copy()
+    with_bias[:, 2 * units:] += b_hn
+    forward = gpu("gru_pytorch_forward", x_gates, h_gates, h_prev, pins, b_hn=b_hn)
+    _close(forward, ref.gru_pytorch_forward(x_gates, with_bias, h_prev, pins))
+    _close(ref.gru_pytorch_forward(x_gates, h_gates, h_prev, pins, b_hn=b_hn), forward)
+    gates = forward[0]
+    expected = ref.gru_pytorch_backward(dh + dh_next, gates, h_prev, with_bias, pins)
+    _close(gpu("gru_pytorch_backward", dh, gates, h_prev, h_gates, pins, dh_next=dh_next, b_hn=b_hn), expected)
+    _close(ref.gru_pytorch_backward(dh, gates, h_prev, h_gates, pins, dh_next=dh_next, b_hn=b_hn), expected)
 
 
 @pytest.mark.parametrize("pins", GRU_PINS)
@@ -493,6 +517,15 @@ def test_gru_cho_kernels_match_twin(gpu, pins, batch, units):
     args = (_rand(rng, batch, 3 * units, scale=2.0), _rand(rng, batch, 2 * units),
             _rand(rng, batch, units), _rand(rng, units, units, scale=0.3), _rand(rng, batch, units))
     _close(_cho_step(_Emulated(gpu), *args, pins), _cho_step(ref, *args, pins))
+    x_gates, _, h_prev, _, dh = args
+    gates = ref.gru_cho_forward_n(x_gates, _rand(rng, batch, units), h_prev,
+                                  ref.gru_cho_forward_rz(x_gates, args[1], h_prev, pins)[0], pins)[0]
+    dh_next = _rand(rng, batch, units)
+    expected = ref.gru_cho_backward_n(dh + dh_next, gates, h_prev, pins)
+    _close(gpu("gru_cho_backward_n", dh, gates, h_prev, pins, dh_next=dh_next)[1], expected[1])
+    _close(gpu("gru_cho_backward_n", dh, gates, h_prev, pins, dh_next=dh_next)[0][:, units:],
+           expected[0][:, units:])  # the r block is part 2's
+    _close(ref.gru_cho_backward_n(dh, gates, h_prev, pins, dh_next=dh_next), expected)
 
 
 @pytest.mark.parametrize("pins", GRU_PINS)
@@ -662,6 +695,47 @@ def test_softmax_cross_entropy_is_stable_and_flags_bad_labels(gpu):
     assert np.isnan(loss[2]) and np.isnan(twin_loss[2])
     np.testing.assert_allclose(probs, twin_probs, rtol=1e-6, atol=1e-30)
     assert np.isfinite(probs).all()
+
+
+def test_softmax_forward_keeps_row_stats_and_the_loss_is_their_gather(gpu):
+    rng = np.random.default_rng(21)
+    logits = _rand(rng, 9, 6, scale=3.0)
+    logits[0] += 1e4  # large logits: the loss stays exact since the max is kept apart
+    labels = rng.integers(0, 6, 9)
+    probs, stats = gpu("softmax_forward", logits)
+    _close((probs, stats), ref.softmax_forward(logits))
+    top = logits.max(axis=1)
+    np.testing.assert_allclose(stats[:, 0], top)
+    np.testing.assert_allclose(stats[:, 1], np.log(np.exp(logits - top[:, None]).sum(axis=1)), rtol=1e-6)
+    loss = gpu("cross_entropy_loss", logits, stats, labels)
+    _close(loss, ref.cross_entropy_loss(logits, stats, labels))
+    exact = np.log(np.exp(logits.astype(np.float64) - top[:, None]).sum(axis=1)) - (
+        logits[np.arange(9), labels] - top)
+    np.testing.assert_allclose(loss, exact, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("accumulate", [False, True])
+def test_gemm_takes_slices_and_transposed_views_without_copies(backends, accumulate):
+    """The shapes the step loops pass: plain blocks, column slices of a wider matrix (Cho's
+    U_rz, U_n, d_gates[:, :2H]) and transposed views (U.T), each through the emulator's GEMM
+    and the twin; a layout cuBLAS could not address without a copy is refused."""
+    forward, _ = backends
+    rng = np.random.default_rng(22)
+    wide, u, h = _rand(rng, 4, 9), _rand(rng, 3, 9), _rand(rng, 4, 3)
+    cases = [(h, u), (h, u[:, :6]), (wide[:, 6:], u[:, 6:].T), (wide[:, :6], u[:, :6].T), (wide, u.T)]
+    for a, b in cases:
+        start = _rand(rng, a.shape[0], b.shape[1])
+        expected = a.astype(np.float64) @ b + (start if accumulate else 0)
+        for impl in (kernels, ref):
+            out = start.copy()
+            with kernels.host_backend(forward if impl is kernels else None):
+                assert impl.gemm(a, b, out, accumulate=accumulate) is out
+            np.testing.assert_allclose(out, expected, rtol=1e-5, atol=1e-5)
+    strided = _rand(rng, 6, 6)[::2, ::2]
+    with kernels.host_backend(forward), pytest.raises(ValueError, match="unit-stride"):
+        kernels.gemm(strided, u[:, :3], np.zeros((3, 3), np.float32))
+    with kernels.host_backend(forward), pytest.raises(ValueError, match="do not fit"):
+        kernels.gemm(h, u, np.zeros((4, 8), np.float32))
 
 
 def test_softmax_cross_entropy_twin_matches_closed_form_and_gradient():
