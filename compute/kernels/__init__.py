@@ -9,7 +9,9 @@ NumPy twin of every launch function with the same signature and results: it is t
 reference the tests hold the kernels to, and what a layer calls when it computes on the CPU.
 
 Who runs a kernel is a *kernel backend*: an object with ``function(module, kernel)``
-returning a callable ``(grid, block, args)``, and ``empty(xp, shape, dtype)``.
+returning a callable ``(grid, block, args)``, ``empty(xp, shape, dtype)``,
+``gemm(a, b, out, beta)`` (one float32 GEMM, see :func:`gemm`) and ``capture(body, buffers)``
+(a CUDA graph of what ``body`` launches; see ``compute/kernels/graphs.py``).
 
 - CuPy arrays go to :class:`CupyBackend`: ``cupy.RawModule`` built from the source,
   named and memoized per module.
@@ -45,7 +47,7 @@ MODULES = {
     "conv": ("im2col", "col2im"),
     "pool": ("max_pool2d_forward", "max_pool2d_backward", "avg_pool2d_forward",
              "avg_pool2d_backward"),
-    "loss": ("softmax_cross_entropy_forward", "softmax_cross_entropy_backward"),
+    "loss": ("softmax_forward", "cross_entropy_loss", "softmax_cross_entropy_backward"),
     "optim": ("sgd_update", "adam_update"),
 }
 
@@ -111,6 +113,41 @@ class CupyBackend:
 
     def empty(self, xp, shape, dtype):
         return xp.empty(shape, dtype=dtype)
+
+    def gemm(self, a, b, out, beta: float) -> None:
+        """``out = a @ b + beta * out`` as one ``cublasSgemm`` on the current stream, straight on
+        the operands' memory (no copy, so nothing is allocated: safe inside a graph capture).
+
+        cuBLAS is column-major; a row-major (M, N) ``out`` with row stride ldc is the
+        column-major ``out^T`` (N, M), so the call computes ``out^T = b^T a^T``. The call and
+        the pointer-mode handling follow ``cupy.cublas.gemm``; unlike it, operands with a
+        leading dimension (a column slice of a wider matrix) are passed as they are.
+        NOT RUN ON A GPU YET: only its argument translation is tested, against a column-major
+        stand-in for cuBLAS (tests/compute/test_gpu_graphs.py).
+        """
+        from cupy.cuda import device
+        from cupy_backends.cuda.libs import cublas
+        op_a, lda = _blas_layout(a, "a")
+        op_b, ldb = _blas_layout(b, "b")
+        _, ldc = _blas_layout(out, "out")
+        m, k = a.shape
+        n = b.shape[1]
+        ops = {"N": cublas.CUBLAS_OP_N, "T": cublas.CUBLAS_OP_T}
+        scalars = numpy.array([1.0, beta], dtype=numpy.float32)   # host memory, read at the call
+        handle = device.get_cublas_handle()
+        mode = cublas.getPointerMode(handle)
+        cublas.setPointerMode(handle, cublas.CUBLAS_POINTER_MODE_HOST)
+        try:
+            cublas.sgemm(handle, ops[op_b], ops[op_a], n, m, k, scalars.ctypes.data, b.data.ptr, ldb,
+                         a.data.ptr, lda, scalars.ctypes.data + 4, out.data.ptr, ldc)
+        finally:
+            cublas.setPointerMode(handle, mode)
+
+    def capture(self, body, buffers):
+        """Capture what ``body()`` launches into a CUDA graph (nothing runs); see
+        ``compute.kernels.graphs.CupyGraph``."""
+        from compute.kernels.graphs import capture_cupy
+        return capture_cupy(body)
 
 
 _CUPY_BACKEND = CupyBackend()
@@ -259,6 +296,56 @@ def _lstm_variant(variant: str) -> int:
     return LSTM_VARIANTS[variant]
 
 
+# --------------------------------------------------------------------------- GEMM
+
+def _blas_layout(x, name: str) -> tuple[str, int]:
+    """How cuBLAS addresses the row-major (R, C) operand ``x`` in :meth:`CupyBackend.gemm`:
+    ``("N", ld)`` when its rows are unit-stride (a C-contiguous block, or a column slice of a
+    wider matrix, ld = its row stride), ``("T", ld)`` when its columns are (a transposed view
+    such as ``U.T``). Anything else would need a copy, which is refused."""
+    rows, cols = x.shape
+    if any(s % x.itemsize or s < 0 for s in x.strides):
+        raise ValueError(f"gemm: {name} has strides {x.strides} that cuBLAS cannot address")
+    s0, s1 = (s // x.itemsize for s in x.strides)
+    if cols <= 1 or s1 == 1:
+        ld = s0 if rows > 1 else cols
+        if ld < cols:
+            raise ValueError(f"gemm: the rows of {name} overlap (strides {x.strides})")
+        return "N", max(ld, 1)
+    if rows <= 1 or s0 == 1:
+        ld = s1 if cols > 1 else rows
+        if ld < rows:
+            raise ValueError(f"gemm: the columns of {name} overlap (strides {x.strides})")
+        return "T", max(ld, 1)
+    raise ValueError(f"gemm: {name} (strides {x.strides}) must be unit-stride along one axis: a "
+                     "row-major block, a column slice of one, or a transposed view")
+
+
+def gemm(a, b, out, accumulate: bool = False):
+    """``out = a @ b``, or ``out += a @ b`` with ``accumulate`` (cuBLAS's beta = 1), as one GEMM.
+
+    ``a`` (M, K), ``b`` (K, N), ``out`` (M, N), all float32 and 2-D. ``a`` and ``b`` may be
+    transposed views (``U.T``) or column slices of a wider matrix (``d_gates[:, :2H]``);
+    ``out``'s rows must be unit-stride. Nothing is copied or allocated, so a step loop can
+    call it inside a CUDA graph capture. ``out`` must not overlap ``a`` or ``b``. With
+    ``accumulate`` the recurrent product lands straight in the step's pre-activation (no
+    separate add). Returns ``out``.
+    """
+    for name, array in (("a", a), ("b", b), ("out", out)):
+        if array.dtype != numpy.float32 or array.ndim != 2:
+            raise TypeError(f"gemm: {name} must be a 2-D float32 array, not {array.dtype} {tuple(array.shape)}")
+    (m, k), (k2, n) = a.shape, b.shape
+    if k != k2 or tuple(out.shape) != (m, n):
+        raise ValueError(f"gemm: shapes {tuple(a.shape)} @ {tuple(b.shape)} -> {tuple(out.shape)} do not fit")
+    _blas_layout(a, "a")
+    _blas_layout(b, "b")
+    if _blas_layout(out, "out")[0] != "N":
+        raise ValueError(f"gemm: the rows of out must be unit-stride (strides {out.strides})")
+    if out.size:
+        _backend_for(out).gemm(a, b, out, 1.0 if accumulate else 0.0)
+    return out
+
+
 # --------------------------------------------------------------------------- LSTM / ConvLSTM
 
 def lstm_forward(pre, c_prev, peephole=None, variant: str = "standard", pins=None,
@@ -297,10 +384,11 @@ def lstm_forward(pre, c_prev, peephole=None, variant: str = "standard", pins=Non
 
 
 def lstm_backward(dh, dc_next, gates, c_prev, c, peephole=None, variant: str = "standard",
-                  pins=None, out=None):
+                  pins=None, out=None, dh_next=None):
     """Backward through the gate math of one LSTM step.
 
-    Takes ``dh`` (B, U) = dL/dh_t (from above plus the next step's recurrent GEMM),
+    Takes ``dh`` (B, U) = dL/dh_t from above, ``dh_next`` (B, U) = the part carried back from
+    step t+1 through its recurrent GEMM (None at the last step; the kernel adds the two),
     ``dc_next`` (B, U) = dL/dC_t carried back from step t+1 (None at the last step), and from
     the forward ``gates`` (B, G*U), ``c_prev`` and ``c`` (B, U), ``peephole`` (3, U), with the
     same ``variant`` and ``pins``. Returns ``(d_pre, dc_prev)``: the gradient of the
@@ -313,6 +401,7 @@ def lstm_backward(dh, dc_next, gates, c_prev, c, peephole=None, variant: str = "
     batch, units = c_prev.shape
     n_gates = len(LSTM_GATES[variant])
     dh = _check(dh, "dh", (batch, units))
+    dh_next = _optional(dh_next, "dh_next", (batch, units))
     dc_next = _optional(dc_next, "dc_next", (batch, units))
     gates = _check(gates, "gates", (batch, n_gates * units))
     c_prev = _check(c_prev, "c_prev")
@@ -327,7 +416,7 @@ def lstm_backward(dh, dc_next, gates, c_prev, c, peephole=None, variant: str = "
     d_pre = _output(out_d_pre, dh, gates.shape, "d_pre")
     dc_prev = _output(out_dc_prev, dh, (batch, units), "dc_prev")
     _launch("lstm", "lstm_backward", batch * units,
-            (dh, dc_next, gates, c_prev, c, peephole, d_pre, dc_prev, _i64(batch * units),
+            (dh, dh_next, dc_next, gates, c_prev, c, peephole, d_pre, dc_prev, _i64(batch * units),
              _i32(units), _i32(code), *_lstm_pins(pins, variant)), dh)
     return d_pre, dc_prev
 
@@ -420,14 +509,16 @@ def simple_rnn_forward(pre, activation: str = "tanh", out=None):
     return h
 
 
-def simple_rnn_backward(dh, h, activation: str = "tanh", out=None):
-    """d_pre = dh * act'(pre), the slope read off the output ``h``; all (B, H). Returns d_pre,
-    written into ``out`` when given."""
+def simple_rnn_backward(dh, h, activation: str = "tanh", out=None, dh_next=None):
+    """d_pre = (dh + dh_next) * act'(pre), the slope read off the output ``h``; all (B, H).
+    ``dh`` comes from above, ``dh_next`` (None: zero) from step t+1's recurrent GEMM. Returns
+    d_pre, written into ``out`` when given."""
     code = _rnn_activation(activation)
     h = _check(h, "h")
     dh = _check(dh, "dh", h.shape)
+    dh_next = _optional(dh_next, "dh_next", h.shape)
     d_pre = _output(out, dh, h.shape, "d_pre")
-    _launch("rnn", "simple_rnn_backward", h.size, (dh, h, d_pre, _i64(h.size), _i32(code)), dh)
+    _launch("rnn", "simple_rnn_backward", h.size, (dh, dh_next, h, d_pre, _i64(h.size), _i32(code)), dh)
     return d_pre
 
 
@@ -438,37 +529,44 @@ def _gru_pins(pins, gates: str):
     return tuple(_f32(values[g]) for g in gates)
 
 
-def gru_pytorch_forward(x_gates, h_gates, h_prev, pins=None, out=None):
-    """One GRU step in PyTorch's form: n = tanh(xn + r * hn).
+def gru_pytorch_forward(x_gates, h_gates, h_prev, pins=None, out=None, b_hn=None):
+    """One GRU step in PyTorch's form: n = tanh(xn + r * (hn + b_hn)).
 
-    Takes ``x_gates`` (B, 3H) = x W + b_x and ``h_gates`` (B, 3H) = h_prev U + b_h, both
-    stacked ``r, z, n``; ``h_prev`` (B, H). Returns ``(gates, h)``: activated ``r, z, n``
-    (B, 3H) and h = (1 - z) * h_prev + z * n (B, H). ``out``: optional ``(gates, h)``
-    buffers to write instead.
+    Takes ``x_gates`` (B, 3H) = x W + b and ``h_gates`` (B, 3H) = h_prev U (the GEMM's output
+    as it is), both stacked ``r, z, n``; ``h_prev`` (B, H); ``b_hn`` (H,) the recurrent
+    candidate bias, added inside the kernel (None: zero). Returns ``(gates, h)``: activated
+    ``r, z, n`` (B, 3H) and h = (1 - z) * h_prev + z * n (B, H). ``out``: optional
+    ``(gates, h)`` buffers to write instead.
     """
     batch, units = h_prev.shape
     x_gates = _check(x_gates, "x_gates", (batch, 3 * units))
     h_gates = _check(h_gates, "h_gates", (batch, 3 * units))
+    b_hn = _optional(b_hn, "b_hn", (units,))
     h_prev = _check(h_prev, "h_prev")
     out_gates, out_h = _outs(out, 2)
     gates = _output(out_gates, x_gates, x_gates.shape, "gates")
     h = _output(out_h, x_gates, (batch, units), "h")
     _launch("gru", "gru_pytorch_forward", batch * units,
-            (x_gates, h_gates, h_prev, gates, h, _i64(batch * units), _i32(units),
+            (x_gates, h_gates, b_hn, h_prev, gates, h, _i64(batch * units), _i32(units),
              *_gru_pins(pins, "rzn")), x_gates)
     return gates, h
 
 
-def gru_pytorch_backward(dh, gates, h_prev, h_gates, pins=None, out=None):
+def gru_pytorch_backward(dh, gates, h_prev, h_gates, pins=None, out=None, dh_next=None,
+                         b_hn=None):
     """Backward of :func:`gru_pytorch_forward`.
 
-    Takes ``dh`` (B, H), the forward's ``gates`` (B, 3H), ``h_prev`` (B, H) and ``h_gates``
-    (B, 3H). Returns ``(d_x_gates, d_h_gates, dh_prev)``: gradients of both pre-activation
-    inputs (B, 3H) and the direct part dh * (1 - z) of dL/dh_prev (B, H); the caller adds
+    Takes ``dh`` (B, H) from above and ``dh_next`` (B, H) carried from step t+1 (None: zero;
+    the kernel adds the two), the forward's ``gates`` (B, 3H), ``h_prev`` (B, H), ``h_gates``
+    (B, 3H) and ``b_hn`` (H,) or None. Returns ``(d_x_gates, d_h_gates, dh_prev)``: gradients
+    of both pre-activation inputs (B, 3H) (the n block of ``d_h_gates`` is also the gradient
+    of ``b_hn``) and the direct part dh * (1 - z) of dL/dh_prev (B, H); the caller adds
     d_h_gates U^T. ``out``: optional ``(d_x_gates, d_h_gates, dh_prev)`` buffers.
     """
     batch, units = h_prev.shape
     dh = _check(dh, "dh", (batch, units))
+    dh_next = _optional(dh_next, "dh_next", (batch, units))
+    b_hn = _optional(b_hn, "b_hn", (units,))
     gates = _check(gates, "gates", (batch, 3 * units))
     h_prev = _check(h_prev, "h_prev")
     h_gates = _check(h_gates, "h_gates", (batch, 3 * units))
@@ -477,7 +575,7 @@ def gru_pytorch_backward(dh, gates, h_prev, h_gates, pins=None, out=None):
     d_h_gates = _output(out_dh_gates, dh, gates.shape, "d_h_gates")
     dh_prev = _output(out_dh_prev, dh, (batch, units), "dh_prev")
     _launch("gru", "gru_pytorch_backward", batch * units,
-            (dh, gates, h_prev, h_gates, d_x_gates, d_h_gates, dh_prev, _i64(batch * units),
+            (dh, dh_next, gates, h_prev, h_gates, b_hn, d_x_gates, d_h_gates, dh_prev, _i64(batch * units),
              _i32(units), *_gru_pins(pins, "rzn")), dh)
     return d_x_gates, d_h_gates, dh_prev
 
@@ -523,10 +621,11 @@ def gru_cho_forward_n(x_gates, h_n, h_prev, gates, pins=None, out=None):
     return gates, h
 
 
-def gru_cho_backward_n(dh, gates, h_prev, pins=None, out=None):
+def gru_cho_backward_n(dh, gates, h_prev, pins=None, out=None, dh_next=None):
     """Cho-form GRU backward, part 1.
 
-    Takes ``dh`` (B, H), the forward's ``gates`` (B, 3H) and ``h_prev`` (B, H). Returns
+    Takes ``dh`` (B, H) from above and ``dh_next`` (B, H) carried from step t+1 (None: zero;
+    the kernel adds the two), the forward's ``gates`` (B, 3H) and ``h_prev`` (B, H). Returns
     ``(d_gates, dh_prev)``: ``d_gates`` (B, 3H) with its z and n blocks filled (the gradient
     of the x-projection and of the recurrent products alike; the r block is filled by part
     2) and dh_prev = dh * (1 - z). The caller then computes d_r_h_prev = d_gates[:, 2H:] U_n^T.
@@ -534,13 +633,14 @@ def gru_cho_backward_n(dh, gates, h_prev, pins=None, out=None):
     """
     batch, units = h_prev.shape
     dh = _check(dh, "dh", (batch, units))
+    dh_next = _optional(dh_next, "dh_next", (batch, units))
     gates = _check(gates, "gates", (batch, 3 * units))
     h_prev = _check(h_prev, "h_prev")
     out_d_gates, out_dh_prev = _outs(out, 2)
     d_gates = _output(out_d_gates, dh, gates.shape, "d_gates")
     dh_prev = _output(out_dh_prev, dh, (batch, units), "dh_prev")
     _launch("gru", "gru_cho_backward_n", batch * units,
-            (dh, gates, h_prev, d_gates, dh_prev, _i64(batch * units), _i32(units),
+            (dh, dh_next, gates, h_prev, d_gates, dh_prev, _i64(batch * units), _i32(units),
              *_gru_pins(pins, "zn")), dh)
     return d_gates, dh_prev
 
@@ -713,20 +813,43 @@ def _labels(labels, rows: int):
     return get_array_module(labels).ascontiguousarray(labels, dtype=numpy.int32)
 
 
-def softmax_cross_entropy_forward(logits, labels):
-    """Softmax and cross-entropy per row, numerically stable.
+def softmax_forward(logits):
+    """Softmax per row, numerically stable, computed once.
 
-    Takes ``logits`` (N, K) and integer ``labels`` (N,). Returns ``(loss, probs)``: the loss
-    of each row (N,) (NaN for a label outside [0, K)) and the probabilities (N, K).
+    Takes ``logits`` (N, K). Returns ``(probs, stats)``: the probabilities (N, K) and each
+    row's ``(max, log sum exp(x - max))`` (N, 2), which :func:`cross_entropy_loss` turns into
+    the loss by a gather.
     """
     logits = _check(logits, "logits")
     rows, classes = logits.shape
-    labels = _labels(labels, rows)
     probs = _empty(logits, logits.shape)
+    stats = _empty(logits, (rows, 2))
+    _launch("loss", "softmax_forward", rows,
+            (logits, probs, stats, _i32(rows), _i32(classes)), logits)
+    return probs, stats
+
+
+def cross_entropy_loss(logits, stats, labels):
+    """The cross-entropy of each row, ``log sum - (logits[label] - max)`` = -log softmax[label].
+
+    Takes ``logits`` (N, K), ``stats`` (N, 2) from :func:`softmax_forward` and integer
+    ``labels`` (N,). Returns ``loss`` (N,), NaN for a label outside [0, K).
+    """
+    logits = _check(logits, "logits")
+    rows, classes = logits.shape
+    stats = _check(stats, "stats", (rows, 2))
+    labels = _labels(labels, rows)
     loss = _empty(logits, (rows,))
-    _launch("loss", "softmax_cross_entropy_forward", rows,
-            (logits, labels, probs, loss, _i32(rows), _i32(classes)), logits)
-    return loss, probs
+    _launch("loss", "cross_entropy_loss", rows,
+            (logits, stats, labels, loss, _i32(rows), _i32(classes)), logits)
+    return loss
+
+
+def softmax_cross_entropy_forward(logits, labels):
+    """Softmax and cross-entropy per row when the labels are known up front:
+    :func:`softmax_forward` then :func:`cross_entropy_loss`. Returns ``(loss (N,), probs)``."""
+    probs, stats = softmax_forward(logits)
+    return cross_entropy_loss(logits, stats, labels), probs
 
 
 def softmax_cross_entropy_backward(probs, labels, scale: float | None = None):

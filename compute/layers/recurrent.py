@@ -12,9 +12,24 @@ Public shapes are batch-first: a sequence ``(N, T, F)`` (ConvLSTM2D: a clip
   gradients are one GEMM each over all timesteps.
 
 On CuPy arrays (or NumPy arrays with a host kernel backend installed, as the tests do) the
-gate math of each step is one fused kernel of ``compute.kernels`` writing straight into the
-step's slices of the preallocated ``(T, ...)`` buffers, and the step loop reads no device
-value on the host. Probes, which record extra per-step values, keep the array code.
+kernel path runs instead (the ``_kernel_*`` methods):
+
+* forward, each step is one GEMM that *accumulates* ``h_{t-1} U`` into the step's slice of
+  the input projection (``compute.kernels.gemm(..., accumulate=True)``, cuBLAS's beta = 1)
+  plus one fused kernel writing the step's slices of the ``(T, ...)`` buffers; the GRU's
+  pytorch form keeps ``h_{t-1} U`` apart (its reset gate multiplies it) and its kernel adds
+  ``b_hn``; Cho's form needs two GEMMs and two kernels, the reset gate sitting between them;
+* backward, each step is one fused kernel, which adds the gradient from above and the one
+  carried from step t+1 itself, plus one GEMM ``d_pre U^T`` writing the carried gradient
+  (Cho's GRU: two of each);
+* the buffers are persistent per direction and geometry (``compute.kernels.graphs.StepLoop``):
+  each call copies its inputs (projection, initial state, weights, output gradient) in, the
+  loop touches nothing else, reads no device value on the host and allocates nothing, so from
+  the second call on it is captured as a CUDA graph and replayed (eager if capture fails; the
+  reason is logged once). Results are copied out. ConvLSTM2D shares the LSTM loop, but its
+  recurrent convolution (im2col with array code) is not capturable, so it stays eager.
+
+Probes, which record extra per-step values, keep the array code.
 
 Settings every block shares:
 
@@ -53,6 +68,7 @@ from __future__ import annotations
 import numpy as np
 
 from compute import kernels
+from compute.kernels import graphs
 from compute.backend import get_array_module, to_numpy
 from compute.layers import register
 from compute.layers.base import Layer, Setting, SettingsError, ShapeError, describe_shape
@@ -200,9 +216,15 @@ class _Recurrent(Layer):
         """Gradient of ``_time_major``'s output -> gradient of the batch-first input."""
         return dx.reshape(t, n, -1).transpose(1, 0, 2)
 
-    def _project(self, xs, sfx, t, n):
-        """``x_t W + b`` for every step at once (one GEMM): ``(T,) + rows + (G,)``."""
-        a = xs @ self.params["W" + sfx]
+    def _project(self, xs, sfx, t, n, out=None):
+        """``x_t W + b`` for every step at once (one GEMM): ``(T,) + rows + (G,)``, written into
+        ``out`` (a contiguous buffer of that shape) when given."""
+        w = self.params["W" + sfx]
+        if out is None:
+            a = xs @ w
+        else:
+            a = out.reshape(-1, w.shape[1])
+            get_array_module(xs).matmul(xs, w, out=a)
         a += self.params["b" + sfx]
         return a.reshape((t,) + self._rows(n) + (a.shape[-1],))
 
@@ -226,6 +248,87 @@ class _Recurrent(Layer):
         """``dU += sum_t h_{t-1}^T da_t`` as one GEMM over all steps."""
         u = self.params["U" + sfx]
         self.grads["U" + sfx] += h_prev_all.reshape(-1, u.shape[0]).T @ da_all.reshape(-1, u.shape[1])
+
+    # ----------------------------------------------------------------- kernel path: the GEMMs
+    def _kernel_recurrent(self, h_prev, u, pre, t, sfx):
+        """``pre += h_{t-1} U`` as one GEMM accumulating into the step's pre-activation."""
+        kernels.gemm(h_prev, u, pre, accumulate=True)
+
+    def _kernel_recurrent_backward(self, d_pre, u, out, t, sfx):
+        """``out <- d_pre U^T``: the gradient carried to ``h_{t-1}``, one GEMM."""
+        kernels.gemm(d_pre, u.T, out)
+
+    # ----------------------------------------------------------------- kernel path: buffers
+    #: ConvLSTM2D sets False: its recurrent convolution runs array code inside the loop.
+    capturable = True
+    _MAX_LOOPS = 4  # geometries kept per layer (a last, smaller batch is a second one)
+
+    def _loops(self, sfx, t, rows, make_forward):
+        """The persistent step loops of direction ``sfx`` for ``t`` steps of ``rows``: a dict
+        with ``"forward"`` (a ``graphs.StepLoop`` whose buffers ``make_forward()`` allocates
+        once) and, after the first backward, ``"backward"``. Keyed by the geometry and every
+        setting (variant, pins, truncation, ...), so a graph is only replayed for the loop it
+        recorded. Not capturable (ConvLSTM2D): fresh buffers, eager every call."""
+        what = f"{self.type_name}{' reverse' if sfx else ''} ({t} steps, rows {rows})"
+        if not self.capturable:
+            loop = graphs.StepLoop(what, make_forward())
+            loop.eager_reason = "not capturable"
+            return {"forward": loop, "what": what}
+        key = (sfx, t, tuple(rows), tuple(sorted((k, repr(v)) for k, v in self.settings.items())))
+        store = self.__dict__.setdefault("_step_loops", {})
+        if key not in store:
+            while len(store) >= self._MAX_LOOPS:
+                store.pop(next(iter(store)))
+            store[key] = {"forward": graphs.StepLoop(what, make_forward()), "what": what}
+        else:
+            store[key] = store.pop(key)  # most recently used last
+        return store[key]
+
+    def _backward_loop(self, loops, make_backward):
+        """The backward ``StepLoop`` beside ``loops["forward"]``: its own buffers from
+        ``make_backward()`` plus the forward's, which it reads."""
+        if "backward" not in loops:
+            own = make_backward()
+            buffers = dict(loops["forward"].buffers)
+            buffers.update(own)
+            loop = graphs.StepLoop(loops["what"] + " backward", buffers)
+            if loops["forward"].eager_reason == "not capturable":
+                loop.eager_reason = "not capturable"
+                return loop
+            loops["backward"] = loop
+        return loops["backward"]
+
+    def _kernel_loop_forward(self, xs, n, t, sfx, reverse, gate_width, extra):
+        """The kernel path's common forward set-up: the persistent loops (see :meth:`_loops`)
+        with buffers ``pre`` (the input projection, ``(T,) + rows + (gate_width,)``), ``hs``
+        (``(T+1,) + rows + (H,)``), ``u`` (a copy of U, so a graph never reads a replaced
+        array) and ``extra`` (name -> shape); the projection, U and the initial state written
+        in. Returns ``(loops, forward loop)``."""
+        xp = get_array_module(xs)
+        rows = self._rows(n)
+        state = (t + 1,) + rows + (self.units,)
+        u = self.params["U" + sfx]
+
+        def make():
+            buffers = {"pre": xp.empty((t,) + rows + (gate_width,), dtype=xs.dtype),
+                       "hs": xp.empty(state, dtype=xs.dtype), "u": xp.empty(u.shape, dtype=u.dtype)}
+            buffers.update({name: xp.empty(shape, dtype=xs.dtype) for name, shape in extra.items()})
+            return buffers
+
+        loops = self._loops(sfx, t, rows, make)
+        loop = loops["forward"]
+        self._project(xs, sfx, t, n, out=loop.pre)
+        loop.u[...] = u
+        self._initial("h0", sfx, loop.hs[t if reverse else 0])
+        return loops, loop
+
+    @staticmethod
+    def _cache(loops, loop, **entries):
+        """The forward's cache on the kernel path: views of the persistent buffers, which stay
+        this forward's until the layer's next forward (whose backward is then the one due, as
+        on the array path)."""
+        entries.update(loops=loops, loop=loop)
+        return entries
 
     def _public_seq(self, seq):
         """Time-major ``(T, S) + unit axes`` -> batch-first ``(S, T) + public unit shape``."""
@@ -338,7 +441,8 @@ class _Recurrent(Layer):
             if self._probe_idx is not None:
                 self._probe_forward(cache, sfx, reverse)
         if len(outs) == 1:
-            return xp.ascontiguousarray(outs[0])
+            # The kernel path's states live in persistent buffers that the next call overwrites.
+            return outs[0].copy() if self._ctx["kernels"] else xp.ascontiguousarray(outs[0])
         if self.settings["merge"] == "sum":
             return outs[0] + outs[1]
         axis = 2 if self.settings["return_sequences"] else 1
@@ -381,11 +485,6 @@ class _Recurrent(Layer):
     def _kernel_pins(self, letters: str) -> dict[str, float]:
         """The gate overrides as ``compute.kernels`` takes them: gate letter -> constant."""
         return {letters[k]: value for k, value in self._pins().items()}
-
-    def _step_pre(self, h_prev, sfx, pre, scratch, t):
-        """``pre += h_{t-1} U``: the step's recurrent GEMM added to its input projection."""
-        self._recurrent_product(h_prev, sfx, scratch, t)
-        pre += scratch
 
     @staticmethod
     def _order(t, reverse):
@@ -432,6 +531,8 @@ class SimpleRNN(_Recurrent):
         return {"W": _glorot(rng, d, h, (d, h)), "U": _orthogonal(rng, h, 1), "b": np.zeros(h)}
 
     def _run_forward(self, xs, n, t, sfx, reverse):
+        if self._ctx["kernels"]:
+            return self._kernel_forward(xs, n, t, sfx, reverse)
         xp = get_array_module(xs)
         act = self.settings["activation"]
         a = self._project(xs, sfx, t, n)
@@ -439,16 +540,54 @@ class SimpleRNN(_Recurrent):
         steps, (po, no) = self._order(t, reverse)
         self._initial("h0", sfx, hs[t if reverse else 0])
         tmp = xp.empty_like(hs[0])
-        fused = self._ctx["kernels"]
         for s in steps:
-            self._step_pre(hs[s + po], sfx, a[s], tmp, s)
-            if fused:
-                kernels.simple_rnn_forward(a[s], act, out=hs[s + no])
-            else:
-                ops.rnn_cell_forward(a[s], hs[s + no], act)
+            self._recurrent_product(hs[s + po], sfx, tmp, s)
+            a[s] += tmp
+            ops.rnn_cell_forward(a[s], hs[s + no], act)
         return {"h": hs}
 
+    def _kernel_forward(self, xs, n, t, sfx, reverse):
+        """Per step: one GEMM accumulating h_{t-1} U into the step's projection, one kernel."""
+        act = self.settings["activation"]
+        loops, loop = self._kernel_loop_forward(xs, n, t, sfx, reverse, self.units, {})
+        a, hs, u = loop.pre, loop.hs, loop.u
+        steps, (po, no) = self._order(t, reverse)
+
+        def body():
+            for s in steps:
+                self._kernel_recurrent(hs[s + po], u, a[s], s, sfx)
+                kernels.simple_rnn_forward(a[s], act, out=hs[s + no])
+        loop.run(body)
+        return self._cache(loops, loop, h=hs)
+
+    def _kernel_backward(self, dh_seq, cache, sfx, reverse):
+        """Per step: one kernel (adding the carried gradient itself), one GEMM d_pre U^T."""
+        xp = get_array_module(dh_seq)
+        hs, u = cache["loop"].hs, cache["loop"].u
+        t = dh_seq.shape[0]
+        act = self.settings["activation"]
+        steps, (po, no) = self._order(t, reverse)
+        loop = self._backward_loop(cache["loops"], lambda: {
+            "dh_seq": xp.empty_like(dh_seq), "da": xp.empty_like(dh_seq), "carry": xp.empty_like(dh_seq[0])})
+        da, carry, dh_in = loop.da, loop.carry, loop.dh_seq
+        dh_in[...] = dh_seq
+
+        def body():
+            carried = None                                # nothing flows into h_T
+            for k, s in reversed(list(enumerate(steps))):
+                kernels.simple_rnn_backward(dh_in[s], hs[s + no], act, out=da[s], dh_next=carried)
+                carried = None
+                if not self._cut(k):
+                    self._kernel_recurrent_backward(da[s], u, carry, s, sfx)   # dL/dh_{t-1}
+                    carried = carry
+        loop.run(body)
+        self._initial_grad("h0", sfx, carry)
+        self._recurrent_weight_grad(hs[po:po + t], da, sfx)
+        return da
+
     def _run_backward(self, dh_seq, cache, sfx, reverse, rec):
+        if "loop" in cache:
+            return self._kernel_backward(dh_seq, cache, sfx, reverse)
         xp = get_array_module(dh_seq)
         hs = cache["h"]
         t = dh_seq.shape[0]
@@ -460,10 +599,7 @@ class SimpleRNN(_Recurrent):
             dh += dh_seq[s]                               # total dL/dh_t
             if rec is not None:
                 self._record_norm(rec, "h", s, dh)
-            if self._ctx["kernels"]:
-                kernels.simple_rnn_backward(dh, hs[s + no], act, out=da[s])
-            else:
-                ops.rnn_cell_backward(hs[s + no], dh, da[s], act)
+            ops.rnn_cell_backward(hs[s + no], dh, da[s], act)
             self._recurrent_backward(da[s], sfx, dh, s)   # dL/dh_{t-1} = da_t U^T
             if self._cut(k):
                 dh[...] = 0
@@ -584,6 +720,8 @@ class LSTM(_Recurrent):
         return tuple(self.params[f"p_{g}{sfx}"] for g in "ifo")
 
     def _run_forward(self, xs, n, t, sfx, reverse):
+        if self._ctx["kernels"]:
+            return self._kernel_forward(xs, n, t, sfx, reverse)
         xp = get_array_module(xs)
         gates = self._project(xs, sfx, t, n)            # becomes the gate activations in place
         state_shape = gates.shape[1:-1] + (self.units,)
@@ -595,8 +733,6 @@ class LSTM(_Recurrent):
         table, peep = self._table(xp, gates.dtype), self._peepholes(sfx)
         tmp = xp.empty_like(gates[0])
         steps, (po, no) = self._order(t, reverse)
-        if self._ctx["kernels"]:
-            return self._kernel_forward(gates, hs, cs, tmp, steps, po, no, sfx)
         tanh_cs = xp.empty((t,) + state_shape, dtype=gates.dtype)   # tanh(C_t), kept for backward
         with ops.quiet_overflow():
             for s in steps:
@@ -610,59 +746,82 @@ class LSTM(_Recurrent):
     def _kernel_variant(self) -> str:
         return "coupled" if self.coupled else "peephole" if self.peephole else "standard"
 
-    def _kernel_peepholes(self, sfx):
-        """The peepholes as the kernels take them: one ``(3, H)`` array ``p_i, p_f, p_o``."""
-        if not self.peephole:
-            return None
-        xp = get_array_module(self.params["p_i" + sfx])
-        return xp.stack([self.params[f"p_{g}{sfx}"] for g in "ifo"])
-
     @staticmethod
     def _rows2d(a):
         """A step's ``rows + (units,)`` array as the kernels' ``(B, units)`` matrix (a view:
         ConvLSTM's ``(N, P, units)`` pixel rows become N*P kernel rows)."""
         return a.reshape(-1, a.shape[-1])
 
-    def _kernel_forward(self, pre, hs, cs, tmp, steps, po, no, sfx):
-        """The step loop with ``compute.kernels.lstm_forward``: one recurrent GEMM, its sum
-        with the input projection, and one fused kernel writing the step's slices in place.
+    def _kernel_forward(self, xs, n, t, sfx, reverse):
+        """Per step: one GEMM accumulating h_{t-1} U into the step's projection (ConvLSTM: its
+        im2col first), then ``compute.kernels.lstm_forward`` writing the step's slices in place.
         tanh(C_t) is not kept: ``lstm_backward`` recomputes it (it takes no such input)."""
-        xp = get_array_module(pre)
-        gates = xp.empty_like(pre)                   # the kernel reads pre, writes activations
+        h, g = self.units, self._n_blocks() * self.units
+        rows = self._rows(n)
+        extra = {"gates": (t,) + rows + (g,), "cs": (t + 1,) + rows + (h,)}
+        if self.peephole:
+            extra["peep"] = (3, h)
+        loops, loop = self._kernel_loop_forward(xs, n, t, sfx, reverse, g, extra)
+        pre, gates, hs, cs, u = loop.pre, loop.gates, loop.hs, loop.cs, loop.u
+        self._initial("c0", sfx, cs[t if reverse else 0])
+        peep = None
+        if self.peephole:
+            peep = loop.peep
+            for k, gate in enumerate("ifo"):
+                peep[k] = self.params[f"p_{gate}{sfx}"]
         variant = self._kernel_variant()
-        pins, peep = self._kernel_pins(kernels.LSTM_GATES[variant]), self._kernel_peepholes(sfx)
+        pins = self._kernel_pins(kernels.LSTM_GATES[variant])
+        steps, (po, no) = self._order(t, reverse)
         flat = self._rows2d
-        for s in steps:
-            self._step_pre(hs[s + po], sfx, pre[s], tmp, s)
-            kernels.lstm_forward(flat(pre[s]), flat(cs[s + po]), peep, variant, pins,
-                                 out=(flat(gates[s]), flat(cs[s + no]), flat(hs[s + no]), None))
-        return {"h": hs, "c": cs, "gates": gates, "tanh_c": None}
 
-    def _kernel_backward(self, dh_seq, hs, cs, gates, steps, po, no, sfx, dgates):
-        """Backward step loop with ``compute.kernels.lstm_backward``; returns (dh, dc) of the
-        initial state. The carried dL/dC alternates between two buffers (a kernel's output
-        must not overlap its input)."""
+        def body():
+            for s in steps:
+                self._kernel_recurrent(flat(hs[s + po]), u, flat(pre[s]), s, sfx)
+                kernels.lstm_forward(flat(pre[s]), flat(cs[s + po]), peep, variant, pins,
+                                     out=(flat(gates[s]), flat(cs[s + no]), flat(hs[s + no]), None))
+        loop.run(body)
+        return self._cache(loops, loop, h=hs, c=cs, gates=gates, tanh_c=None)
+
+    def _kernel_backward(self, dh_seq, cache, sfx, reverse):
+        """Per step: ``compute.kernels.lstm_backward`` (which adds dL/dh from above and the
+        part carried from step t+1 itself) and one GEMM ``d_pre U^T`` writing the carried part.
+        dL/dC alternates between two buffers (a kernel's output must not overlap its input);
+        a truncation cut passes no carried gradient into the next step."""
         xp = get_array_module(dh_seq)
+        fwd = cache["loop"]
+        hs, cs, gates, u = fwd.hs, fwd.cs, fwd.gates, fwd.u
+        peep = fwd.peep if self.peephole else None
+        t = dh_seq.shape[0]
         variant = self._kernel_variant()
-        pins, peep = self._kernel_pins(kernels.LSTM_GATES[variant]), self._kernel_peepholes(sfx)
+        pins = self._kernel_pins(kernels.LSTM_GATES[variant])
+        steps, (po, no) = self._order(t, reverse)
+        loop = self._backward_loop(cache["loops"], lambda: {
+            "dh_seq": xp.empty_like(dh_seq), "dgates": xp.empty_like(gates),
+            "carry": xp.empty_like(dh_seq[0]), "dcs": xp.empty((2,) + dh_seq.shape[1:], dtype=dh_seq.dtype)})
+        dh_in, dgates, carry, dcs = loop.dh_seq, loop.dgates, loop.carry, loop.dcs
+        dh_in[...] = dh_seq
         flat = self._rows2d
-        dh = xp.zeros_like(dh_seq[0])
-        buffers = (xp.zeros_like(dh), xp.zeros_like(dh))
-        dc_next = None                                   # nothing flows into C_T
-        for k, s in reversed(list(enumerate(steps))):
-            dh += dh_seq[s]                               # total dL/dh_t
-            dc_prev = buffers[k % 2]
-            kernels.lstm_backward(flat(dh), None if dc_next is None else flat(dc_next), flat(gates[s]),
-                                  flat(cs[s + po]), flat(cs[s + no]), peep, variant, pins,
-                                  out=(flat(dgates[s]), flat(dc_prev)))
-            self._recurrent_backward(dgates[s], sfx, dh, s)   # dL/dh_{t-1} = da_t U^T
-            dc_next = dc_prev
-            if self._cut(k):
-                dh[...] = 0
-                dc_next = None
-        return dh, (xp.zeros_like(dh) if dc_next is None else dc_next)
+
+        def body():
+            carried = dc_next = None                      # nothing flows into h_T, C_T
+            for k, s in reversed(list(enumerate(steps))):
+                dc_prev = dcs[k % 2]
+                kernels.lstm_backward(flat(dh_in[s]), dc_next, flat(gates[s]), flat(cs[s + po]),
+                                      flat(cs[s + no]), peep, variant, pins,
+                                      out=(flat(dgates[s]), flat(dc_prev)), dh_next=carried)
+                carried, dc_next = None, None
+                if not self._cut(k):
+                    self._kernel_recurrent_backward(dgates[s], u, carry, s, sfx)   # dL/dh_{t-1}
+                    carried, dc_next = flat(carry), flat(dc_prev)
+        loop.run(body)
+        # Processing index 0 (the last step run) is never cut: carry holds dL/dh of the
+        # initial state and dcs[0] its dL/dC.
+        return self._finish_backward(carry, dcs[0], hs, cs, dgates, po, no, t, sfx,
+                                     self._peepholes(sfx))
 
     def _run_backward(self, dh_seq, cache, sfx, reverse, rec):
+        if "loop" in cache:
+            return self._kernel_backward(dh_seq, cache, sfx, reverse)
         xp = get_array_module(dh_seq)
         hs, cs, gates, tanh_cs = cache["h"], cache["c"], cache["gates"], cache["tanh_c"]
         t = dh_seq.shape[0]
@@ -670,9 +829,6 @@ class LSTM(_Recurrent):
         pinned = tuple(self._pins())
         steps, (po, no) = self._order(t, reverse)
         dgates = xp.empty_like(gates)
-        if self._ctx["kernels"]:
-            dh, dc = self._kernel_backward(dh_seq, hs, cs, gates, steps, po, no, sfx, dgates)
-            return self._finish_backward(dh, dc, hs, cs, dgates, po, no, t, sfx, peep)
         dh = xp.zeros_like(dh_seq[0])
         dc, dc_prev = xp.zeros_like(dh), xp.empty_like(dh)
         kinds = "sts" if self.coupled else "ssts"
@@ -785,6 +941,8 @@ class GRU(_Recurrent):
         return pins
 
     def _run_forward(self, xs, n, t, sfx, reverse):
+        if self._ctx["kernels"]:
+            return self._kernel_forward(xs, n, t, sfx, reverse)
         xp = get_array_module(xs)
         h = self.units
         gates = self._project(xs, sfx, t, n)
@@ -795,37 +953,110 @@ class GRU(_Recurrent):
         u = self.params["U" + sfx]
         steps, (po, no) = self._order(t, reverse)
         cache = {"h": hs, "gates": gates}
-        if self._ctx["kernels"]:
-            self._kernel_forward(xp, gates, hs, u, steps, po, no, sfx, cache)
-            return cache
         with ops.quiet_overflow():
             self._gru_steps(xp, gates, hs, u, steps, po, no, table, sfx, cache)
         return cache
 
-    def _kernel_forward(self, xp, x_gates, hs, u, steps, po, no, sfx, cache):
-        """The step loop with the fused GRU kernels, writing each step's slices in place;
-        ``cache["gates"]`` becomes the activations (the kernels read ``x_gates``, x W + b)."""
+    def _kernel_forward(self, xs, n, t, sfx, reverse):
+        """The step loop with the fused GRU kernels, writing each step's slices in place; the
+        kernels read ``pre`` (x W + b) and write the activations into ``gates``.
+
+        pytorch form, per step: one GEMM h_{t-1} U into ``hidden`` (kept for backward) and one
+        kernel, which adds b_hn. Cho's form: GEMM h_{t-1} U_rz, kernel (r, z, r*h_{t-1}), GEMM
+        (r*h_{t-1}) U_n, kernel (n, h_t); U_rz and U_n are column slices of U, passed to the
+        GEMM with their leading dimension (no copy)."""
         h = self.units
-        pins = self._kernel_pins("rz")
-        gates = xp.empty_like(x_gates)
-        cache["gates"] = gates
+        rows = self._rows(n)
+        extra = {"gates": (t,) + rows + (3 * h,)}
         if self.pytorch_form:
-            hidden = xp.empty_like(x_gates)               # h_{t-1} U + (0, 0, b_hn), kept for backward
-            b_hn = self.params["b_hn" + sfx]
-            for s in steps:
-                xp.matmul(hs[s + po], u, out=hidden[s])
-                hidden[s, ..., 2 * h:] += b_hn
-                kernels.gru_pytorch_forward(x_gates[s], hidden[s], hs[s + po], pins, out=(gates[s], hs[s + no]))
-            cache["hidden"] = hidden
+            extra.update(hidden=(t,) + rows + (3 * h,), b_hn=(h,))
         else:
-            reset_hidden = xp.empty_like(hs[1:])          # r_t * h_{t-1} per step, kept for backward
-            h_rz, h_n = xp.empty(x_gates.shape[1:-1] + (2 * h,), x_gates.dtype), xp.empty_like(hs[0])
+            extra.update(reset_hidden=(t,) + rows + (h,), h_rz=rows + (2 * h,), h_n=rows + (h,))
+        loops, loop = self._kernel_loop_forward(xs, n, t, sfx, reverse, 3 * h, extra)
+        x_gates, gates, hs, u = loop.pre, loop.gates, loop.hs, loop.u
+        pins = self._kernel_pins("rz")
+        steps, (po, no) = self._order(t, reverse)
+        if self.pytorch_form:
+            hidden, b_hn = loop.hidden, loop.b_hn
+            b_hn[...] = self.params["b_hn" + sfx]
+
+            def body():
+                for s in steps:
+                    kernels.gemm(hs[s + po], u, hidden[s])
+                    kernels.gru_pytorch_forward(x_gates[s], hidden[s], hs[s + po], pins,
+                                                out=(gates[s], hs[s + no]), b_hn=b_hn)
+            loop.run(body)
+            return self._cache(loops, loop, h=hs, gates=gates, hidden=hidden)
+        reset_hidden, h_rz, h_n = loop.reset_hidden, loop.h_rz, loop.h_n
+
+        def body():
             for s in steps:
-                xp.matmul(hs[s + po], u[:, :2 * h], out=h_rz)
+                kernels.gemm(hs[s + po], u[:, :2 * h], h_rz)
                 kernels.gru_cho_forward_rz(x_gates[s], h_rz, hs[s + po], pins, out=(gates[s], reset_hidden[s]))
-                xp.matmul(reset_hidden[s], u[:, 2 * h:], out=h_n)
+                kernels.gemm(reset_hidden[s], u[:, 2 * h:], h_n)
                 kernels.gru_cho_forward_n(x_gates[s], h_n, hs[s + po], gates[s], pins, out=hs[s + no])
-            cache["reset_hidden"] = reset_hidden
+        loop.run(body)
+        return self._cache(loops, loop, h=hs, gates=gates, reset_hidden=reset_hidden)
+
+    def _kernel_backward(self, dh_seq, cache, sfx, reverse):
+        """Backward step loop with the fused GRU kernels; each adds the gradient from above and
+        the one carried from step t+1 itself. The carried dL/dh_{t-1} = (kernel's direct part)
+        + GEMMs accumulating into it, alternating between two buffers (a kernel's output must
+        not overlap its input); a truncation cut carries nothing into the next step."""
+        xp = get_array_module(dh_seq)
+        fwd = cache["loop"]
+        hs, gates, u = fwd.hs, fwd.gates, fwd.u
+        t, h = dh_seq.shape[0], self.units
+        pins = self._kernel_pins("rz")
+        steps, (po, no) = self._order(t, reverse)
+        own = {"dh_seq": dh_seq.shape, "dgates": gates.shape, "carries": (2,) + dh_seq.shape[1:]}
+        if self.pytorch_form:
+            own["dhidden"] = gates.shape
+        else:
+            own["d_reset_hidden"] = dh_seq.shape[1:]
+        loop = self._backward_loop(cache["loops"], lambda: {
+            name: xp.empty(shape, dtype=dh_seq.dtype) for name, shape in own.items()})
+        dh_in, dgates, carries = loop.dh_seq, loop.dgates, loop.carries
+        dh_in[...] = dh_seq
+        if self.pytorch_form:
+            hidden, dhidden, b_hn = fwd.hidden, loop.dhidden, fwd.b_hn
+
+            def body():
+                carried = None
+                for k, s in reversed(list(enumerate(steps))):
+                    out = carries[k % 2]
+                    kernels.gru_pytorch_backward(dh_in[s], gates[s], hs[s + po], hidden[s], pins,
+                                                 out=(dgates[s], dhidden[s], out), dh_next=carried, b_hn=b_hn)
+                    carried = None
+                    if not self._cut(k):
+                        kernels.gemm(dhidden[s], u.T, out, accumulate=True)   # + dhidden U^T
+                        carried = out
+            loop.run(body)
+            self._recurrent_weight_grad(hs[po:po + t], dhidden, sfx)
+            axes = tuple(range(dhidden.ndim - 1))
+            self.grads["b_hn" + sfx] += dhidden[..., 2 * h:].sum(axis=axes)
+        else:
+            d_reset_hidden = loop.d_reset_hidden
+
+            def body():
+                carried = None
+                for k, s in reversed(list(enumerate(steps))):
+                    out = carries[k % 2]
+                    kernels.gru_cho_backward_n(dh_in[s], gates[s], hs[s + po], pins,
+                                               out=(dgates[s], out), dh_next=carried)
+                    kernels.gemm(dgates[s, :, 2 * h:], u[:, 2 * h:].T, d_reset_hidden)   # dL/d(r h_{t-1})
+                    kernels.gru_cho_backward_r(d_reset_hidden, gates[s], hs[s + po], dgates[s], out, pins)
+                    carried = None
+                    if not self._cut(k):
+                        kernels.gemm(dgates[s, :, :2 * h], u[:, :2 * h].T, out, accumulate=True)
+                        carried = out
+            loop.run(body)
+            du = self.grads["U" + sfx]
+            flat_h, flat_g = hs[po:po + t].reshape(-1, h), dgates.reshape(-1, 3 * h)
+            du[:, :2 * h] += flat_h.T @ flat_g[:, :2 * h]
+            du[:, 2 * h:] += fwd.reset_hidden.reshape(-1, h).T @ flat_g[:, 2 * h:]
+        self._initial_grad("h0", sfx, carries[0])         # processing index 0 is never cut
+        return dgates
 
     def _gru_steps(self, xp, gates, hs, u, steps, po, no, table, sfx, cache):
         """The forward step loop of either form; fills ``hs`` and the form's cache entries."""
@@ -848,6 +1079,8 @@ class GRU(_Recurrent):
             cache["reset_hidden"] = reset_hidden
 
     def _run_backward(self, dh_seq, cache, sfx, reverse, rec):
+        if "loop" in cache:
+            return self._kernel_backward(dh_seq, cache, sfx, reverse)
         xp = get_array_module(dh_seq)
         hs, gates = cache["h"], cache["gates"]
         t, h = dh_seq.shape[0], self.units
@@ -857,8 +1090,6 @@ class GRU(_Recurrent):
         dgates = xp.empty_like(gates)
         dh = xp.zeros_like(dh_seq[0])
         dh_prev = xp.empty_like(dh)
-        fused = self._ctx["kernels"]
-        pins = self._kernel_pins("rz")
         if self.pytorch_form:
             hidden = cache["hidden"]
             dhidden = xp.empty_like(gates)
@@ -866,12 +1097,8 @@ class GRU(_Recurrent):
                 dh += dh_seq[s]
                 if rec is not None:
                     self._record_norm(rec, "h", s, dh)
-                if fused:
-                    kernels.gru_pytorch_backward(dh, gates[s], hs[s + po], hidden[s], pins,
-                                                 out=(dgates[s], dhidden[s], dh_prev))
-                else:
-                    ops.gru_cell_backward_pytorch(gates[s], hidden[s, ..., 2 * h:], hs[s + po], dh,
-                                                  dgates[s], dhidden[s], dh_prev, pinned)
+                ops.gru_cell_backward_pytorch(gates[s], hidden[s, ..., 2 * h:], hs[s + po], dh,
+                                              dgates[s], dhidden[s], dh_prev, pinned)
                 xp.matmul(dhidden[s], u.T, out=dh)        # dL/dh_{t-1} = dhidden U^T + (1 - z) dh
                 dh += dh_prev
                 if self._cut(k):
@@ -887,16 +1114,10 @@ class GRU(_Recurrent):
                 dh += dh_seq[s]
                 if rec is not None:
                     self._record_norm(rec, "h", s, dh)
-                if fused:
-                    kernels.gru_cho_backward_n(dh, gates[s], hs[s + po], pins, out=(dgates[s], dh_prev))
-                else:
-                    ops.gru_cell_candidate_backward_cho(gates[s], hs[s + po], dh, dgates[s], dh_prev)
+                ops.gru_cell_candidate_backward_cho(gates[s], hs[s + po], dh, dgates[s], dh_prev)
                 xp.matmul(dgates[s, ..., 2 * h:], u_n_t, out=dreset_hidden)   # dL/d(r h_{t-1})
-                if fused:
-                    kernels.gru_cho_backward_r(dreset_hidden, gates[s], hs[s + po], dgates[s], dh_prev, pins)
-                else:
-                    ops.gru_cell_reset_backward_cho(gates[s], hs[s + po], dreset_hidden, dgates[s],
-                                                    dh_prev, pinned)
+                ops.gru_cell_reset_backward_cho(gates[s], hs[s + po], dreset_hidden, dgates[s],
+                                                dh_prev, pinned)
                 xp.matmul(dgates[s, ..., :2 * h], u_rz_t, out=dh)
                 dh += dh_prev
                 if self._cut(k):
@@ -1006,9 +1227,13 @@ class ConvLSTM2D(LSTM):
         frames = conv_ops.col2im_same(dcols, (t * n, hh, ww, c), self.settings["kernel_size"])
         return frames.reshape(t, n, hh, ww, c).transpose(1, 0, 4, 2, 3)
 
-    def _project(self, cols, sfx, t, n):
+    def _project(self, cols, sfx, t, n, out=None):
         w = self.params["W" + sfx]
-        a = cols @ w.reshape(-1, w.shape[-1])
+        if out is None:
+            a = cols @ w.reshape(-1, w.shape[-1])
+        else:
+            a = out.reshape(-1, w.shape[-1])
+            get_array_module(cols).matmul(cols, w.reshape(-1, w.shape[-1]), out=a)
         a += self.params["b" + sfx]
         self._hcols = getattr(self, "_hcols", {})
         f, k = self.units, self.settings["kernel_size"]
@@ -1030,6 +1255,21 @@ class ConvLSTM2D(LSTM):
         hcols = self._hcols[sfx][t]                       # kept: dU is one GEMM over all steps
         conv_ops.im2col_same(h.reshape(n, *self._frame, f), self.settings["kernel_size"], out=hcols)
         xp.matmul(hcols, u.reshape(-1, u.shape[-1]), out=out.reshape(n * p, -1))
+
+    # The kernel path shares LSTM's loop; the recurrent convolution is im2col (array code,
+    # with a temporary) + GEMM, so the loop is not captured as a CUDA graph.
+    capturable = False
+
+    def _kernel_recurrent(self, h_prev, u, pre, t, sfx):
+        """``pre += im2col(h_{t-1}) U``: ``h_prev`` (N*P, F) and ``pre`` (N*P, 4F) as the LSTM
+        loop passes them; the columns are kept for dU."""
+        f, k = self.units, self.settings["kernel_size"]
+        hcols = self._hcols[sfx][t]
+        conv_ops.im2col_same(h_prev.reshape(-1, *self._frame, f), k, out=hcols)
+        kernels.gemm(hcols, u.reshape(-1, u.shape[-1]), pre, accumulate=True)
+
+    def _kernel_recurrent_backward(self, d_pre, u, out, t, sfx):
+        self._recurrent_backward(d_pre, sfx, out, t)
 
     def _recurrent_backward(self, da, sfx, out, t):
         n, p, g = da.shape

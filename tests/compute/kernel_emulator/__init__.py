@@ -18,6 +18,16 @@ kernel's exact type (``numpy.int32`` for ``int``, ``numpy.int64`` for ``long lon
 float as a double, which a kernel would misread. Arrays travel in copies with NaN-filled
 guard bands on both sides, so a write past either end is caught; freshly allocated outputs
 are NaN-filled, so an element no thread writes is caught too.
+
+It also stands in for cuBLAS (``gemm``, with NumPy) and for CUDA-graph capture (``capture``),
+with a graph's semantics: while a capture is open, kernel launches and GEMMs are recorded, not
+executed, and the recording replays them in order on the same arrays. To make a step loop that
+would break on a GPU fail here, a capture refuses an allocation through the backend and any
+launch or GEMM argument that is not (a view of) one of the persistent buffers it was given;
+it fills those buffers with 0xFF bytes (NaN) while open, so whatever reads them on the host
+reads garbage, and checks afterwards that nothing but the recorder wrote them (an array
+expression that writes them changes those bytes; one that adds to them leaves NaN, but is
+then missing from the replay, which the results show).
 """
 from __future__ import annotations
 
@@ -222,6 +232,38 @@ class _GuardedArrays:
                 original.reshape(-1).view(numpy.uint8)[...] = buffer[GUARD_BYTES:GUARD_BYTES + original.nbytes]
 
 
+def _bounds(array) -> tuple[int, int]:
+    try:
+        from numpy.lib.array_utils import byte_bounds
+    except ImportError:  # NumPy 1.x
+        byte_bounds = numpy.byte_bounds
+    return byte_bounds(array)
+
+
+class Recording:
+    """A captured step loop: the launches and GEMMs in order, replayed by :meth:`launch`."""
+
+    def __init__(self, buffers):
+        self.buffers = [_bounds(b) for b in buffers]
+        self.ops: list = []
+        self.launches = 0
+
+    def check(self, what: str, array) -> None:
+        """Refuse an argument outside the persistent buffers (a temporary made inside the
+        loop: on a GPU the graph would keep a pointer the memory pool hands out again)."""
+        if array is None or not isinstance(array, numpy.ndarray) or array.size == 0:
+            return
+        low, high = _bounds(array)
+        if not any(start <= low and high <= end for start, end in self.buffers):
+            raise LaunchError(f"{what}: an argument {array.dtype}{tuple(array.shape)} lies outside the "
+                              "persistent buffers of the captured loop")
+
+    def launch(self) -> None:
+        self.launches += 1
+        for op in self.ops:
+            op()
+
+
 class EmulatorBackend:
     """A ``compute.kernels`` backend that runs every kernel on the CPU through g++ builds.
 
@@ -236,6 +278,9 @@ class EmulatorBackend:
         self._libraries: dict[str, tuple[ctypes.CDLL, dict[str, list[Parameter]]]] = {}
         self._kernels: dict[str, EmulatedKernel] = {}
         self.launches: list[tuple[str, tuple[int, ...], tuple[int, ...]]] = []
+        self.gemms = 0
+        self.captures: list[Recording] = []
+        self._recording: Recording | None = None
 
     def load(self, module: str):
         if module not in self._libraries:
@@ -251,13 +296,65 @@ class EmulatorBackend:
             self._kernels[kernel] = EmulatedKernel(library, kernel, signatures[kernel], self.reverse)
         emulated = self._kernels[kernel]
 
-        def launch(grid, block, args, shared_mem: int = 0):
+        def run(grid, block, args, shared_mem):
             self.launches.append((kernel, _dims(grid, "grid"), _dims(block, "block")))
             emulated(grid, block, args, shared_mem)
+
+        def launch(grid, block, args, shared_mem: int = 0):
+            if self._recording is None:
+                run(grid, block, args, shared_mem)
+                return
+            for arg in args:
+                self._recording.check(kernel, arg)
+            args = tuple(args)
+            self._recording.ops.append(lambda: run(grid, block, args, shared_mem))
         return launch
+
+    def gemm(self, a, b, out, beta: float) -> None:
+        """cuBLAS's ``out = a @ b + beta * out`` with NumPy (recorded while capturing)."""
+        def run():
+            self.gemms += 1
+            if beta:
+                out[...] = a @ b + numpy.float32(beta) * out
+            else:
+                numpy.matmul(a, b, out=out)
+        if self._recording is None:
+            run()
+            return
+        for array in (a, b, out):
+            self._recording.check("gemm", array)
+        self._recording.ops.append(run)
+
+    def capture(self, body, buffers) -> Recording:
+        """Record what ``body()`` launches, as CUDA stream capture does; see the module doc."""
+        if self._recording is not None:
+            raise LaunchError("a capture is already open")
+        buffers = list(buffers)
+        for b in buffers:
+            if not b.flags.c_contiguous:
+                raise LaunchError("the persistent buffers of a captured loop must be contiguous")
+        saved = [b.copy() for b in buffers]
+        for b in buffers:
+            b.reshape(-1).view(numpy.uint8)[...] = 0xFF
+        recording = Recording(buffers)
+        self._recording = recording
+        try:
+            body()
+        finally:
+            self._recording = None
+            touched = [i for i, b in enumerate(buffers) if not (b.reshape(-1).view(numpy.uint8) == 0xFF).all()]
+            for b, value in zip(buffers, saved):
+                b[...] = value
+        if touched:
+            raise LaunchError(f"buffer(s) {touched} of the captured loop were written during the capture "
+                              "by something other than a kernel launch or a GEMM")
+        self.captures.append(recording)
+        return recording
 
     def empty(self, xp, shape, dtype):
         """NaN-filled (or most-negative for integers) so unwritten elements stand out."""
+        if self._recording is not None:
+            raise LaunchError(f"an allocation of {tuple(shape)} inside a captured loop")
         dtype = numpy.dtype(dtype)
         fill = numpy.nan if dtype.kind == "f" else numpy.iinfo(dtype).min
         return numpy.full(shape, fill, dtype=dtype)
