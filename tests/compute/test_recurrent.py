@@ -497,3 +497,25 @@ def analysis_error(spec):
     analysis = analyse(spec)
     assert not analysis.ok
     return analysis.first_error()
+
+
+def test_gate_tables_tiled_to_a_step_activate_as_the_vectors_do():
+    """``ColumnTable.full``: the table's vectors tiled to a step's shape (kept per shape), pins
+    included; activating with them equals the closed forms, also on a strided gate block."""
+    table = ops.gate_table("ssts", [None, 1.0, None, None], 3, np, np.float32)
+    tiled = table.full((2, 12))
+    assert tiled is table.full((2, 12))                 # made once per shape
+    for vec, full in zip(table, tiled):
+        np.testing.assert_array_equal(full, np.broadcast_to(vec, (2, 12)))
+        assert full.flags.c_contiguous
+    a = np.random.default_rng(0).normal(size=(2, 20)).astype(np.float32)
+    block = a[:, 4:16]                                  # a strided (2, 12) view, as GRU's r, z are
+    expected = block.astype(np.float64).copy()
+    ops.activate_gates(block, table)
+    sig = 1 / (1 + np.exp(-expected))
+    np.testing.assert_allclose(block[:, :3], sig[:, :3], rtol=1e-6)
+    np.testing.assert_array_equal(block[:, 3:6], 1.0)   # the pinned forget gate
+    np.testing.assert_allclose(block[:, 6:9], np.tanh(expected[:, 6:9]), atol=3e-7)
+    np.testing.assert_allclose(block[:, 9:], sig[:, 9:], rtol=1e-6)
+    slopes = ops.slope_table("ssts", [None, 1.0, None, None], 3, np, np.float32)
+    assert slopes[2] is not None and slopes.full((2, 12))[2][0, 3:6].tolist() == [0, 0, 0]
