@@ -199,8 +199,8 @@ class InsideController(QObject):
 
         With ``probe_training`` its recurrent layers record the first few samples of a batch
         for the gate health, but only now and then: recording is switched on for one step
-        after each ``live_interval_s`` and off again once the probes have arrived, so the
-        steps in between run with probes off and cost nothing extra.
+        at the start and with each live refresh, and off again once the probes have arrived,
+        so the steps in between run with probes off and cost nothing extra.
         """
         self.live_model = model
         self._probe_training = probe_training and model is not None
@@ -257,22 +257,29 @@ class InsideController(QObject):
         kind, data = (event.kind, event.data) if hasattr(event, "kind") else event
         if kind == "start":
             self.training = True
+            # The panels show the weights training starts from already; the first live
+            # refresh comes one interval in (a run shorter than that costs nothing here).
+            self._last_live_request = time.perf_counter()
         elif kind == "step":
             self._training_step = data.get("global_step")
-            now = time.perf_counter()
             if data.get("probes"):
                 self._training_probes = {bid: unwrap_probes(p) for bid, p in data["probes"].items()}
                 self._arm_training_probes(False)
                 self._show_health()
-            if now - self._last_live_request >= self.live_interval():
-                self._last_live_request = now
-                self._arm_training_probes(self._probe_training)
-                self.refresh()
+            self._live_refresh()
         elif kind == "epoch":
-            self.refresh()
+            self._live_refresh()                    # short epochs: within the same bounded rate
         elif kind in ("finished", "stopped", "failed"):
             self.training = False
             self._training_probes = {}
+            self.refresh()
+
+    def _live_refresh(self) -> None:
+        """A refresh while training, if the last one is at least ``live_interval()`` ago."""
+        now = time.perf_counter()
+        if now - self._last_live_request >= self.live_interval():
+            self._last_live_request = now
+            self._arm_training_probes(self._probe_training)
             self.refresh()
 
     def live_interval(self) -> float:

@@ -132,12 +132,18 @@ def test_live_refreshes_stay_within_their_time_budget(qtbot, controller):
     runs = []
     controller.refreshed.connect(lambda: runs.append(1))
     controller.on_training_event(("start", {}))
-    controller.on_training_event(("step", {"global_step": 0}))      # the first refresh of the run
+    controller.on_training_event(("step", {"global_step": 0}))      # training just began: not yet
+    controller.on_training_event(("epoch", {}))                     # a short epoch: not yet either
+    assert not controller.busy and not runs
+    controller.live_budget = float("inf")                            # an interval of 0 from now
+    controller.on_training_event(("step", {"global_step": 1}))
     qtbot.waitUntil(lambda: bool(runs) and not controller.busy, timeout=10000)
     controller.live_budget = 1e-6                                    # the next one is far off
-    for step in range(1, 20):
+    for step in range(2, 20):
         controller.on_training_event(("step", {"global_step": step}))
     assert not controller.busy and len(runs) == 1
+    controller.on_training_event(("finished", {}))                  # after training: at once
+    qtbot.waitUntil(lambda: len(runs) == 2 and not controller.busy, timeout=10000)
 
 
 def test_health_during_training_comes_from_the_batch(qtbot, controller):
