@@ -13,6 +13,7 @@ import pyqtgraph as pg
 from PySide6.QtCore import Signal
 from PySide6.QtWidgets import QLabel, QLineEdit, QPushButton, QSpinBox, QVBoxLayout, QWidget
 
+from widgets import theme
 from widgets.inside.common import InputSequence, InsidePanel, fill_input_strip, line_colour, time_ticks
 
 EMPTY_NO_BLOCK = "Select a recurrent block (LSTM, GRU or RNN) on the canvas to see its memory over time."
@@ -95,8 +96,12 @@ class CellStatePanel(InsidePanel):
         self.hidden_plot.setLabel("bottom", "time step t")
         self.cell_plot.setXLink(self.hidden_plot)
         self.input_plot.setXLink(self.hidden_plot)
-        self.cell_legend = self.cell_plot.addLegend(offset=(-10, 10), labelTextSize="8pt")
-        self.hidden_legend = self.hidden_plot.addLegend(offset=(-10, 10), labelTextSize="8pt")
+        # One row of up to five units, on a translucent ground: a column of entries ran past
+        # the bottom of the shorter h_t plot and the lines showed through the labels.
+        legend_style = dict(offset=(-10, 10), labelTextSize="8pt", labelTextColor=theme.TEXT, colCount=5,
+                            brush=pg.mkBrush(20, 22, 28, 190))
+        self.cell_legend = self.cell_plot.addLegend(**legend_style)
+        self.hidden_legend = self.hidden_plot.addLegend(**legend_style)
 
         self.cell: np.ndarray | None = None
         self.hidden: np.ndarray | None = None
