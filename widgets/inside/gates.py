@@ -142,6 +142,11 @@ class GatesPanel(InsidePanel):
             set_heatmap(self.images[name], values.T, (low, high), cmap)
             title = self.labels[name] + (f"  ({notes[name]})" if name in notes else "")
             self.plots[name].setTitle(title)
+            units = values.shape[1]
+            # First and last unit only: a heatmap a few dozen pixels tall has no room for
+            # more labels, and pyqtgraph's automatic ticks overlapped there.
+            self.plots[name].getAxis("left").setTicks([[(0, "0"), (units - 1, str(units - 1))]] if units > 1
+                                                      else [[(0, "0")]])
             self.plots[name].setLimits(xMin=-0.5, xMax=steps - 0.5, yMin=-0.5, yMax=values.shape[1] - 0.5)
             self.plots[name].setRange(xRange=(-0.5, steps - 0.5), yRange=(-0.5, values.shape[1] - 0.5),
                                       padding=0)
@@ -170,6 +175,10 @@ class GatesPanel(InsidePanel):
         first = self.plots[names[0]]
         for name in names[1:]:
             self.plots[name].setXLink(first)
+        for name in names[:-1]:
+            # The heatmaps share one time axis (linked); only the last one draws it, which
+            # leaves each heatmap half as tall again in a dock of ordinary height.
+            self.plots[name].hideAxis("bottom")
         if self.input_plot is not None:
             self.input_plot.setXLink(first)
         self.plots[names[-1]].setLabel("bottom", "time step t")
