@@ -202,6 +202,16 @@ class _Recurrent(Layer):
         """Gate block index -> pinned constant, for the blocks of the gate table."""
         return {}
 
+    def _column_table(self, make, kinds: str, pins: list, xp, dtype):
+        """``make(kinds, pins, units, xp, dtype)`` (``ops.gate_table`` or ``ops.slope_table``),
+        kept between calls: its copies tiled to a step's shape (``ops.ColumnTable``) are then
+        made once per batch shape, not once per call, which matters for short sequences."""
+        tables = self.__dict__.setdefault("_column_tables", {})
+        key = (make.__name__, kinds, tuple(pins), self.units, xp.__name__, np.dtype(dtype).str)
+        if key not in tables:
+            tables[key] = make(kinds, pins, self.units, xp, dtype)
+        return tables[key]
+
     # ----------------------------------------------------------------- layout hooks (dense)
     def _rows(self, n: int) -> tuple[int, ...]:
         """Leading axes of a step's state: (N,) for vector cells."""
@@ -712,7 +722,7 @@ class LSTM(_Recurrent):
     def _table(self, xp, dtype):
         kinds = "sts" if self.coupled else "ssts"
         pins = self._pins()
-        return ops.gate_table(kinds, [pins.get(k) for k in range(len(kinds))], self.units, xp, dtype)
+        return self._column_table(ops.gate_table, kinds, [pins.get(k) for k in range(len(kinds))], xp, dtype)
 
     def _peepholes(self, sfx):
         if not self.peephole:
@@ -833,7 +843,8 @@ class LSTM(_Recurrent):
         dc, dc_prev = xp.zeros_like(dh), xp.empty_like(dh)
         kinds = "sts" if self.coupled else "ssts"
         pins = self._pins()
-        slopes = ops.slope_table(kinds, [pins.get(k) for k in range(len(kinds))], self.units, xp, gates.dtype)
+        slopes = self._column_table(ops.slope_table, kinds, [pins.get(k) for k in range(len(kinds))], xp,
+                                    gates.dtype)
         wide = xp.empty_like(gates[0])
         for k, s in reversed(list(enumerate(steps))):
             dh += dh_seq[s]                               # total dL/dh_t
@@ -949,7 +960,7 @@ class GRU(_Recurrent):
         hs = xp.empty((t + 1,) + gates.shape[1:-1] + (h,), dtype=gates.dtype)
         self._initial("h0", sfx, hs[t if reverse else 0])
         pins = self._pins()
-        table = ops.gate_table("ss", [pins.get(0), pins.get(1)], h, xp, gates.dtype)
+        table = self._column_table(ops.gate_table, "ss", [pins.get(0), pins.get(1)], xp, gates.dtype)
         u = self.params["U" + sfx]
         steps, (po, no) = self._order(t, reverse)
         cache = {"h": hs, "gates": gates}
