@@ -71,7 +71,7 @@ from compute import kernels
 from compute.kernels import graphs
 from compute.backend import get_array_module, to_numpy
 from compute.layers import register
-from compute.layers.base import Layer, Setting, SettingsError, ShapeError, describe_shape
+from compute.layers.base import Layer, Setting, SettingsError
 from compute.ops import convlstm as conv_ops
 from compute.ops import recurrent as ops
 from compute.ops.dispatch import kernel_path

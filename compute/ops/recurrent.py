@@ -273,20 +273,9 @@ def lstm_cell_backward(gates, c_prev, c, dh, dc, dgates_out, dc_prev_out, peepho
             da_o[...] = 0
         xp.multiply(da_o, peephole[2], out=scratch)    # o_t = sigma(... + p_o C_t)
         dc += scratch
-    if coupled:
-        # C = g + f (C_{t-1} - g):  dL/df = dC (C_{t-1} - g);  dL/dg = dC (1 - f)
-        xp.subtract(c_prev, g, out=da_f)
-        da_f *= dc
-        xp.subtract(1, f, out=da_g)
-        da_g *= dc
-    else:
-        # C = f C_{t-1} + i g:  dL/di = dC g;  dL/df = dC C_{t-1};  dL/dg = dC i
-        i = gates[..., :units]
-        da_i = dgates_out[..., :units]
-        xp.multiply(dc, g, out=da_i)
-        _sigmoid_grad(da_i, i, da_i, scratch)
-        xp.multiply(dc, c_prev, out=da_f)
-        xp.multiply(dc, i, out=da_g)
+    _cell_state_grads(dc, gates, c_prev, dgates_out, units, coupled)
+    if not coupled:
+        _sigmoid_grad(dgates_out[..., :units], gates[..., :units], dgates_out[..., :units], scratch)
     _sigmoid_grad(da_f, f, da_f, scratch)
     _tanh_grad(da_g, g, da_g, scratch)
     for k in pinned_blocks:
@@ -301,20 +290,12 @@ def lstm_cell_backward(gates, c_prev, c, dh, dc, dgates_out, dc_prev_out, peepho
         dc_prev_out += dgates_out[..., :units] * peephole[0]
 
 
-def _lstm_backward_wide(gates, c_prev, dh, dc, dgates_out, dc_prev_out, tanh_c, coupled, slopes,
-                        wide):
-    """``lstm_cell_backward`` without peepholes: first dL/d(activation) of every gate into
-    ``dgates_out``, then each gate's slope ``(c1 - y) y mask + c0`` in full-width passes."""
+def _cell_state_grads(dc, gates, c_prev, dgates_out, units: int, coupled: bool) -> None:
+    """dL/d(activation) of the gates that form C_t, from the total ``dc`` = dL/dC_t, into the
+    ``i`` (standard), ``f`` and ``g`` blocks of ``dgates_out`` (the slopes come after)."""
     xp = get_array_module(gates)
-    units = c_prev.shape[-1]
-    f, g, o = _forget_candidate_output(gates, units, coupled)
-    da_f, da_g, da_o = _forget_candidate_output(dgates_out, units, coupled)
-    scratch = dc_prev_out                               # written last
-    # h = o tanh(C):  dL/do = dh tanh(C);  dL/dC += dh o (1 - tanh(C)^2)
-    xp.multiply(dh, tanh_c, out=da_o)
-    _tanh_grad(dh, tanh_c, scratch, scratch)
-    scratch *= o
-    dc += scratch
+    f, g, _ = _forget_candidate_output(gates, units, coupled)
+    da_f, da_g, _ = _forget_candidate_output(dgates_out, units, coupled)
     if coupled:
         # C = g + f (C_{t-1} - g):  dL/df = dC (C_{t-1} - g);  dL/dg = dC (1 - f)
         xp.subtract(c_prev, g, out=da_f)
@@ -326,6 +307,23 @@ def _lstm_backward_wide(gates, c_prev, dh, dc, dgates_out, dc_prev_out, tanh_c, 
         xp.multiply(dc, g, out=dgates_out[..., :units])
         xp.multiply(dc, c_prev, out=da_f)
         xp.multiply(dc, gates[..., :units], out=da_g)
+
+
+def _lstm_backward_wide(gates, c_prev, dh, dc, dgates_out, dc_prev_out, tanh_c, coupled, slopes,
+                        wide):
+    """``lstm_cell_backward`` without peepholes: first dL/d(activation) of every gate into
+    ``dgates_out``, then each gate's slope ``(c1 - y) y mask + c0`` in full-width passes."""
+    xp = get_array_module(gates)
+    units = c_prev.shape[-1]
+    f, _, o = _forget_candidate_output(gates, units, coupled)
+    da_o = _forget_candidate_output(dgates_out, units, coupled)[2]
+    scratch = dc_prev_out                               # written last
+    # h = o tanh(C):  dL/do = dh tanh(C);  dL/dC += dh o (1 - tanh(C)^2)
+    xp.multiply(dh, tanh_c, out=da_o)
+    _tanh_grad(dh, tanh_c, scratch, scratch)
+    scratch *= o
+    dc += scratch
+    _cell_state_grads(dc, gates, c_prev, dgates_out, units, coupled)
     c1, c0, mask = _columns_for(slopes, gates.shape)
     xp.subtract(c1, gates, out=wide)                   # the slopes of every gate at once
     wide *= gates
