@@ -11,6 +11,7 @@ A benchmark module registers cases with ``@case(group)``; a case is a function
 from __future__ import annotations
 
 import importlib
+import os
 import statistics
 import time
 from dataclasses import asdict, dataclass, field
@@ -74,14 +75,25 @@ def median_time(fn: Callable[[], object], repeats: int = 7, warmup: int = 2,
     return statistics.median(times)
 
 
+def blas_threads() -> int:
+    """The BLAS thread count we run with (``OPENBLAS_NUM_THREADS`` and kin, else every core),
+    so PyTorch's CPU reference gets the same."""
+    for var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+        if os.environ.get(var, "").isdigit():
+            return int(os.environ[var])
+    return os.cpu_count() or 1
+
+
 def torch_or_none():
-    """PyTorch if importable (never a dependency), configured single-precision and TF32 off."""
+    """PyTorch if importable (never a dependency), configured single-precision and TF32 off,
+    with as many CPU threads as our BLAS uses."""
     try:
         import torch  # type: ignore[import-not-found]
     except Exception:  # noqa: BLE001
         return None
     torch.backends.cuda.matmul.allow_tf32 = False
     torch.backends.cudnn.allow_tf32 = False
+    torch.set_num_threads(blas_threads())
     return torch
 
 

@@ -4,12 +4,10 @@ Forward is one GEMM ``(F, C*k*k) @ (C*k*k, N*Ho*Wo)``; forward+backward adds ``d
 and ``dcol = W^T dy``. The bare-GEMM reference times exactly those products on prebuilt
 matrices, so ``ours / gemm`` is the cost of im2col, col2im and the reordering copies.
 PyTorch runs the same layer (``torch.nn.functional.conv2d``) with as many threads as BLAS
-uses, or on the GPU (cuDNN, TF32 off). On the CPU the CPU set runs, on a GPU the DeepBench
+uses (``compute.bench.torch_or_none``), or on the GPU (cuDNN, TF32 off). On the CPU the CPU set runs, on a GPU the DeepBench
 set; both through the same code, only the shapes and the timer's synchronisation differ.
 """
 from __future__ import annotations
-
-import os
 
 import numpy as np
 
@@ -32,14 +30,6 @@ GPU_SHAPES = (
 )
 
 
-def _threads() -> int:
-    """The BLAS thread count we run with, so PyTorch gets the same."""
-    for var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
-        if os.environ.get(var, "").isdigit():
-            return int(os.environ[var])
-    return os.cpu_count() or 1
-
-
 @case("conv2d")
 def conv2d(device: Device, quick: bool) -> list[Row]:
     """Forward and forward+backward of Conv2D for each shape of the device's set, float32."""
@@ -49,8 +39,6 @@ def conv2d(device: Device, quick: bool) -> list[Row]:
     torch = torch_or_none()
     if torch is not None and device.is_gpu and not torch.cuda.is_available():
         torch = None                                   # a CPU-only PyTorch is no GPU reference
-    if torch is not None and not device.is_gpu:
-        torch.set_num_threads(_threads())
     target = "cuda" if device.is_gpu else "cpu"
     torch_sync = torch.cuda.synchronize if torch is not None and device.is_gpu else None
     rows = []

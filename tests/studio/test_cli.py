@@ -116,3 +116,20 @@ def test_relative_dataset_paths_are_read_from_the_project_folder(tmp_path):
     ref = dataset_reference(p)
     assert ref["params"] == {"folder": str(tmp_path / "clips"), "frames": 8}
     assert p.dataset["params"]["folder"] == "clips", "the project keeps its relative path"
+
+
+def test_bench_reports_ours_beside_the_bare_gemms(capsys, monkeypatch):
+    """``gatescope bench --json``: a row per case with both timings and their ratio (the
+    figures themselves are measured, never asserted); an unknown group is a clear error."""
+    monkeypatch.setenv("GATESCOPE_DEVICE", "cpu")
+    assert main(["bench", "--quick", "--only", "rnn", "--json"]) == 0
+    summary = last_json(capsys)
+    names = [row["name"] for row in summary["rows"]]
+    assert names == ["RNN H=512 B=32 T=10 forward", "RNN H=512 B=32 T=10 forward+backward"]
+    for row in summary["rows"]:
+        assert row["ours_s"] > 0 and row["gemm_s"] > 0
+        assert row["vs_gemm"] == pytest.approx(row["ours_s"] / row["gemm_s"])
+    assert summary["geomean_vs_gemm"] == pytest.approx(
+        (summary["rows"][0]["vs_gemm"] * summary["rows"][1]["vs_gemm"]) ** 0.5)
+    assert main(["bench", "--only", "lstmm"]) == 1
+    assert "no benchmark group lstmm" in capsys.readouterr().err
