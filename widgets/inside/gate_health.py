@@ -93,10 +93,12 @@ class GateHealthPanel(InsidePanel):
         self.plot.setYRange(0, 100, padding=0.02)
         if self.findings:
             self.findings_label.setText("\n".join("⚠ " + f for f in self.findings))
-            self.findings_label.setStyleSheet(f"color: {theme.WARNING};")
+            style = f"color: {theme.WARNING};"
         else:
             self.findings_label.setText("✓ No gate is stuck: every gate still moves with its input.")
-            self.findings_label.setStyleSheet(f"color: {theme.GOOD};")
+            style = f"color: {theme.GOOD};"
+        if self.findings_label.styleSheet() != style:     # a new style sheet re-polishes the label
+            self.findings_label.setStyleSheet(style)
         self.caption_label.setText(caption)
         self.caption_label.setVisible(bool(caption))
         self.show_content()
