@@ -102,6 +102,21 @@ def show_docks(window: MainWindow, *names: str) -> None:
     pump()
 
 
+def side_by_side(window: MainWindow, left: tuple[str, str], right: tuple[str, str],
+                 widths: tuple[int, int]) -> None:
+    """Two panels tall in the bottom area: ``left[1]`` in the left column (tabbed with the
+    ``left[0]`` dock already there), ``right[1]`` in the right one, ``widths`` pixels wide. The
+    settings docks on the right make way (their minimum height would keep the area short)."""
+    for name in ("Inspector", "Training", "Data"):
+        window.panels[name].hide()
+    for anchor, panel in (left, right):
+        if window.panels[panel] not in window.tabifiedDockWidgets(window.panels[anchor]):
+            window.tabifyDockWidget(window.panels[anchor], window.panels[panel])
+    show_docks(window, left[1], right[1])
+    window.resizeDocks([window.panels[left[1]]], [640], Qt.Vertical)
+    window.resizeDocks([window.panels[left[1]], window.panels[right[1]]], list(widths), Qt.Horizontal)
+
+
 def save(window: MainWindow, out: Path) -> None:
     """Save the window as PNG; re-save at a reduced palette if it is over ``MAX_PNG_BYTES``."""
     pump()
@@ -129,15 +144,7 @@ def gates_shot(window: MainWindow, rnn: Path, lstm: Path, out: Path) -> None:
     open_settled(window, lstm)
     window.canvas.select(["lstm1"])
     wait_until_settled(window)
-    # Gates on the left, gradients through time on the right, both tall: the settings docks
-    # on the right make way (their minimum height would keep the bottom area short).
-    for name in ("Inspector", "Training", "Data"):
-        window.panels[name].hide()
-    window.tabifyDockWidget(window.panels["Confusion matrix"], window.panels["Gradients through time"])
-    show_docks(window, "Gates", "Gradients through time")
-    window.resizeDocks([window.panels["Gates"]], [640], Qt.Vertical)
-    window.resizeDocks([window.panels["Gates"], window.panels["Gradients through time"]], [780, 720],
-                       Qt.Horizontal)
+    side_by_side(window, ("Curves", "Gates"), ("Confusion matrix", "Gradients through time"), (780, 720))
     save(window, out / "gates.png")
 
 
@@ -145,14 +152,7 @@ def text_shot(window: MainWindow, hello: Path, out: Path) -> None:
     open_settled(window, hello)
     window.canvas.select(["lstm1"])
     wait_until_settled(window)
-    # The text panel on the left, the gates of the same run on the right, both tall.
-    for name in ("Inspector", "Training", "Data"):
-        window.panels[name].hide()
-    window.tabifyDockWidget(window.panels["Curves"], window.panels["Text generation"])
-    window.tabifyDockWidget(window.panels["Confusion matrix"], window.panels["Gates"])
-    show_docks(window, "Text generation", "Gates")
-    window.resizeDocks([window.panels["Text generation"]], [640], Qt.Vertical)
-    window.resizeDocks([window.panels["Text generation"], window.panels["Gates"]], [760, 740], Qt.Horizontal)
+    side_by_side(window, ("Curves", "Text generation"), ("Confusion matrix", "Gates"), (760, 740))
     panel = window.inside.text_generation
     panel.prefix_edit.setText("h")
     panel.temperature_spin.setValue(0.0)
