@@ -96,7 +96,7 @@ class CellStatePanel(InsidePanel):
         self.hidden_plot.setLabel("bottom", "time step t")
         self.cell_plot.setXLink(self.hidden_plot)
         self.input_plot.setXLink(self.hidden_plot)
-        # One row of up to five units, on a translucent ground: a column of entries ran past
+        # Rows of five units, on a translucent ground: a column of entries ran past
         # the bottom of the shorter h_t plot and the lines showed through the labels.
         legend_style = dict(offset=(-10, 10), labelTextSize="8pt", labelTextColor=theme.TEXT, colCount=5,
                             brush=pg.mkBrush(20, 22, 28, 190))
