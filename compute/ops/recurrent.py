@@ -413,15 +413,19 @@ def gru_cell_gates_forward_cho(gates, hidden_proj_rz, h_prev, reset_hidden_out, 
         r_t = sigma(x_t W_r + h_{t-1} U_r + b_r)    z_t = sigma(x_t W_z + h_{t-1} U_z + b_z)
 
     ``gates``: ``(..., 3H)`` input part ``x_t W + b``; its ``r, z`` blocks become activations.
-    ``hidden_proj_rz``: ``(..., 2H)`` ``h_{t-1} U_{rz}``. Writes ``reset_hidden_out``
-    ``(..., H)`` = ``r_t * h_{t-1}``, which the caller multiplies by ``U_n``.
+    ``hidden_proj_rz``: ``(..., 2H)`` ``h_{t-1} U_{rz}``, a contiguous buffer the activations
+    are computed in (it holds them on return) before they are copied into ``gates``, whose
+    ``r, z`` blocks are strided views that every pass costs about twice as much on (see
+    :func:`gru_cell_forward_pytorch`). Writes ``reset_hidden_out`` ``(..., H)`` =
+    ``r_t * h_{t-1}``, which the caller multiplies by ``U_n``.
     """
     xp = get_array_module(gates)
     units = h_prev.shape[-1]
-    rz = gates[..., :2 * units]
-    rz += hidden_proj_rz
+    rz = hidden_proj_rz
+    rz += gates[..., :2 * units]
     activate_gates(rz, table)
-    xp.multiply(gates[..., :units], h_prev, out=reset_hidden_out)
+    gates[..., :2 * units] = rz
+    xp.multiply(rz[..., :units], h_prev, out=reset_hidden_out)
 
 
 def gru_cell_candidate_forward_cho(gates, reset_hidden_proj, h_prev, h_out) -> None:
@@ -431,13 +435,16 @@ def gru_cell_candidate_forward_cho(gates, reset_hidden_proj, h_prev, h_out) -> N
         h_t  = (1 - z_t) * h_{t-1} + z_t * h~_t
 
     ``gates``: ``(..., 3H)`` with ``r, z`` activated; its ``n`` block holds ``x_t W_n + b_n``
-    on entry and ``h~_t`` on return. ``reset_hidden_proj``: ``(..., H)`` ``(r_t h_{t-1}) U_n``.
+    on entry and ``h~_t`` on return. ``reset_hidden_proj``: ``(..., H)`` ``(r_t h_{t-1}) U_n``,
+    a contiguous buffer ``h~_t`` is computed in (it holds it on return), as in the first half.
     """
     xp = get_array_module(gates)
     units = h_prev.shape[-1]
-    z, n = gates[..., units:2 * units], gates[..., 2 * units:]
-    n += reset_hidden_proj
+    z = gates[..., units:2 * units]
+    n = reset_hidden_proj
+    n += gates[..., 2 * units:]
     fastmath.tanh(n, out=n)
+    gates[..., 2 * units:] = n
     xp.subtract(n, h_prev, out=h_out)
     h_out *= z
     h_out += h_prev
