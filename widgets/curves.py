@@ -30,6 +30,7 @@ def _plot(title: str, y_label: str, legend_offset: tuple[int, int]) -> pg.PlotWi
     for axis in ("left", "bottom"):
         plot.getAxis(axis).setTextPen(theme.MUTED)
         plot.getAxis(axis).setPen(theme.BORDER)
+    theme.plain_axes(plot)
     return plot
 
 

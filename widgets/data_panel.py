@@ -81,6 +81,7 @@ class DataPanel(QWidget):
         layout.addWidget(self.samples, 1)
         self.counts = pg.PlotWidget(background=theme.BACKGROUND)
         self.counts.setMenuEnabled(False)
+        theme.plain_axes(self.counts)
         self.counts.setMouseEnabled(False, False)
         self.counts.setTitle("samples per class", color=theme.MUTED, size="9pt")
         self.counts.setMaximumHeight(130)

@@ -15,6 +15,17 @@ ERROR = "#ff5c5c"
 WARNING = "#f2b94b"
 GOOD = "#6fcf73"
 
+
+
+def plain_axes(plot) -> None:
+    """Tick labels in the plotted values themselves on every axis of ``plot`` (a pyqtgraph
+    PlotItem or PlotWidget). pyqtgraph rescales a labelled axis whose values all lie below 1 by
+    an SI prefix and writes "(x0.001)" beside the label, so a loss of 0.05 reads 50 and an
+    LSTM's hidden state -500: misleading for the unitless values GateScope plots."""
+    for name in ("left", "bottom", "right", "top"):
+        plot.getAxis(name).enableAutoSIPrefix(False)
+
+
 # Block colours by palette category: distinct hues that read on the dark canvas.
 CATEGORY_COLOURS = {
     "Input": "#4fb3bf",

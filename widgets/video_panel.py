@@ -65,6 +65,7 @@ def _styled_plot(title: str) -> pg.PlotWidget:
     plot.setMenuEnabled(False)
     plot.setMouseEnabled(x=False, y=False)
     plot.hideButtons()
+    theme.plain_axes(plot)
     for axis in ("left", "bottom"):
         plot.getAxis(axis).setTextPen(theme.MUTED)
         plot.getAxis(axis).setPen(theme.BORDER)

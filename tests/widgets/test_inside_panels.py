@@ -40,6 +40,20 @@ def test_cell_state_draws_the_most_active_units_and_round_trips(qtbot, tmp_path)
                                rtol=1e-6)
 
 
+def test_cell_state_axes_show_the_values_themselves(qtbot):
+    t = np.arange(8)
+    cell = np.stack([np.sin(t / 3), np.cos(t / 3)], axis=1).astype(np.float32) * 0.6
+    panel = CellStatePanel()
+    qtbot.addWidget(panel)
+    panel.resize(700, 500)
+    panel.show()
+    panel.set_states(np.tanh(cell) * 0.5, cell, None, "a caption long enough to wrap " * 8)
+    qtbot.wait(10)
+    for plot in (panel.cell_plot, panel.hidden_plot):        # values within (-1, 1): no "(x0.001)"
+        assert plot.getAxis("left").autoSIPrefixScale == 1.0
+    assert panel.caption_label.wordWrap()
+
+
 def test_cell_state_relabels_its_lines_when_the_most_active_units_change(qtbot):
     """A live refresh where other units are now the most active keeps the lines (they are
     only relabelled), and legend and data follow the new units."""

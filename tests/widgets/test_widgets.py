@@ -151,6 +151,20 @@ def test_curves_read_back_epochs_and_steps(qtbot):
     assert curves.curve_data("train_loss")[0].size == 0
 
 
+def test_small_losses_read_as_themselves_on_the_axis(qtbot):
+    # pyqtgraph's default would write "loss (x0.001)" and label a loss of 0.05 as 50.
+    curves = CurvesPanel()
+    qtbot.addWidget(curves)
+    curves.resize(700, 300)
+    curves.show()
+    curves.add_epoch({"epoch": 1, "train_loss": 0.05, "val_loss": 0.04})
+    curves.add_epoch({"epoch": 2, "train_loss": 0.01, "val_loss": 0.02})
+    qtbot.wait(10)
+    axis = curves.loss_plot.getAxis("left")
+    assert axis.autoSIPrefixScale == 1.0 and "x0.001" not in axis.labelString()
+    assert "x0.001" not in curves.loss_plot.getAxis("bottom").labelString()
+
+
 def test_confusion_matrix(qtbot):
     view = ConfusionMatrixView()
     qtbot.addWidget(view)

@@ -74,6 +74,7 @@ class CellStatePanel(InsidePanel):
         column.setContentsMargins(0, 0, 0, 0)
         self.caption_label = QLabel()
         self.caption_label.setObjectName("muted")
+        self.caption_label.setWordWrap(True)
         self.graphics = pg.GraphicsLayoutWidget()
         self.error_label = QLabel()
         self.error_label.setObjectName("error")
@@ -90,6 +91,7 @@ class CellStatePanel(InsidePanel):
         for plot in (self.input_plot, self.cell_plot, self.hidden_plot):
             plot.setMenuEnabled(False)
             plot.hideButtons()
+            theme.plain_axes(plot)
             plot.showGrid(x=True, y=True, alpha=0.2)
         self.cell_plot.setLabel("left", "C_t")
         self.hidden_plot.setLabel("left", "h_t")

@@ -288,6 +288,7 @@ def heatmap_plot(layout: pg.GraphicsLayout, row: int, col: int, title: str) -> t
     plot.getViewBox().invertY(True)
     plot.setMenuEnabled(False)
     plot.hideButtons()
+    theme.plain_axes(plot)
     return plot, image
 
 

@@ -76,6 +76,7 @@ class ConvFeaturesPanel(InsidePanel):
         column.setContentsMargins(0, 0, 0, 0)
         self.caption_label = QLabel()
         self.caption_label.setObjectName("muted")
+        self.caption_label.setWordWrap(True)
         self.graphics = pg.GraphicsLayoutWidget()
         self.hover_label = QLabel("Move the mouse over a tile to read its filter number and value.")
         self.hover_label.setObjectName("muted")

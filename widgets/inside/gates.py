@@ -14,6 +14,7 @@ import pyqtgraph as pg
 from PySide6.QtCore import QPointF, Signal
 from PySide6.QtWidgets import QComboBox, QLabel, QPushButton, QSpinBox, QVBoxLayout, QWidget
 
+from widgets import theme
 from widgets.inside.common import (ColourBar, InputSequence, InsidePanel, diverging_colormap,
                                    fill_input_strip, gate_label, gate_range, heatmap_plot, readable_char,
                                    sequential_colormap, set_heatmap, time_ticks)
@@ -165,6 +166,7 @@ class GatesPanel(InsidePanel):
             self.input_plot.setMaximumHeight(90)
             self.input_plot.setMenuEnabled(False)
             self.input_plot.hideButtons()
+            theme.plain_axes(self.input_plot)
             row += 1
         names = list(self.gates)
         for name in names:

@@ -15,6 +15,7 @@ import pyqtgraph as pg
 from PySide6.QtCore import Qt, Signal
 from PySide6.QtWidgets import QLabel, QPushButton, QVBoxLayout, QWidget
 
+from widgets import theme
 from widgets.inside.common import InsidePanel, line_colour
 
 EMPTY = ("Select a recurrent block, then train or press Run once: the size of the gradient that "
@@ -58,12 +59,14 @@ class GradientsPanel(InsidePanel):
         column.setContentsMargins(0, 0, 0, 0)
         self.caption_label = QLabel()
         self.caption_label.setObjectName("muted")
+        self.caption_label.setWordWrap(True)
         self.plot_widget = pg.PlotWidget()
         column.addWidget(self.caption_label)
         column.addWidget(self.plot_widget, 1)
         self.set_content(content)
         self.plot = self.plot_widget.getPlotItem()
         self.plot.setLogMode(x=False, y=True)
+        theme.plain_axes(self.plot)
         self.plot.showGrid(x=True, y=True, alpha=0.25)
         self.plot.setLabel("bottom", "time step t")
         self.plot.setLabel("left", "gradient norm ‖∂L/∂h_t‖, ‖∂L/∂C_t‖ (log scale)")

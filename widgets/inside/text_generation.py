@@ -85,6 +85,7 @@ class TextGenerationPanel(InsidePanel):
         self.graphics.addItem(bar, row=0, col=1)
         self.bar_plot = self.graphics.addPlot(row=1, col=0)
         self.bar_plot.setMaximumHeight(200)
+        theme.plain_axes(self.bar_plot)
         self.bar_plot.setLabel("left", "probability")
         self.bar_plot.setLabel("bottom", "character")
         self.bar_plot.setYRange(0, 1, padding=0.02)
