@@ -60,6 +60,7 @@ CONV_TYPES = ("Conv1D", "Conv2D")
 SYNC_LIMIT_S = 0.02          # a probe run quicker than this may run on the GUI thread
 TRAINING_PROBE_SAMPLES = 8   # batch samples the trainer records for the gate health
 LIVE_BUDGET = 0.05           # share of the time live refreshes may spend while training
+BACKWARD_KEY = "::backward"  # a bidirectional block's backward direction in the gates panel's list
 WAITING_FOR_DATASET = ("The probe sample comes from the project's dataset, which is loading "
                        "(the Data panel says when it is ready, or why it cannot be read).")
 
@@ -141,6 +142,8 @@ class InsideController(QObject):
         self.live_model: Model | None = None
         self.dataset: Dataset | None = None
         self.recurrent_block: str | None = None
+        self.recurrent_direction = ""               # "" forward, "_rev" the backward direction
+        self._direction_keys: dict[str, tuple[str, str]] = {}   # list key -> (block, direction)
         self.conv_block: str | None = None
         self.sample = 0
         self.training = False
@@ -231,7 +234,7 @@ class InsideController(QObject):
         changed = False
         for bid in block_ids or []:
             if types.get(bid) in RECURRENT_TYPES and bid != self.recurrent_block:
-                self.recurrent_block, changed = bid, True
+                self.recurrent_block, self.recurrent_direction, changed = bid, "", True
             elif types.get(bid) in CONV_TYPES and bid != self.conv_block:
                 self.conv_block, changed = bid, True
         if changed:
@@ -509,11 +512,26 @@ class InsideController(QObject):
         return InputSequence(*described)
 
     def _show_recurrent(self, result: ProbeResult) -> None:
-        blocks = [(bid, f"{bid} · {info['type']} ({info['settings'].get('hidden_size', info['settings'].get('filters'))} units)")
-                  for bid, info in result.recurrent.items()]
+        blocks = []
+        self._direction_keys = {}
+        for bid, info in result.recurrent.items():
+            label = f"{bid} · {info['type']} ({info['settings'].get('hidden_size', info['settings'].get('filters'))} units)"
+            if info["settings"].get("bidirectional"):
+                # A bidirectional block is two layers: each direction is a choice of its own.
+                backward = f"{bid}{BACKWARD_KEY}"
+                self._direction_keys[backward] = (bid, "_rev")
+                blocks += [(bid, f"{label}, forward"), (backward, f"{label}, backward")]
+            else:
+                blocks.append((bid, label))
         if self.recurrent_block not in result.recurrent:
             self.recurrent_block = blocks[0][0] if blocks else None
-        self.gates.set_blocks(blocks, self.recurrent_block)
+        if self.recurrent_direction and not result.recurrent.get(self.recurrent_block, {}).get(
+                "settings", {}).get("bidirectional"):
+            self.recurrent_direction = ""
+        current = self.recurrent_block
+        if current is not None and self.recurrent_direction:
+            current = f"{current}{BACKWARD_KEY}"
+        self.gates.set_blocks(blocks, current)
         if result.error and not any(info["probes"] for info in result.recurrent.values()):
             for panel in (self.gates, self.cell_state):
                 panel.show_message(result.error)
@@ -526,7 +544,7 @@ class InsideController(QObject):
             return
         caption = self._caption(result)
         info = result.recurrent[self.recurrent_block]
-        view = sample_probe(info["probes"]) if info["probes"] else None
+        view = sample_probe(info["probes"], direction=self.recurrent_direction) if info["probes"] else None
         if view is None or view.hidden is None:
             self.gates.show_message(result.error or "The block recorded nothing; press Refresh.")
             return
@@ -534,7 +552,10 @@ class InsideController(QObject):
         sequence = self._input_sequence(result.request.x[0], steps)
         family = family_of(info["type"])
         pins = pinned_gates(info["settings"])
-        bidirectional = " (forward direction)" if info["settings"].get("bidirectional") else ""
+        bidirectional = ""
+        if info["settings"].get("bidirectional"):
+            bidirectional = (" (backward direction: it reads the sequence from the last step to the first)"
+                             if self.recurrent_direction else " (forward direction)")
         if view.gates:
             notes = {name: f"pinned to {value} by an override" for name, value in pins.items() if name in view.gates}
             self.gates.set_gates(view.gates, family, sequence, f"{self.recurrent_block}{bidirectional}: {caption}",
@@ -543,18 +564,22 @@ class InsideController(QObject):
             self.gates.show_message(f"{self.recurrent_block} is a {info['type']}: it has no gates "
                                     "(h_t = tanh(x_t W + h_(t-1) U + b)). Its hidden state is in the Cell state "
                                     "panel; select an LSTM or GRU block to see gates.")
-        self.cell_state.set_states(view.hidden, view.cell, sequence, f"{self.recurrent_block}: {caption}")
+        self.cell_state.set_states(view.hidden, view.cell, sequence, f"{self.recurrent_block}{bidirectional}: {caption}")
         project_name = self.project.name if self.project is not None else "model"
         for bid, other in result.recurrent.items():
-            probe = sample_probe(other["probes"]) if other["probes"] else None
-            if probe is None or probe.grad_hidden is None:
-                continue
-            t = np.arange(len(probe.grad_hidden))
-            name = f"{project_name} · {other['type']} {bid}"
-            self.gradients.set_curve(f"{project_name}/{bid}/grad_h", f"{name}: ‖∂L/∂h_t‖", t, probe.grad_hidden)
-            if probe.grad_cell is not None:
-                self.gradients.set_curve(f"{project_name}/{bid}/grad_c", f"{name}: ‖∂L/∂C_t‖", t, probe.grad_cell,
-                                         dashed=True)
+            directions = [("", "")]
+            if other["settings"].get("bidirectional"):
+                directions = [("", " forward"), ("_rev", " backward")]
+            for direction, words in directions:
+                probe = sample_probe(other["probes"], direction=direction) if other["probes"] else None
+                if probe is None or probe.grad_hidden is None:
+                    continue
+                t = np.arange(len(probe.grad_hidden))
+                name = f"{project_name} · {other['type']} {bid}{words}"
+                key = f"{project_name}/{bid}{direction}"
+                self.gradients.set_curve(f"{key}/grad_h", f"{name}: ‖∂L/∂h_t‖", t, probe.grad_hidden)
+                if probe.grad_cell is not None:
+                    self.gradients.set_curve(f"{key}/grad_c", f"{name}: ‖∂L/∂C_t‖", t, probe.grad_cell, dashed=True)
         self.gradients.set_caption(caption)
 
     def _show_conv(self, result: ProbeResult) -> None:
@@ -584,18 +609,25 @@ class InsideController(QObject):
                 continue
             pins = pinned_gates(settings.get(bid, {}))
             findings = health_findings(health, pins)
-            message = "; ".join(findings)
+            backward = gate_health(probes, direction="_rev") if settings.get(bid, {}).get("bidirectional") else {}
+            backward_findings = health_findings(backward, pins) if backward else []
+            # The block's flag on the canvas speaks for both directions.
+            message = "; ".join(findings + [f"backward direction: {f}" for f in backward_findings])
             if self.flags.get(bid, "") != message:
                 self.flags[bid] = message
                 self.blockFlagged.emit(bid, message)
             if bid == self.recurrent_block:
+                if self.recurrent_direction and backward:
+                    health, findings = backward, backward_findings
                 samples = len(np.atleast_1d(probes.get("samples", [0])))
                 where = (f"{samples} samples of the training batch at step {(self._training_step or 0) + 1}"
                          if from_training else f"test sample #{self.sample}")
                 if pins:
                     where += "; pinned: " + ", ".join(f"{gate_label(g, family_of(types.get(bid, '')))} = {v}"
                                                       for g, v in pins.items())
-                self.gate_health.set_health(health, findings, family_of(types.get(bid, "")), f"{bid}: {where}")
+                direction = (" (backward direction)" if self.recurrent_direction else " (forward direction)") \
+                    if backward else ""
+                self.gate_health.set_health(health, findings, family_of(types.get(bid, "")), f"{bid}{direction}: {where}")
         if self.recurrent_block is None or self.recurrent_block not in sources:
             self.gate_health.show_message(HEALTH_EMPTY)
         elif not gate_health(sources[self.recurrent_block]):
@@ -625,12 +657,17 @@ class InsideController(QObject):
         ids = {b.id: b.type for b in self.project.graph.blocks}
         if ids.get(self.recurrent_block) not in RECURRENT_TYPES:
             self.recurrent_block = next((b for b, t in ids.items() if t in RECURRENT_TYPES), None)
+            self.recurrent_direction = ""
         if ids.get(self.conv_block) not in CONV_TYPES:
             self.conv_block = next((b for b, t in ids.items() if t in CONV_TYPES), None)
 
-    def _on_block_chosen(self, block_id: str) -> None:
-        if block_id and block_id != self.recurrent_block:
-            self.recurrent_block = block_id
+    def _on_block_chosen(self, key: str) -> None:
+        """A choice in the gates panel's list: a block, or one direction of a bidirectional one."""
+        if not key:
+            return
+        block_id, direction = self._direction_keys.get(key, (key, ""))
+        if (block_id, direction) != (self.recurrent_block, self.recurrent_direction):
+            self.recurrent_block, self.recurrent_direction = block_id, direction
             if self.last_result is not None:
                 self._apply(self.last_result)
 

@@ -64,6 +64,41 @@ def test_probe_run_fills_gates_cell_state_and_gradients(qtbot, controller):
     assert controller.text_generation.is_empty                   # not a character model
 
 
+def test_a_bidirectional_block_shows_either_direction(qtbot, controller):
+    project, dataset = adding_project(bidirectional=True)
+    controller.set_project(project, dataset)
+    settle(qtbot, controller)
+    combo = controller.gates.block_combo
+    assert [combo.itemText(i) for i in range(combo.count())] == ["b1 · LSTM (6 units), forward",
+                                                                 "b1 · LSTM (6 units), backward"]
+    model = Model(project.graph, seed=project.training.seed)
+    model.layers["b1"].probe = [0]
+    model.forward(controller._pool[0][controller.sample:controller.sample + 1])
+    forward = sample_probe(model.layers["b1"].probe_data)
+    backward = sample_probe(model.layers["b1"].probe_data, direction="_rev")
+    assert not np.allclose(forward.cell, backward.cell)              # two layers, two memories
+    for name, values in forward.gates.items():
+        np.testing.assert_allclose(controller.gates.images[name].image, values.T, rtol=1e-5, atol=1e-6)
+    assert "(forward direction)" in controller.gates.caption_label.text()
+    combo.setCurrentIndex(1)                                       # what the person picks
+    assert controller.recurrent_direction == "_rev"
+    for name, values in backward.gates.items():
+        np.testing.assert_allclose(controller.gates.images[name].image, values.T, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(controller.cell_state.cell, backward.cell, rtol=1e-5, atol=1e-6)
+    assert "backward direction" in controller.gates.caption_label.text()
+    assert "backward direction" in controller.gate_health.caption_label.text()
+    curves = controller.gradients.curves
+    assert {"adding-lstm/b1/grad_h", "adding-lstm/b1_rev/grad_h", "adding-lstm/b1_rev/grad_c"} <= set(curves)
+    # The backward direction reads the sequence from its end: its ||dL/dh_t|| is recorded per
+    # step in the sequence's own order, like the forward one's.
+    assert len(curves["adding-lstm/b1_rev/grad_h"].values) == STEPS
+    controller.select_blocks(["b2"])                               # a Dense: the choice stays
+    assert controller.recurrent_direction == "_rev"
+    combo.setCurrentIndex(0)
+    assert controller.recurrent_direction == ""
+    np.testing.assert_allclose(controller.cell_state.cell, forward.cell, rtol=1e-5, atol=1e-6)
+
+
 def test_next_sample_changes_the_probe(qtbot, controller):
     project, dataset = adding_project()
     controller.set_project(project, dataset)
