@@ -66,18 +66,17 @@ def test_cell_state_relabels_its_lines_when_the_most_active_units_change(qtbot):
     panel.count_spin.setValue(2)
     panel.set_states(np.tanh(cell), cell)
     lines = panel.cell_plot.listDataItems()
-    assert [label.text for _, label in panel.cell_legend.items] == ["unit 1", "unit 3"]
+    assert [label.text for _, label in panel.legend.items] == ["unit 1", "unit 3"]
     moved = cell[:, [1, 0, 2, 3, 4]]                  # now units 0 and 3 move most
     panel.set_states(np.tanh(moved), moved)
     assert panel.units == [0, 3]
     assert panel.cell_plot.listDataItems() == lines     # the same line objects
-    assert [label.text for _, label in panel.cell_legend.items] == ["unit 0", "unit 3"]
-    assert [label.text for _, label in panel.hidden_legend.items] == ["unit 0", "unit 3"]
+    assert [label.text for _, label in panel.legend.items] == ["unit 0", "unit 3"]
     np.testing.assert_array_equal(lines[0].yData, moved[:, 0])
     np.testing.assert_array_equal(panel.hidden_plot.listDataItems()[1].yData, np.tanh(moved[:, 3]))
     panel.count_spin.setValue(3)
     panel.set_states(np.tanh(moved), moved)             # another count: three lines
-    assert len(panel.cell_plot.listDataItems()) == 3 and len(panel.cell_legend.items) == 3
+    assert len(panel.cell_plot.listDataItems()) == 3 and len(panel.legend.items) == 3
 
 
 def test_cell_state_without_a_cell_and_unit_parsing(qtbot):

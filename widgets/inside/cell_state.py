@@ -86,8 +86,12 @@ class CellStatePanel(InsidePanel):
 
         self.input_plot = self.graphics.addPlot(row=0, col=0)
         self.input_plot.setMaximumHeight(80)
-        self.cell_plot = self.graphics.addPlot(row=1, col=0, title="cell state C_t (long-term memory)")
-        self.hidden_plot = self.graphics.addPlot(row=2, col=0, title="hidden state h_t = o_t · tanh(C_t)")
+        # One legend for both plots (a unit has the same colour in each), in a row of its own
+        # above them, in rows of five: inside a plot it covered the lines it names.
+        self.legend = pg.LegendItem(labelTextSize="8pt", labelTextColor=theme.TEXT, colCount=5)
+        self.graphics.addItem(self.legend, row=1, col=0)
+        self.cell_plot = self.graphics.addPlot(row=2, col=0, title="cell state C_t (long-term memory)")
+        self.hidden_plot = self.graphics.addPlot(row=3, col=0, title="hidden state h_t = o_t · tanh(C_t)")
         for plot in (self.input_plot, self.cell_plot, self.hidden_plot):
             plot.setMenuEnabled(False)
             plot.hideButtons()
@@ -98,12 +102,6 @@ class CellStatePanel(InsidePanel):
         self.hidden_plot.setLabel("bottom", "time step t")
         self.cell_plot.setXLink(self.hidden_plot)
         self.input_plot.setXLink(self.hidden_plot)
-        # Rows of five units, on a translucent ground: a column of entries ran past
-        # the bottom of the shorter h_t plot and the lines showed through the labels.
-        legend_style = dict(offset=(-10, 10), labelTextSize="8pt", labelTextColor=theme.TEXT, colCount=5,
-                            brush=pg.mkBrush(20, 22, 28, 190))
-        self.cell_legend = self.cell_plot.addLegend(**legend_style)
-        self.hidden_legend = self.hidden_plot.addLegend(**legend_style)
 
         self.cell: np.ndarray | None = None
         self.hidden: np.ndarray | None = None
@@ -177,22 +175,21 @@ class CellStatePanel(InsidePanel):
         if layout != self._drawn:                       # another number of lines: new lines and legend
             self.cell_plot.clear()
             self.hidden_plot.clear()
-            self.cell_legend.clear()
-            self.hidden_legend.clear()
+            self.legend.clear()
             self._cell_lines, self._hidden_lines = [], []
             for k, unit in enumerate(self.units):
                 pen = pg.mkPen(line_colour(k), width=2)
                 if self.cell is not None:
                     self._cell_lines.append(self.cell_plot.plot(pen=pen, name=f"unit {unit}"))
                 self._hidden_lines.append(self.hidden_plot.plot(pen=pen, name=f"unit {unit}"))
+                self.legend.addItem(self._hidden_lines[-1], f"unit {unit}")
             self._drawn = layout
             self._labelled = list(self.units)
         elif self._labelled != self.units:              # other units, as many: relabel the lines
             # (rebuilding lines and legend on each live refresh, when the most active units
             # change, was most of this panel's cost while training)
-            for legend in (self.cell_legend, self.hidden_legend):
-                for (_, label), unit in zip(legend.items, self.units):
-                    label.setText(f"unit {unit}")
+            for (_, label), unit in zip(self.legend.items, self.units):
+                label.setText(f"unit {unit}")
             for lines in (self._cell_lines, self._hidden_lines):
                 for line, unit in zip(lines, self.units):
                     line.opts["name"] = f"unit {unit}"
