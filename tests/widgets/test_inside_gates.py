@@ -59,6 +59,8 @@ def test_gru_names_and_a_signal_strip(qtbot):
     curves = panel.input_plot.listDataItems()
     assert len(curves) == 2
     np.testing.assert_array_equal(curves[1].yData, [1, 3, 5, 7, 9])
+    # The short strip's axis names only its lowest and highest value.
+    assert panel.input_plot.getAxis("left")._tickLevels[0] == [(0.0, "0"), (9.0, "9")]
 
 
 def test_hover_reads_time_unit_and_value(qtbot, lstm_gates):

@@ -141,6 +141,11 @@ def fill_input_strip(plot: pg.PlotItem, sequence: InputSequence, max_frames: int
             plot.plot(np.arange(len(values)), values[:, f], pen=pg.mkPen(line_colour(f), width=1.5))
         plot.setLabel("left", "input x_t")
         plot.enableAutoRange(axis="y")
+        # The strip is a few tens of pixels tall: ticks at its lowest and highest value only
+        # (pyqtgraph's three or four overlapped there).
+        finite = values[np.isfinite(values)]
+        low, high = (float(finite.min()), float(finite.max())) if finite.size else (0.0, 1.0)
+        plot.getAxis("left").setTicks([[(v, f"{v:.3g}") for v in sorted({low, high})], []])
     elif sequence.kind == "frames":
         frames = sequence.values
         step = max(1, int(np.ceil(len(frames) / max_frames)))

@@ -40,6 +40,8 @@ class GatesPanel(InsidePanel):
                          "1 = open. Rows are units of the hidden state, columns are time steps.", parent)
         self.block_combo = QComboBox()
         self.block_combo.setToolTip("The recurrent block whose gates are shown")
+        # As wide as its longest entry ("b1 · LSTM (64 units), backward"): it was cut to "b1 · L".
+        self.block_combo.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToContents)
         self.block_combo.currentIndexChanged.connect(self._on_block_index)
         self.sample_spin = QSpinBox()
         self.sample_spin.setRange(0, 0)
