@@ -160,13 +160,23 @@ def evaluate(model: Model, x: np.ndarray, y: np.ndarray, batch_size: int = 256) 
 
 @dataclass
 class TrainState:
-    """What carries over between runs: epochs done, optimizer state and the history."""
+    """What carries over between runs: epochs done, optimizer state and the history.
+
+    ``step_numbers`` / ``step_losses``: every training step's global number (epoch x steps per
+    epoch + step) and loss, in order, so the per-step curve survives saving; a run that starts
+    an epoch again (after a stop mid-epoch) first drops the steps that epoch had recorded, and
+    one with another number of steps per epoch drops them all.
+    ``steps_per_epoch``: of the last run (0 before any).
+    """
 
     epochs_done: int = 0
     optimizer: dict[str, np.ndarray] = field(default_factory=dict)
     history: list[dict[str, Any]] = field(default_factory=list)
     best_val_loss: float = float("inf")
     epochs_without_improvement: int = 0
+    step_numbers: list[int] = field(default_factory=list)
+    step_losses: list[float] = field(default_factory=list)
+    steps_per_epoch: int = 0
 
 
 class Trainer:
@@ -235,6 +245,7 @@ class Trainer:
         batch = min(s.batch_size, n)
         steps = n // batch if s.steps_per_epoch == 0 else s.steps_per_epoch
         steps = max(1, steps)
+        self._drop_unfinished_steps(steps)
         yield Event("start", {"device": self.device_name, "train": n, "val": len(x_val),
                               "steps_per_epoch": steps, "epochs": epochs, "first_epoch": self.state.epochs_done})
         started = time.perf_counter()
@@ -285,6 +296,8 @@ class Trainer:
                 self.optimizer.step(lr)
                 last_good_loss = loss
                 losses.append(loss)
+                self.state.step_numbers.append(epoch * steps + step)
+                self.state.step_losses.append(float(loss))
                 if model.task == "classification":
                     pred = to_numpy(out.argmax(axis=-1))
                     correct += int((pred == yb).sum())
@@ -323,6 +336,21 @@ class Trainer:
                                                  "early_stopped": True})
                         return
         yield Event("finished", {"message": "training finished", "seconds": time.perf_counter() - started})
+
+    def _drop_unfinished_steps(self, steps: int) -> None:
+        """Forget the recorded steps of an epoch this run starts again (a run stopped mid-epoch
+        resumes at that epoch's first step), so the step numbers keep increasing. With another
+        number of steps per epoch than the last run (the batch size changed) the old numbers
+        mean other places on the axis: the step record starts anew."""
+        state = self.state
+        if state.steps_per_epoch and state.steps_per_epoch != steps:
+            state.step_numbers.clear()
+            state.step_losses.clear()
+        state.steps_per_epoch = steps
+        keep = state.epochs_done * steps
+        while state.step_numbers and state.step_numbers[-1] >= keep:
+            state.step_numbers.pop()
+            state.step_losses.pop()
 
     def _restore_backup_if(self, last_good_loss) -> None:
         """Put back the weights that gave the last finite loss (those before the last update)."""

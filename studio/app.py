@@ -469,7 +469,9 @@ class MainWindow(QMainWindow):
         self.training_panel.set_state("idle")
         done = project.trainer.get("epochs_done", 0) if project.weights else 0
         self.training_panel.set_progress(1 if done else 0, 1, f"Trained for {done} epochs." if done else "Ready.")
-        self.curves.set_history(project.history)
+        self.curves.set_history(project.history, project.steps_per_epoch)
+        if len(project.step_numbers):
+            self.curves.add_steps(project.step_numbers, project.step_losses)
         self.confusion.set_matrix(None, [])
         state = project.panels.get(DOCK_STATE_KEY)
         if isinstance(state, str):

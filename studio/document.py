@@ -17,6 +17,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 from PySide6.QtCore import QObject, Signal
 from PySide6.QtGui import QUndoCommand, QUndoStack
 
@@ -129,7 +130,8 @@ class Document(QObject):
         project = replace(self.project)
         weights_kept = not project.weights or self.weights_fit()
         if not weights_kept:
-            project = replace(project, weights={}, optimizer={}, history=[], trainer={"epochs_done": 0})
+            project = replace(project, weights={}, optimizer={}, history=[], trainer={"epochs_done": 0},
+                              step_numbers=np.zeros(0, np.int64), step_losses=np.zeros(0, np.float32))
         save_project(project, path)
         return weights_kept
 

@@ -61,6 +61,8 @@ class Project:
     weights: dict[str, np.ndarray] = field(default_factory=dict)
     optimizer: dict[str, np.ndarray] = field(default_factory=dict)
     trainer: dict[str, Any] = field(default_factory=lambda: {"epochs_done": 0})
+    step_numbers: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
+    step_losses: np.ndarray = field(default_factory=lambda: np.zeros(0, np.float32))
     path: Path | None = None
 
     @property
@@ -73,7 +75,15 @@ class Project:
         return TrainState(epochs_done=int(self.trainer.get("epochs_done", 0)), optimizer=dict(self.optimizer),
                           history=list(self.history),
                           best_val_loss=float("inf") if best is None else float(best),
-                          epochs_without_improvement=int(self.trainer.get("epochs_without_improvement", 0)))
+                          epochs_without_improvement=int(self.trainer.get("epochs_without_improvement", 0)),
+                          step_numbers=[int(v) for v in self.step_numbers],
+                          step_losses=[float(v) for v in self.step_losses],
+                          steps_per_epoch=self.steps_per_epoch)
+
+    @property
+    def steps_per_epoch(self) -> int:
+        """Training steps per epoch of the last run (0 when unknown)."""
+        return int(self.trainer.get("steps_per_epoch", 0))
 
     def take_train_state(self, state: TrainState, weights: dict[str, np.ndarray]) -> None:
         """Record a finished or interrupted run: weights, optimizer state, history."""
@@ -82,7 +92,10 @@ class Project:
         self.history = list(state.history)
         self.trainer = {"epochs_done": state.epochs_done,
                         "best_val_loss": None if math.isinf(state.best_val_loss) else state.best_val_loss,
-                        "epochs_without_improvement": state.epochs_without_improvement}
+                        "epochs_without_improvement": state.epochs_without_improvement,
+                        "steps_per_epoch": state.steps_per_epoch}
+        self.step_numbers = np.asarray(state.step_numbers, dtype=np.int64)
+        self.step_losses = np.asarray(state.step_losses, dtype=np.float32)
 
     def build_model(self, xp=np, seed: int | None = None) -> Model:
         """The model of this project, with its saved weights when it has them."""
@@ -146,6 +159,8 @@ def _pack(project: Project) -> bytes:
         z.writestr("history.json", json.dumps(_finite(project.history), indent=1, allow_nan=False))
         z.writestr("weights.npz", _npz_bytes(project.weights))
         z.writestr("optimizer.npz", _npz_bytes(project.optimizer))
+        if len(project.step_numbers):
+            z.writestr("steps.npz", _npz_bytes({"global_step": project.step_numbers, "loss": project.step_losses}))
     return buffer.getvalue()
 
 
@@ -200,6 +215,8 @@ def parse_project(data: bytes, label: str = "the file") -> Project:
                 if "weights.npz" in infos else {}
             optimizer = _read_npz(_read_member(z, infos["optimizer.npz"], label), label, "optimizer.npz") \
                 if "optimizer.npz" in infos else {}
+            steps = _read_npz(_read_member(z, infos["steps.npz"], label), label, "steps.npz") \
+                if "steps.npz" in infos else {}
     except zipfile.BadZipFile as exc:
         raise ProjectError(f"{label} is damaged: its zip structure is broken ({exc}); "
                            "open a backup or the autosave copy") from None
@@ -210,8 +227,25 @@ def parse_project(data: bytes, label: str = "the file") -> Project:
         raise ProjectError(f"{label}: history.json must be a list of epoch records")
     project.history = history
     project.weights, project.optimizer = weights, optimizer
+    if steps:
+        project.step_numbers, project.step_losses = _check_steps(steps, label)
     _check_weights(project, label)
     return project
+
+
+def _check_steps(arrays: dict[str, np.ndarray], label: str) -> tuple[np.ndarray, np.ndarray]:
+    """``steps.npz``'s ``global_step`` and ``loss``: two 1-D arrays of one length, whole step
+    numbers that increase (the per-step loss curve; see docs/file-format.md)."""
+    numbers, losses = arrays.get("global_step"), arrays.get("loss")
+    if numbers is None or losses is None or set(arrays) != {"global_step", "loss"}:
+        raise ProjectError(f"{label}: steps.npz must hold exactly the arrays global_step and loss "
+                           f"(it holds {', '.join(sorted(arrays)) or 'none'})")
+    if numbers.ndim != 1 or losses.ndim != 1 or len(numbers) != len(losses):
+        raise ProjectError(f"{label}: steps.npz global_step {numbers.shape} and loss {losses.shape} must be "
+                           "two lists of the same length")
+    if numbers.dtype.kind not in "iu" or (len(numbers) and (numbers[0] < 0 or np.any(np.diff(numbers) <= 0))):
+        raise ProjectError(f"{label}: steps.npz global_step must be whole step numbers that increase")
+    return numbers.astype(np.int64), losses.astype(np.float32)
 
 
 def zlib_error() -> type[BaseException]:
@@ -360,6 +394,8 @@ def _project_from_json(meta: Any, label: str) -> Project:
     trainer = meta.get("trainer", {"epochs_done": 0})
     need(isinstance(trainer, dict) and isinstance(trainer.get("epochs_done", 0), int)
          and trainer.get("epochs_done", 0) >= 0, "trainer.epochs_done must be a whole number")
+    need(isinstance(trainer.get("steps_per_epoch", 0), int) and not isinstance(trainer.get("steps_per_epoch", 0), bool)
+         and trainer.get("steps_per_epoch", 0) >= 0, "trainer.steps_per_epoch must be a whole number")
     name = meta.get("name", "untitled")
     need(isinstance(name, str), "name must be a string")
     description = meta.get("description", "")

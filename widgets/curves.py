@@ -86,7 +86,7 @@ class CurvesPanel(QWidget):
         self._redraw()
 
     def set_history(self, epochs: list[dict], steps_per_epoch: int = 0) -> None:
-        """Show saved epoch records (per-step losses are not saved, so the step view starts empty)."""
+        """Show saved epoch records (clears the per-step losses: ``add_steps`` adds saved ones)."""
         self.epochs = [dict(r) for r in epochs]
         self.step_x = np.zeros(0)
         self.step_loss = np.zeros(0)
@@ -94,6 +94,11 @@ class CurvesPanel(QWidget):
         self._redraw()
 
     def set_steps_per_epoch(self, steps: int) -> None:
+        """A run's steps per epoch; another number than before drops the per-step losses shown
+        (their step numbers were counted with the old one, as the trainer's record was)."""
+        if self.steps_per_epoch and int(steps) != self.steps_per_epoch and len(self.step_x):
+            self.step_x, self.step_loss = np.zeros(0), np.zeros(0)
+            self.items["train_loss_steps"].setData([], [])
         self.steps_per_epoch = int(steps)
 
     def add_steps(self, steps: np.ndarray, losses: np.ndarray) -> None:

@@ -63,6 +63,31 @@ def test_three_then_two_epochs_end_where_five_in_one_go_would():
         np.testing.assert_array_equal(resumed.state_dict()[name], value, err_msg=name)
 
 
+def test_every_step_loss_is_kept_and_a_restarted_epoch_replaces_its_steps():
+    ds = digits_vectors()
+    settings = TrainSettings(epochs=3, batch_size=64, seed=1)
+    trainer = Trainer(Model(mlp(), seed=1), ds, settings)
+    events = run_all(trainer, epochs=1)
+    steps = [e.data for e in events if e.kind == "step"]
+    per_epoch = steps[0]["steps"]
+    assert trainer.state.step_numbers == list(range(per_epoch)) and trainer.state.steps_per_epoch == per_epoch
+    assert trainer.state.step_losses == [float(d["loss"]) for d in steps]
+    # Stopped after 3 steps of the second epoch: those are recorded, then that epoch starts again.
+    control = Control()
+    for event in trainer.run(epochs=1, control=control):
+        if event.kind == "step" and event.data["step"] == 2:
+            control.stop()
+    assert trainer.state.step_numbers[-1] == per_epoch + 2 and trainer.state.epochs_done == 1
+    events = run_all(trainer, epochs=1)
+    assert trainer.state.step_numbers == list(range(2 * per_epoch))
+    assert trainer.state.step_losses[per_epoch:] == [float(e.data["loss"]) for e in events if e.kind == "step"]
+    # A larger batch: fewer steps per epoch, so the old step numbers would not fit the axis.
+    settings.batch_size = 128
+    events = run_all(trainer, epochs=1)
+    fewer = [e.data for e in events if e.kind == "step"]
+    assert trainer.state.step_numbers == [2 * len(fewer) + k for k in range(len(fewer))]
+
+
 def test_nan_loss_stops_with_a_message_and_keeps_the_last_good_weights():
     rng = np.random.default_rng(0)
     x = rng.standard_normal((200, 4)).astype(np.float32) * 10

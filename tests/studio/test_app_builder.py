@@ -160,6 +160,10 @@ def test_build_break_undo_train_save_reopen(make_window, tmp_path, qtbot):
     assert ended.args[0] == "finished", ended.args
     assert list(window.curves.curve_data("train_loss")[0]) == [1, 2]
     assert len(window.curves.curve_data("val_accuracy")[1]) == 2
+    window.curves.axis_choice.setCurrentText("by step")
+    steps_shown = window.curves.curve_data("train_loss_steps")
+    assert len(steps_shown[0]) == 2 * window.project.steps_per_epoch > 0
+    window.curves.axis_choice.setCurrentText("by epoch")
     assert window.confusion.matrix.sum() > 0
     assert window.project.trained and window.document.modified
     assert window.training_panel.progress.value() == 1000
@@ -181,6 +185,10 @@ def test_build_break_undo_train_save_reopen(make_window, tmp_path, qtbot):
     for name, value in weights.items():
         np.testing.assert_array_equal(again.project.weights[name], value)
     assert list(again.curves.curve_data("train_loss")[0]) == [1, 2]
+    again.curves.axis_choice.setCurrentText("by step")      # every step's loss came back with the file
+    for shown, saved in zip(again.curves.curve_data("train_loss_steps"), steps_shown):
+        np.testing.assert_allclose(shown, saved, rtol=1e-6)
+    assert list(again.curves.curve_data("val_loss")[0]) == [again.project.steps_per_epoch * k for k in (1, 2)]
     qtbot.waitUntil(lambda: again.confusion.matrix.size > 0, timeout=10000)
 
 

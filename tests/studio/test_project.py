@@ -24,7 +24,10 @@ def small_project(trained=True) -> Project:
         p.weights = p.build_model().state_dict()
         p.optimizer = {"b1/W/velocity": np.full((64, 16), 0.25, np.float32), "step_count": np.array(7)}
         p.history = [{"epoch": 1, "train_loss": 1.5, "val_loss": None, "val_accuracy": 0.5}]
-        p.trainer = {"epochs_done": 1, "best_val_loss": None, "epochs_without_improvement": 0}
+        p.trainer = {"epochs_done": 1, "best_val_loss": None, "epochs_without_improvement": 0,
+                     "steps_per_epoch": 4}
+        p.step_numbers = np.arange(4, dtype=np.int64)
+        p.step_losses = np.array([2.25, 2.0, 1.5, 1.25], np.float32)
     return p
 
 
@@ -45,6 +48,11 @@ def test_round_trip_keeps_everything_and_weights_bit_identical(tmp_path):
             assert other.weights[k].dtype == p.weights[k].dtype
             assert other.weights[k].tobytes() == p.weights[k].tobytes()
         np.testing.assert_array_equal(other.optimizer["b1/W/velocity"], p.optimizer["b1/W/velocity"])
+        np.testing.assert_array_equal(other.step_numbers, p.step_numbers)
+        np.testing.assert_array_equal(other.step_losses, p.step_losses)
+        assert other.steps_per_epoch == 4
+        state = other.train_state()                    # what a resumed run continues from
+        assert state.step_numbers == [0, 1, 2, 3] and state.step_losses == [2.25, 2.0, 1.5, 1.25]
 
 
 def test_untrained_project_round_trips(tmp_path):
@@ -107,6 +115,16 @@ BAD_FILES = {
     "bad position": (_zip({"project.json": _meta(positions={"b0": ["x", 1]})}), "must be two numbers"),
     "bad training": (_zip({"project.json": _meta(training={"epochs": "many"})}), "epochs must be a int"),
     "bad dataset": (_zip({"project.json": _meta(dataset=["digits"])}), "dataset must be an object"),
+    "bad steps per epoch": (_zip({"project.json": _meta(trainer={"epochs_done": 1, "steps_per_epoch": "4"})}),
+                            "steps_per_epoch must be a whole number"),
+    "steps of two lengths": (_zip({"project.json": _meta(), "steps.npz": project_module._npz_bytes(
+        {"global_step": np.arange(5), "loss": np.ones(4, np.float32)})}), "two lists of the same length"),
+    "steps missing the losses": (_zip({"project.json": _meta(), "steps.npz": project_module._npz_bytes(
+        {"global_step": np.arange(5)})}), "exactly the arrays global_step and loss"),
+    "steps not increasing": (_zip({"project.json": _meta(), "steps.npz": project_module._npz_bytes(
+        {"global_step": np.array([0, 2, 1]), "loss": np.ones(3, np.float32)})}), "whole step numbers that increase"),
+    "fractional steps": (_zip({"project.json": _meta(), "steps.npz": project_module._npz_bytes(
+        {"global_step": np.array([0.0, 0.5]), "loss": np.ones(2, np.float32)})}), "whole step numbers"),
 }
 
 

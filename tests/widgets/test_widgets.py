@@ -147,6 +147,10 @@ def test_curves_read_back_epochs_and_steps(qtbot):
     x, y = curves.curve_data("train_loss_steps")
     assert len(x) == 10 and y[0] == 2.0
     assert list(curves.curve_data("val_loss")[0]) == [10, 20]
+    curves.set_steps_per_epoch(10)                      # the same count: the steps stay
+    assert len(curves.curve_data("train_loss_steps")[0]) == 10
+    curves.set_steps_per_epoch(5)                       # a new batch size: counted otherwise, dropped
+    assert curves.curve_data("train_loss_steps")[0].size == 0
     curves.clear()
     assert curves.curve_data("train_loss")[0].size == 0
 
