@@ -44,12 +44,12 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 import compute.layers.recurrent as recurrent_module  # noqa: E402
-from compute.ops import recurrent as ops  # noqa: E402
 from compute.bench import geometric_mean, median_time  # noqa: E402
 from compute.bench.conv import CPU_SHAPES as CONV_SHAPES  # noqa: E402
 from compute.bench.recurrent import BLOCKS, CPU_SHAPES, _gemms  # noqa: E402
 from compute.layers import create  # noqa: E402
 from compute.ops import conv as conv_ops  # noqa: E402
+from compute.ops import recurrent as ops  # noqa: E402
 
 
 class _NoMatmul:
@@ -78,8 +78,9 @@ def _without_products(layer, xs_shape, gates_width):
                             dx=np.zeros((t * n, xs_shape[2]), np.float32))
 
     def project(xs, sfx, t, n, out=None):
-        a = np.add(state.pre, layer.params["b" + sfx], out=state.pre.copy() if out is None else out.reshape(state.pre.shape))
-        return a.reshape((t,) + layer._rows(n) + (gates_width,))
+        target = np.empty_like(state.pre) if out is None else out.reshape(state.pre.shape)
+        np.add(state.pre, layer.params["b" + sfx], out=target)       # the bias pass, kept
+        return target.reshape((t,) + layer._rows(n) + (gates_width,))
 
     def project_backward(xs, da, sfx):
         layer.grads["b" + sfx] += da.reshape(-1, gates_width).sum(axis=0)
