@@ -274,16 +274,17 @@ def cmd_bench(args) -> int:
               f"{fmt(row.torch_s)} {ratio(row.torch_speedup):>10}", flush=True)
 
     rows = bench.run(device, args.only, args.quick, show)
-    summary = {"device": device.name, "rows": [r.to_dict() for r in rows],
-               "geomean_vs_gemm": bench.geometric_mean([r.vs_gemm for r in rows if r.vs_gemm]),
-               "geomean_torch_over_ours": bench.geometric_mean([r.torch_speedup for r in rows if r.torch_speedup])}
+    means = bench.summaries(rows)
+    summary = {"device": device.name, "rows": [r.to_dict() for r in rows], **means["all"],
+               "groups": {name: values for name, values in means.items() if name != "all"}}
     if args.json:
         _emit_json(summary)
-    else:
-        g = summary["geomean_vs_gemm"]
-        t = summary["geomean_torch_over_ours"]
-        print(f"geometric mean ours/GEMM: {'-' if g is None else f'{g:.2f}'}; "
-              f"PyTorch time / ours: {'- (PyTorch not importable)' if t is None else f'{t:.2f}'}")
+        return 0
+    for name, values in means.items():
+        g, t = values["geomean_vs_gemm"], values["geomean_torch_over_ours"]
+        print(f"geometric mean, {'all rows' if name == 'all' else name + ':':<12} ours/GEMM "
+              f"{'-' if g is None else f'{g:.2f}'}; PyTorch time / ours "
+              f"{'- (PyTorch not importable)' if t is None else f'{t:.2f}'}")
     return 0
 
 

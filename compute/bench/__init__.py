@@ -121,3 +121,21 @@ def run(device: Device, only: list[str] | None = None, quick: bool = False,
 def geometric_mean(values: list[float]) -> float | None:
     values = [v for v in values if v]
     return statistics.geometric_mean(values) if values else None
+
+
+#: The groups whose geometric means the speed goals speak of together (shared/BENCHMARKS.md).
+FAMILIES = {"convolution": ("conv2d",), "recurrent": ("gru", "lstm", "rnn")}
+
+
+def summaries(rows: list[Row]) -> dict[str, dict[str, float | None]]:
+    """Geometric means of ``ours / GEMM`` and ``PyTorch / ours`` per group, per family of
+    groups (when more than one of its groups ran) and over all rows (``"all"``)."""
+    def means(selected):
+        return {"geomean_vs_gemm": geometric_mean([r.vs_gemm for r in selected if r.vs_gemm]),
+                "geomean_torch_over_ours": geometric_mean([r.torch_speedup for r in selected if r.torch_speedup])}
+    out = {group: means([r for r in rows if r.group == group]) for group in dict.fromkeys(r.group for r in rows)}
+    for family, members in FAMILIES.items():
+        if sum(group in out for group in members) > 1:
+            out[family] = means([r for r in rows if r.group in members])
+    out["all"] = means(rows)
+    return out

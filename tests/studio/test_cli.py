@@ -131,5 +131,7 @@ def test_bench_reports_ours_beside_the_bare_gemms(capsys, monkeypatch):
         assert row["vs_gemm"] == pytest.approx(row["ours_s"] / row["gemm_s"])
     assert summary["geomean_vs_gemm"] == pytest.approx(
         (summary["rows"][0]["vs_gemm"] * summary["rows"][1]["vs_gemm"]) ** 0.5)
+    assert summary["groups"]["rnn"]["geomean_vs_gemm"] == pytest.approx(summary["geomean_vs_gemm"])
+    assert "recurrent" not in summary["groups"]               # one recurrent group: no family line
     assert main(["bench", "--only", "lstmm"]) == 1
     assert "no benchmark group lstmm" in capsys.readouterr().err
