@@ -227,6 +227,7 @@ class ConfusionMatrixView(QWidget):
         layout.addWidget(self.caption)
         self.plot = pg.PlotWidget(background=theme.BACKGROUND)
         self.plot.setMenuEnabled(False)
+        theme.plain_axes(self.plot)
         self.plot.setMouseEnabled(False, False)
         self.plot.invertY(True)
         self.plot.setAspectLocked(True)

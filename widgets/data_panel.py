@@ -169,6 +169,7 @@ class DataPanel(QWidget):
         if not samples:
             return
         view = self.samples.addPlot()
+        theme.plain_axes(view)
         view.hideAxis("left")
         view.hideAxis("bottom")
         view.setMouseEnabled(False, False)

@@ -404,3 +404,21 @@ def test_gui_stays_responsive_while_training(window, qtbot):
     print(f"worst GUI stall {probe.worst_ms:.0f} ms, median {probe.percentile(50):.1f} ms")
     assert len(probe.lateness_ms) > 5
     assert probe.worst_ms < 500  # a loose guard: the goal is < 50 ms, measured at 25-40 ms on 2 cores (was 70-110)
+
+
+def test_no_plot_in_the_window_rescales_its_axis_numbers(window, qtbot):
+    """Every axis of every plot (curves, inside panels, data, video) shows the values
+    themselves: pyqtgraph's automatic SI prefix would print "(x0.001)" beside a label and
+    read a loss of 0.05 as 50. Guards plots added later, which must call theme.plain_axes."""
+    import pyqtgraph as pg
+
+    from assets import example_path
+    assert window.open_path(example_path("adding-lstm"), as_example=True)
+    qtbot.waitUntil(lambda: window.inside.last_result is not None and not window.inside.gates.is_empty,
+                    timeout=15000)
+    axes = [item for view in window.findChildren(pg.GraphicsView) for item in view.scene().items()
+            if isinstance(item, pg.AxisItem)]
+    assert len(axes) > 20                                   # the panels' plots were all found
+    rescaled = [(type(view.parent()).__name__, axis.orientation) for view in window.findChildren(pg.GraphicsView)
+                for axis in view.scene().items() if isinstance(axis, pg.AxisItem) and axis.autoSIPrefix]
+    assert rescaled == []

@@ -320,6 +320,7 @@ class ColourBar(pg.PlotItem):
         self.setMenuEnabled(False)
         self.hideButtons()
         self.setMouseEnabled(x=False, y=False)
+        theme.plain_axes(self)                 # a filter's weights of +-0.05 read as themselves
         ramp = np.linspace(0.0, 1.0, 256, dtype=np.float32)
         self.strip = pg.ImageItem(ramp[None, :] if orientation == "horizontal" else ramp[:, None],
                                   axisOrder="row-major", levels=(0.0, 1.0))
