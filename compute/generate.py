@@ -9,7 +9,7 @@ from typing import Sequence
 
 import numpy as np
 
-from compute.backend import to_numpy
+from gatescope.compute.backend import to_numpy
 
 
 def sample_index(probs: np.ndarray, temperature: float, rng: np.random.Generator) -> int:

@@ -14,9 +14,9 @@ from typing import Any
 
 import numpy as np
 
-from compute import layers as layer_registry
-from compute.layers.base import Layer, SettingsError, ShapeError, describe_shape
-from compute.layers.heads import Head
+from gatescope.compute import layers as layer_registry
+from gatescope.compute.layers.base import Layer, SettingsError, ShapeError, describe_shape
+from gatescope.compute.layers.heads import Head
 
 
 @dataclass
@@ -338,7 +338,7 @@ class Model:
 
     def state_dict(self) -> dict[str, np.ndarray]:
         """Every parameter and buffer as a host NumPy array, keyed ``block_id/name``."""
-        from compute.backend import to_numpy
+        from gatescope.compute.backend import to_numpy
         return {name: to_numpy(p).copy() for name, p in self.arrays().items()}
 
     def load_state_dict(self, state: dict[str, np.ndarray]) -> None:
@@ -355,7 +355,7 @@ class Model:
 
     def predict(self, x, batch_size: int = 256) -> np.ndarray:
         """Host predictions for a host batch of any size, in chunks of ``batch_size``."""
-        from compute.backend import to_numpy
+        from gatescope.compute.backend import to_numpy
         out = [to_numpy(self.forward(x[i:i + batch_size], training=False))
                for i in range(0, len(x), batch_size)]
         return np.concatenate(out) if out else np.zeros((0,) + tuple(self.analysis.info[self.head_id].out_shape))

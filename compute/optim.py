@@ -15,9 +15,9 @@ from typing import Any
 
 import numpy as np
 
-from compute import kernels
-from compute.backend import get_array_module, to_numpy
-from compute.ops.dispatch import kernel_path
+from gatescope.compute import kernels
+from gatescope.compute.backend import get_array_module, to_numpy
+from gatescope.compute.ops.dispatch import kernel_path
 
 OPTIMIZERS = ("sgd", "adam", "adamw")
 SCHEDULES = ("constant", "step", "cosine")

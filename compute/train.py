@@ -17,10 +17,10 @@ from typing import Any, Iterator
 
 import numpy as np
 
-from compute.backend import to_numpy
-from compute.datasets import Dataset, DataError, split_indices
-from compute.graph import Model
-from compute.optim import OPTIMIZERS, SCHEDULES, clip_by_global_norm, global_norm, learning_rate, make_optimizer
+from gatescope.compute.backend import to_numpy
+from gatescope.compute.datasets import Dataset, DataError, split_indices
+from gatescope.compute.graph import Model
+from gatescope.compute.optim import OPTIMIZERS, SCHEDULES, clip_by_global_norm, global_norm, learning_rate, make_optimizer
 
 
 @dataclass

@@ -28,24 +28,24 @@ from PySide6.QtGui import QAction, QKeySequence
 from PySide6.QtWidgets import (QApplication, QDockWidget, QFileDialog, QFrame, QLabel, QMainWindow, QMenu,
                                QMessageBox, QScrollArea, QWidget)
 
-from compute.backend import DeviceError, select_device
-from compute.datasets import Dataset, DataError, load, split_indices
-from compute.graph import Model
-from compute.train import TrainSettings, evaluate
-from studio import __version__, palette_data
-from studio.document import Document
-from studio.inside import InsideController, install_inside_panels
-from studio.project import SUFFIX, Project, ProjectError, load_project
-from studio.session import dataset_reference
-from studio.training_worker import TrainingJob, TrainingRun
-from studio.video import VideoController, install_video_panel
-from widgets.canvas import ModelCanvas
-from widgets.curves import ConfusionMatrixView, CurvesPanel
-from widgets.data_panel import DataPanel
-from widgets.inspector import Inspector
-from widgets.palette import BlockPalette
-from widgets.theme import ERROR, apply_dark_theme
-from widgets.training_panel import TrainingPanel, format_duration
+from gatescope.compute.backend import DeviceError, select_device
+from gatescope.compute.datasets import Dataset, DataError, load, split_indices
+from gatescope.compute.graph import Model
+from gatescope.compute.train import TrainSettings, evaluate
+from gatescope.studio import __version__, palette_data
+from gatescope.studio.document import Document
+from gatescope.studio.inside import InsideController, install_inside_panels
+from gatescope.studio.project import SUFFIX, Project, ProjectError, load_project
+from gatescope.studio.session import dataset_reference
+from gatescope.studio.training_worker import TrainingJob, TrainingRun
+from gatescope.studio.video import VideoController, install_video_panel
+from gatescope.widgets.canvas import ModelCanvas
+from gatescope.widgets.curves import ConfusionMatrixView, CurvesPanel
+from gatescope.widgets.data_panel import DataPanel
+from gatescope.widgets.inspector import Inspector
+from gatescope.widgets.palette import BlockPalette
+from gatescope.widgets.theme import ERROR, apply_dark_theme
+from gatescope.widgets.training_panel import TrainingPanel, format_duration
 
 log = logging.getLogger(__name__)
 
@@ -413,7 +413,7 @@ class MainWindow(QMainWindow):
         return action
 
     def _fill_examples(self) -> None:
-        from assets import example_names, example_path
+        from gatescope.assets import example_names, example_path
         self.examples_menu.clear()
         names = example_names()
         if not names:
@@ -962,7 +962,7 @@ class MainWindow(QMainWindow):
     def export_onnx(self) -> None:
         """Export the trained model to ONNX (studio.export_onnx), with a clear message when it cannot."""
         try:
-            from studio.export_onnx import ExportError, export_project
+            from gatescope.studio.export_onnx import ExportError, export_project
         except ImportError as exc:
             self.dialogs.error("Export to ONNX", f"ONNX export is not available in this installation: {exc}")
             return
@@ -1049,7 +1049,7 @@ def initial_project_path(file: str | os.PathLike | None) -> Path | None:
     """``file`` itself, else the bundled digits-cnn example, else the first example, else None."""
     if file:
         return Path(file)
-    from assets import example_names, example_path
+    from gatescope.assets import example_names, example_path
     if example_path(DEFAULT_EXAMPLE).exists():
         return example_path(DEFAULT_EXAMPLE)
     names = example_names()

@@ -23,7 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
-from studio import __version__
+from gatescope.studio import __version__
 
 COMMANDS = ("train", "predict", "export", "bench")
 
@@ -35,7 +35,7 @@ class CommandError(Exception):
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-    logging.getLogger("compute.backend").setLevel(logging.INFO)  # which device, and why, said once
+    logging.getLogger("gatescope.compute.backend").setLevel(logging.INFO)  # which device, and why, said once
     try:
         if argv and argv[0] in COMMANDS:
             return _run_command(argv)
@@ -59,7 +59,7 @@ def _run_gui(argv: list[str]) -> int:
     args = parser.parse_args(argv)
     if args.file and not Path(args.file).exists():
         raise CommandError(f"{args.file} does not exist")
-    from studio.app import run_app  # Qt is imported only here
+    from gatescope.studio.app import run_app  # Qt is imported only here
     return run_app(args.file, screenshot=args.screenshot)
 
 
@@ -106,7 +106,7 @@ def _run_command(argv: list[str]) -> int:
 
 
 def _load(path: str):
-    from studio.project import ProjectError, load_project
+    from gatescope.studio.project import ProjectError, load_project
     try:
         return load_project(path)
     except ProjectError as exc:
@@ -114,7 +114,7 @@ def _load(path: str):
 
 
 def _device(requested: str | None):
-    from compute.backend import DeviceError, select_device
+    from gatescope.compute.backend import DeviceError, select_device
     try:
         return select_device(requested)
     except DeviceError as exc:
@@ -138,11 +138,11 @@ def _json_safe(value):
 
 
 def cmd_train(args) -> int:
-    from compute.datasets import DataError
-    from compute.graph import GraphError
-    from compute.train import Trainer
-    from studio.project import ProjectError, save_project
-    from studio.session import load_dataset
+    from gatescope.compute.datasets import DataError
+    from gatescope.compute.graph import GraphError
+    from gatescope.compute.train import Trainer
+    from gatescope.studio.project import ProjectError, save_project
+    from gatescope.studio.session import load_dataset
 
     project = _load(args.project)
     device = _device(args.device or project.training.device)
@@ -209,7 +209,7 @@ def cmd_predict(args) -> int:
     device = _device(args.device or project.training.device)
     model = project.build_model(xp=device.xp)
     if args.video:
-        from studio.video_predict import predict_video
+        from gatescope.studio.video_predict import predict_video
         return predict_video(project, model, args.video, as_json=args.json)
     if not args.output:
         raise CommandError("--input needs --output Y.npy")
@@ -241,7 +241,7 @@ def cmd_predict(args) -> int:
 
 def cmd_export(args) -> int:
     project = _load(args.project)
-    from studio.export_onnx import ExportError, export_project
+    from gatescope.studio.export_onnx import ExportError, export_project
     try:
         info = export_project(project, args.output, unroll_recurrent=args.unroll)
     except ExportError as exc:
@@ -254,7 +254,7 @@ def cmd_export(args) -> int:
 
 
 def cmd_bench(args) -> int:
-    from compute import bench
+    from gatescope.compute import bench
     device = _device(args.device)
     groups = bench.groups()
     if args.only:
@@ -291,5 +291,5 @@ def cmd_bench(args) -> int:
 if __name__ == "__main__":
     # Run through the imported module, so `python -m studio.cli` raises and catches the same
     # CommandError class as the commands it imports (not a second copy under __main__).
-    from studio.cli import main as _main
+    from gatescope.studio.cli import main as _main
     sys.exit(_main())

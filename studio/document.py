@@ -21,10 +21,10 @@ import numpy as np
 from PySide6.QtCore import QObject, Signal
 from PySide6.QtGui import QUndoCommand, QUndoStack
 
-from compute import layers as layer_registry
-from compute.graph import Analysis, Block, GraphError, GraphSpec, Model, Wire, analyse
-from studio.palette_data import default_settings
-from studio.project import Project, save_project
+from gatescope.compute import layers as layer_registry
+from gatescope.compute.graph import Analysis, Block, GraphError, GraphSpec, Model, Wire, analyse
+from gatescope.studio.palette_data import default_settings
+from gatescope.studio.project import Project, save_project
 
 LAYER_X, LAYER_Y = 270.0, 130.0
 LAYERS_PER_ROW = 5

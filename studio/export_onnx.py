@@ -645,8 +645,8 @@ def build_onnx(project, unroll_recurrent: bool = False) -> tuple[Any, dict]:
     translation (the message names the block).
     """
     onnx, helper, numpy_helper, TensorProto = _import_onnx()
-    from compute.backend import to_numpy
-    from compute.graph import GraphError
+    from gatescope.compute.backend import to_numpy
+    from gatescope.compute.graph import GraphError
 
     try:
         model = project.build_model()
@@ -754,7 +754,7 @@ def _safe_name(name: str) -> str:
 
 def _version() -> str:
     try:
-        from studio import __version__
+        from gatescope.studio import __version__
     except ImportError:  # pragma: no cover - the package always has it
         return "unknown"
     return __version__

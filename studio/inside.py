@@ -34,26 +34,26 @@ from typing import Any
 import numpy as np
 from PySide6.QtCore import QObject, Qt, QTimer, Signal
 
-from compute.backend import to_numpy
-from compute.datasets import Dataset, DataError
-from compute.generate import generate
-from compute.graph import GraphSpec, Model
-from compute.train import collect_probes
-from studio.inside_math import (describe_input, gate_health, health_findings, label_text, pinned_gates,
+from gatescope.compute.backend import to_numpy
+from gatescope.compute.datasets import Dataset, DataError
+from gatescope.compute.generate import generate
+from gatescope.compute.graph import GraphSpec, Model
+from gatescope.compute.train import collect_probes
+from gatescope.studio.inside_math import (describe_input, gate_health, health_findings, label_text, pinned_gates,
                                 probe_pool, sample_probe, unwrap_probes)
-from studio.project import Project
-from widgets.inside.cell_state import EMPTY_NO_BLOCK as CELL_NO_BLOCK
-from widgets.inside.cell_state import CellStatePanel
-from widgets.inside.common import InputSequence, gate_label
-from widgets.inside.conv_features import EMPTY_NO_BLOCK as CONV_NO_BLOCK
-from widgets.inside.conv_features import ConvFeaturesPanel
-from widgets.inside.gate_health import EMPTY as HEALTH_EMPTY
-from widgets.inside.gate_health import GateHealthPanel
-from widgets.inside.gates import EMPTY_NO_BLOCK as GATES_NO_BLOCK
-from widgets.inside.gates import GatesPanel
-from widgets.inside.gradients import EMPTY as GRADIENTS_EMPTY
-from widgets.inside.gradients import GradientsPanel
-from widgets.inside.text_generation import TextGenerationPanel
+from gatescope.studio.project import Project
+from gatescope.widgets.inside.cell_state import EMPTY_NO_BLOCK as CELL_NO_BLOCK
+from gatescope.widgets.inside.cell_state import CellStatePanel
+from gatescope.widgets.inside.common import InputSequence, gate_label
+from gatescope.widgets.inside.conv_features import EMPTY_NO_BLOCK as CONV_NO_BLOCK
+from gatescope.widgets.inside.conv_features import ConvFeaturesPanel
+from gatescope.widgets.inside.gate_health import EMPTY as HEALTH_EMPTY
+from gatescope.widgets.inside.gate_health import GateHealthPanel
+from gatescope.widgets.inside.gates import EMPTY_NO_BLOCK as GATES_NO_BLOCK
+from gatescope.widgets.inside.gates import GatesPanel
+from gatescope.widgets.inside.gradients import EMPTY as GRADIENTS_EMPTY
+from gatescope.widgets.inside.gradients import GradientsPanel
+from gatescope.widgets.inside.text_generation import TextGenerationPanel
 
 RECURRENT_TYPES = ("SimpleRNN", "LSTM", "GRU", "ConvLSTM2D")
 CONV_TYPES = ("Conv1D", "Conv2D")
@@ -414,7 +414,7 @@ class InsideController(QObject):
             self.last_error = WAITING_FOR_DATASET
             return None
         if dataset is None:
-            from studio.session import load_dataset
+            from gatescope.studio.session import load_dataset
             try:
                 dataset = load_dataset(project)
             except (DataError, OSError) as exc:
@@ -674,7 +674,7 @@ class InsideController(QObject):
     # ----------------------------------------------------------------- text generation
     def can_generate(self) -> tuple[bool, str]:
         """Whether the current model reads one-hot characters and predicts them; if not, why."""
-        from widgets.inside.text_generation import EMPTY_NO_MODEL
+        from gatescope.widgets.inside.text_generation import EMPTY_NO_MODEL
         dataset, project = self.dataset, self.project
         if project is None or dataset is None or not dataset.vocab:
             return False, EMPTY_NO_MODEL

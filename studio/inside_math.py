@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from compute.datasets import Dataset, split_indices
+from gatescope.compute.datasets import Dataset, split_indices
 
 SATURATED_LOW = 0.05
 SATURATED_HIGH = 0.95

@@ -10,11 +10,11 @@ from typing import Any
 
 import numpy as np
 
-from compute import layers as layer_registry
-from compute.datasets import BUILTINS, Dataset, builtin_names
-from compute.graph import Analysis, Block, GraphSpec
-from compute.layers.base import Setting
-from compute.optim import OPTIMIZERS, SCHEDULES
+from gatescope.compute import layers as layer_registry
+from gatescope.compute.datasets import BUILTINS, Dataset, builtin_names
+from gatescope.compute.graph import Analysis, Block, GraphSpec
+from gatescope.compute.layers.base import Setting
+from gatescope.compute.optim import OPTIMIZERS, SCHEDULES
 
 # Short forms of the settings that say most about a block, for the line under its title.
 _DETAIL_FORMS = {
@@ -117,7 +117,7 @@ def shape_text(shape: tuple[int, ...] | None, time_distributed: bool = False) ->
     """``(8, 6, 6)`` -> ``'8x6x6'`` with what it is (image, sequence, ...)."""
     if shape is None:
         return ""
-    from compute.layers.base import describe_shape
+    from gatescope.compute.layers.base import describe_shape
     text = describe_shape(tuple(shape))
     return text + (" (per step)" if time_distributed else "")
 
@@ -197,7 +197,7 @@ def dataset_view(dataset: Dataset, n_train: int, n_val: int, n_test: int, n_samp
                  ) -> tuple[dict, list[np.ndarray], list[str]]:
     """``(summary, samples, labels)`` for the data panel: host copies only."""
     shape = dataset.sample_shape
-    from compute.layers.base import describe_shape
+    from gatescope.compute.layers.base import describe_shape
     lines = [f"{len(dataset.x):,} samples, each a {describe_shape(shape)}",
              f"task: {dataset.task}" + (f", {dataset.n_classes} classes" if dataset.task == "classification" else ""),
              f"split: {n_train:,} train, {n_val:,} validation, {n_test:,} test"]

@@ -22,9 +22,9 @@ from typing import Any
 
 import numpy as np
 
-from compute import layers as layer_registry
-from compute.graph import Block, GraphSpec, Model, Wire, analyse
-from compute.train import TrainSettings, TrainState
+from gatescope.compute import layers as layer_registry
+from gatescope.compute.graph import Block, GraphSpec, Model, Wire, analyse
+from gatescope.compute.train import TrainSettings, TrainState
 
 SCHEMA_VERSION = 1
 FORMAT_NAME = "gatescope-project"

@@ -3,8 +3,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from compute.datasets import Dataset, load
-from studio.project import Project
+from gatescope.compute.datasets import Dataset, load
+from gatescope.studio.project import Project
 
 
 def dataset_reference(project: Project) -> dict:

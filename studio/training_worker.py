@@ -17,10 +17,10 @@ from typing import Any, Callable
 import numpy as np
 from PySide6.QtCore import QObject, Qt, QThread, Signal, Slot
 
-from compute.backend import DeviceError, select_device
-from compute.datasets import Dataset, DataError, load
-from compute.graph import GraphError, GraphSpec, Model
-from compute.train import Control, Trainer, TrainSettings, TrainState
+from gatescope.compute.backend import DeviceError, select_device
+from gatescope.compute.datasets import Dataset, DataError, load
+from gatescope.compute.graph import GraphError, GraphSpec, Model
+from gatescope.compute.train import Control, Trainer, TrainSettings, TrainState
 
 log = logging.getLogger(__name__)
 

@@ -37,8 +37,8 @@ from typing import Any, Callable
 import numpy as np
 from PySide6.QtCore import QObject, QTimer, Signal
 
-from compute.datasets import DataError
-from compute.datasets.video import VIDEO_SUFFIXES, clip_geometry, opencv, prepare_frame, to_uint8
+from gatescope.compute.datasets import DataError
+from gatescope.compute.datasets.video import VIDEO_SUFFIXES, clip_geometry, opencv, prepare_frame, to_uint8
 
 log = logging.getLogger(__name__)
 
@@ -865,7 +865,7 @@ class VideoController(QObject):
             self.set_model(None)
             self.panel.show_message("train the model to see its predictions; the picture plays meanwhile")
             return False
-        from compute.graph import GraphError
+        from gatescope.compute.graph import GraphError
         try:
             model = project.build_model()
         except (GraphError, ValueError) as exc:
@@ -1027,7 +1027,7 @@ def install_video_panel(window) -> VideoController:
     """
     from PySide6.QtCore import QCoreApplication, Qt
 
-    from widgets.video_panel import VideoPanel
+    from gatescope.widgets.video_panel import VideoPanel
 
     panel = VideoPanel()
     controller = VideoController(panel, parent=window)

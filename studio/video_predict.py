@@ -21,8 +21,8 @@ from pathlib import Path
 
 import numpy as np
 
-from compute.datasets import DataError
-from compute.datasets.video import clip_geometry, normalize_pixels, read_video_frames, windows_of
+from gatescope.compute.datasets import DataError
+from gatescope.compute.datasets.video import clip_geometry, normalize_pixels, read_video_frames, windows_of
 
 
 def _class_names(model, n_classes: int) -> list[str]:
@@ -34,7 +34,7 @@ def _class_names(model, n_classes: int) -> list[str]:
 def predict_video(project, model, path: str, as_json: bool = False, batch_size: int = 32) -> int:
     """Classify ``path`` with ``model`` (built from ``project``); prints per-window lines and a
     summary; returns the exit code 0. Raises CommandError for any failure."""
-    from studio.cli import CommandError
+    from gatescope.studio.cli import CommandError
 
     label = Path(path).name
     if model.task != "classification":

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from compute.layers.base import Layer
+from gatescope.compute.layers.base import Layer
 
 
 def numeric_grad(f, v: np.ndarray, eps: float = 1e-6) -> np.ndarray:

@@ -13,8 +13,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from assets import EXAMPLES  # noqa: E402
-from studio.project import save_project  # noqa: E402
+from gatescope.assets import EXAMPLES  # noqa: E402
+from gatescope.studio.project import save_project  # noqa: E402
 import tools.examples  # noqa: E402
 
 

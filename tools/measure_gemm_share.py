@@ -43,13 +43,13 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-import compute.layers.recurrent as recurrent_module  # noqa: E402
-from compute.bench import geometric_mean, median_time  # noqa: E402
-from compute.bench.conv import CPU_SHAPES as CONV_SHAPES  # noqa: E402
-from compute.bench.recurrent import BLOCKS, CPU_SHAPES, _gemms  # noqa: E402
-from compute.layers import create  # noqa: E402
-from compute.ops import conv as conv_ops  # noqa: E402
-from compute.ops import recurrent as ops  # noqa: E402
+import gatescope.compute.layers.recurrent as recurrent_module  # noqa: E402
+from gatescope.compute.bench import geometric_mean, median_time  # noqa: E402
+from gatescope.compute.bench.conv import CPU_SHAPES as CONV_SHAPES  # noqa: E402
+from gatescope.compute.bench.recurrent import BLOCKS, CPU_SHAPES, _gemms  # noqa: E402
+from gatescope.compute.layers import create  # noqa: E402
+from gatescope.compute.ops import conv as conv_ops  # noqa: E402
+from gatescope.compute.ops import recurrent as ops  # noqa: E402
 
 
 class _NoMatmul:

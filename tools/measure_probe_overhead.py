@@ -25,8 +25,8 @@ os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 from PySide6.QtCore import QEventLoop, QSettings, QTimer  # noqa: E402
 from PySide6.QtWidgets import QApplication  # noqa: E402
 
-from assets import example_path  # noqa: E402
-from studio.app import MainWindow, QuietDialogs, show_at_size, wait_until_settled  # noqa: E402
+from gatescope.assets import example_path  # noqa: E402
+from gatescope.studio.app import MainWindow, QuietDialogs, show_at_size, wait_until_settled  # noqa: E402
 
 
 def train_once(example: str, steps: int, panels: bool, work: Path) -> float:

@@ -34,13 +34,13 @@ os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 from PySide6.QtCore import QSettings, Qt  # noqa: E402
 from PySide6.QtWidgets import QApplication  # noqa: E402
 
-from assets import example_path  # noqa: E402
-from compute.backend import select_device  # noqa: E402
-from compute.train import Trainer  # noqa: E402
-from studio.app import MainWindow, QuietDialogs, show_at_size, wait_until_settled  # noqa: E402
-from studio.project import load_project, save_project  # noqa: E402
-from studio.session import load_dataset  # noqa: E402
-from widgets.theme import apply_dark_theme  # noqa: E402
+from gatescope.assets import example_path  # noqa: E402
+from gatescope.compute.backend import select_device  # noqa: E402
+from gatescope.compute.train import Trainer  # noqa: E402
+from gatescope.studio.app import MainWindow, QuietDialogs, show_at_size, wait_until_settled  # noqa: E402
+from gatescope.studio.project import load_project, save_project  # noqa: E402
+from gatescope.studio.session import load_dataset  # noqa: E402
+from gatescope.widgets.theme import apply_dark_theme  # noqa: E402
 
 ADDING_EPOCHS = 20    # adding-lstm's own budget: by then its cell state carries the marked values
 BUDGETS = {"digits-cnn": None, "hello-lstm": None, "adding-lstm": ADDING_EPOCHS, "adding-rnn": ADDING_EPOCHS}

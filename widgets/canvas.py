@@ -21,9 +21,9 @@ from PySide6.QtGui import QBrush, QColor, QFont, QFontMetricsF, QPainter, QPaint
 from PySide6.QtWidgets import (QGraphicsItem, QGraphicsObject, QGraphicsPathItem, QGraphicsScene,
                                QGraphicsView, QStyle)
 
-from widgets import theme
-from widgets.icons import paint_category_icon
-from widgets.palette import BLOCK_MIME
+from gatescope.widgets import theme
+from gatescope.widgets.icons import paint_category_icon
+from gatescope.widgets.palette import BLOCK_MIME
 
 BLOCK_WIDTH = 200.0
 BLOCK_HEIGHT = 86.0

@@ -19,7 +19,7 @@ from PySide6.QtCore import Signal
 from PySide6.QtWidgets import (QComboBox, QFileDialog, QFormLayout, QHBoxLayout, QLabel, QPushButton,
                                QVBoxLayout, QWidget)
 
-from widgets import theme
+from gatescope.widgets import theme
 
 FILE_SOURCE = "Your own file…"
 N_SAMPLES = 12

@@ -9,7 +9,7 @@ from __future__ import annotations
 from PySide6.QtCore import QPointF, QRectF, Qt
 from PySide6.QtGui import QBrush, QColor, QIcon, QPainter, QPainterPath, QPen, QPixmap
 
-from widgets.theme import category_colour
+from gatescope.widgets.theme import category_colour
 
 
 def paint_category_icon(painter: QPainter, rect: QRectF, category: str) -> None:

@@ -11,7 +11,7 @@ from typing import Any
 from PySide6.QtCore import Qt, Signal
 from PySide6.QtWidgets import QFrame, QLabel, QScrollArea, QVBoxLayout, QWidget
 
-from widgets.forms import SettingsForm
+from gatescope.widgets.forms import SettingsForm
 
 
 class Inspector(QScrollArea):

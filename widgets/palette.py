@@ -9,7 +9,7 @@ from PySide6.QtCore import QByteArray, QMimeData, QSize, Qt, Signal
 from PySide6.QtGui import QDrag
 from PySide6.QtWidgets import QAbstractItemView, QTreeWidget, QTreeWidgetItem
 
-from widgets.icons import category_icon
+from gatescope.widgets.icons import category_icon
 
 BLOCK_MIME = "application/x-gatescope-block"
 TYPE_ROLE = Qt.UserRole + 1

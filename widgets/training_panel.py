@@ -13,7 +13,7 @@ from PySide6.QtCore import Qt, Signal
 from PySide6.QtWidgets import (QHBoxLayout, QLabel, QProgressBar, QPushButton, QScrollArea, QVBoxLayout,
                                QWidget)
 
-from widgets.forms import SettingsForm
+from gatescope.widgets.forms import SettingsForm
 
 
 def format_duration(seconds: float) -> str:

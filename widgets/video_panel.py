@@ -33,7 +33,7 @@ from PySide6.QtGui import QFont
 from PySide6.QtWidgets import (QCheckBox, QComboBox, QFileDialog, QGridLayout, QGroupBox, QHBoxLayout, QLabel,
                                QLineEdit, QPushButton, QSlider, QSplitter, QVBoxLayout, QWidget)
 
-from widgets import theme
+from gatescope.widgets import theme
 
 TIMELINE_LENGTH = 300
 PLOT_INTERVAL_MS = 80  # the timeline redraws at most ~12 times a second; overlay and bars every time

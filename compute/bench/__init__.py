@@ -17,7 +17,7 @@ import time
 from dataclasses import asdict, dataclass, field
 from typing import Callable
 
-from compute.backend import Device
+from gatescope.compute.backend import Device
 
 
 @dataclass
@@ -99,7 +99,7 @@ def torch_or_none():
 
 def groups() -> list[str]:
     for mod in _MODULES:
-        importlib.import_module(f"compute.bench.{mod}")
+        importlib.import_module(f"gatescope.compute.bench.{mod}")
     return sorted(CASES)
 
 

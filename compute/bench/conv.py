@@ -11,9 +11,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from compute.backend import Device, to_numpy
-from compute.bench import Row, case, median_time, torch_or_none
-from compute.layers import create
+from gatescope.compute.backend import Device, to_numpy
+from gatescope.compute.bench import Row, case, median_time, torch_or_none
+from gatescope.compute.layers import create
 
 # (name, channels, height/width, filters, kernel, batch, stride, padding)
 CPU_SHAPES = (

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from compute.bench import Row, case, median_time, torch_or_none
-from compute.layers.recurrent import GRU, LSTM, SimpleRNN
+from gatescope.compute.bench import Row, case, median_time, torch_or_none
+from gatescope.compute.layers.recurrent import GRU, LSTM, SimpleRNN
 
 # (hidden = input size, batch, timesteps, stacked layers)
 CPU_SHAPES = {

@@ -140,7 +140,7 @@ def load(ref: dict[str, Any]) -> Dataset:
         except TypeError as exc:
             raise DataError(f"dataset {name}: bad parameters ({exc})") from None
     if kind == "file":
-        from compute.datasets import files
+        from gatescope.compute.datasets import files
         return files.load_file(ref.get("path", ""), ref.get("format"), **(ref.get("params") or {}))
     raise DataError(f"a dataset reference must have kind 'builtin' or 'file', not {kind!r}")
 
@@ -150,7 +150,7 @@ _SOURCE_MODULES = ("digits", "files", "video", "sequences")
 
 def _load_sources() -> None:
     for mod in _SOURCE_MODULES:
-        importlib.import_module(f"compute.datasets.{mod}")
+        importlib.import_module(f"gatescope.compute.datasets.{mod}")
 
 
 def builtin_names() -> list[str]:

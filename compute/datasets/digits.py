@@ -3,8 +3,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from assets import DATA
-from compute.datasets import Dataset, register_builtin
+from gatescope.assets import DATA
+from gatescope.compute.datasets import Dataset, register_builtin
 
 
 def _load_raw() -> tuple[np.ndarray, np.ndarray]:
@@ -19,7 +19,7 @@ def digits(layout: str = "image") -> Dataset:
     images, labels = _load_raw()
     shapes = {"image": (1, 8, 8), "vector": (64,), "rows": (8, 8)}
     if layout not in shapes:
-        from compute.datasets import DataError
+        from gatescope.compute.datasets import DataError
         raise DataError(f"digits layout must be one of {', '.join(shapes)}, not {layout!r}")
     x = images.reshape((len(images),) + shapes[layout])
     return Dataset("digits", x, labels, "classification", [str(i) for i in range(10)],

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from compute.datasets import Dataset, DataError
+from gatescope.compute.datasets import Dataset, DataError
 
 FORMATS = ("npz", "csv", "images")
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".pgm", ".ppm")

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from assets import DATA
-from compute.datasets import DataError, Dataset, register_builtin
+from gatescope.assets import DATA
+from gatescope.compute.datasets import DataError, Dataset, register_builtin
 
 
 def _check_sizes(name: str, **sizes: int) -> None:

@@ -28,7 +28,7 @@ from typing import Iterator
 
 import numpy as np
 
-from compute.datasets import Dataset, DataError, register_builtin
+from gatescope.compute.datasets import Dataset, DataError, register_builtin
 
 log = logging.getLogger(__name__)
 

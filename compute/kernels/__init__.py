@@ -33,8 +33,8 @@ from pathlib import Path
 
 import numpy
 
-from compute import backend as _backend_module
-from compute.backend import get_array_module
+from gatescope.compute import backend as _backend_module
+from gatescope.compute.backend import get_array_module
 
 KERNEL_DIR = Path(__file__).resolve().parent
 
@@ -146,7 +146,7 @@ class CupyBackend:
     def capture(self, body, buffers):
         """Capture what ``body()`` launches into a CUDA graph (nothing runs); see
         ``compute.kernels.graphs.CupyGraph``."""
-        from compute.kernels.graphs import capture_cupy
+        from gatescope.compute.kernels.graphs import capture_cupy
         return capture_cupy(body)
 
 
@@ -196,7 +196,7 @@ def implementation_for(*arrays):
     """
     import sys
 
-    from compute.kernels import reference
+    from gatescope.compute.kernels import reference
     if any(_is_gpu_array(a) for a in arrays) or _host_backend is not None:
         return sys.modules[__name__]
     return reference

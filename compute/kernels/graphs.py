@@ -32,7 +32,7 @@ from __future__ import annotations
 import logging
 import os
 
-from compute import backend as _backend_module
+from gatescope.compute import backend as _backend_module
 
 log = logging.getLogger(__name__)
 
@@ -82,7 +82,7 @@ class StepLoop:
     def run(self, body) -> str:
         """Run ``body()`` (the loop) on the buffers: eagerly, or captured and replayed.
         Returns ``"eager"``, ``"captured"`` or ``"replayed"``."""
-        from compute import kernels
+        from gatescope.compute import kernels
         self.runs += 1
         if self.graph is not None:
             self.graph.launch()

@@ -8,8 +8,8 @@ Layouts are those of ``compute.kernels``; see its docstrings and ``README.md``.
 """
 from __future__ import annotations
 
-from compute.backend import get_array_module
-from compute.kernels import (LSTM_GATES, LSTM_VARIANTS, RNN_ACTIVATIONS, _pair,
+from gatescope.compute.backend import get_array_module
+from gatescope.compute.kernels import (LSTM_GATES, LSTM_VARIANTS, RNN_ACTIVATIONS, _pair,
                              pin_values, window_output_size)
 
 

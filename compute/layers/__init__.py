@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import importlib
 
-from compute.layers.base import Layer, Setting, SettingsError, ShapeError, describe_shape
+from gatescope.compute.layers.base import Layer, Setting, SettingsError, ShapeError, describe_shape
 
 REGISTRY: dict[str, type[Layer]] = {}
 
@@ -44,7 +44,7 @@ _MODULES = (
     "merge",
 )
 for _name in _MODULES:
-    importlib.import_module(f"compute.layers.{_name}")
+    importlib.import_module(f"gatescope.compute.layers.{_name}")
 
 __all__ = ["Layer", "Setting", "SettingsError", "ShapeError", "REGISTRY", "CATEGORIES",
            "register", "create", "describe_shape"]

@@ -1,9 +1,9 @@
 """Elementwise activations and softmax. Cheap, so backward recomputes from what forward kept."""
 from __future__ import annotations
 
-from compute.backend import get_array_module
-from compute.layers import register
-from compute.layers.base import Layer, Setting
+from gatescope.compute.backend import get_array_module
+from gatescope.compute.layers import register
+from gatescope.compute.layers.base import Layer, Setting
 
 
 def sigmoid(x):

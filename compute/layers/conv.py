@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from compute.layers import register
-from compute.layers.base import Layer, Setting, ShapeError
-from compute.ops import conv as conv_ops
+from gatescope.compute.layers import register
+from gatescope.compute.layers.base import Layer, Setting, ShapeError
+from gatescope.compute.ops import conv as conv_ops
 
 
 def _conv_settings(kernel_default: int) -> tuple[Setting, ...]:

@@ -3,9 +3,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from compute.backend import get_array_module
-from compute.layers import register
-from compute.layers.base import Layer, Setting, ShapeError, describe_shape
+from gatescope.compute.backend import get_array_module
+from gatescope.compute.layers import register
+from gatescope.compute.layers.base import Layer, Setting, ShapeError, describe_shape
 
 
 @register

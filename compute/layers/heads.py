@@ -3,12 +3,12 @@ from __future__ import annotations
 
 import numpy as np
 
-from compute import kernels
-from compute.backend import get_array_module
-from compute.layers import register
-from compute.layers.activations import softmax
-from compute.layers.base import Layer, Setting, ShapeError, describe_shape
-from compute.ops.dispatch import kernel_path
+from gatescope.compute import kernels
+from gatescope.compute.backend import get_array_module
+from gatescope.compute.layers import register
+from gatescope.compute.layers.activations import softmax
+from gatescope.compute.layers.base import Layer, Setting, ShapeError, describe_shape
+from gatescope.compute.ops.dispatch import kernel_path
 
 
 class Head(Layer):

@@ -1,9 +1,9 @@
 """Merges: Add (residual connections) and Concat (joining features or channels)."""
 from __future__ import annotations
 
-from compute.backend import get_array_module
-from compute.layers import register
-from compute.layers.base import Layer, ShapeError
+from gatescope.compute.backend import get_array_module
+from gatescope.compute.layers import register
+from gatescope.compute.layers.base import Layer, ShapeError
 
 
 def _size(shape) -> str:

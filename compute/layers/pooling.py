@@ -13,11 +13,11 @@ from __future__ import annotations
 
 import itertools
 
-from compute import kernels
-from compute.backend import get_array_module
-from compute.layers import register
-from compute.ops.dispatch import kernel_path
-from compute.layers.base import Layer, Setting, ShapeError, describe_shape
+from gatescope.compute import kernels
+from gatescope.compute.backend import get_array_module
+from gatescope.compute.layers import register
+from gatescope.compute.ops.dispatch import kernel_path
+from gatescope.compute.layers.base import Layer, Setting, ShapeError, describe_shape
 
 
 def _pool_settings() -> tuple[Setting, ...]:

@@ -67,14 +67,14 @@ from __future__ import annotations
 
 import numpy as np
 
-from compute import kernels
-from compute.kernels import graphs
-from compute.backend import get_array_module, to_numpy
-from compute.layers import register
-from compute.layers.base import Layer, Setting, SettingsError
-from compute.ops import convlstm as conv_ops
-from compute.ops import recurrent as ops
-from compute.ops.dispatch import kernel_path
+from gatescope.compute import kernels
+from gatescope.compute.kernels import graphs
+from gatescope.compute.backend import get_array_module, to_numpy
+from gatescope.compute.layers import register
+from gatescope.compute.layers.base import Layer, Setting, SettingsError
+from gatescope.compute.ops import convlstm as conv_ops
+from gatescope.compute.ops import recurrent as ops
+from gatescope.compute.ops.dispatch import kernel_path
 
 PIN_CHOICES = ("learned", "0", "1")
 

@@ -34,9 +34,9 @@ from typing import Any
 
 import numpy
 
-from compute import kernels
-from compute.backend import get_array_module
-from compute.ops.dispatch import kernel_path
+from gatescope.compute import kernels
+from gatescope.compute.backend import get_array_module
+from gatescope.compute.ops.dispatch import kernel_path
 
 def output_size(n: int, kernel: int, stride: int, pad_before: int, pad_after: int) -> int:
     """Output length ``floor((n + p_before + p_after - f) / s) + 1`` (the lectures' formula)."""

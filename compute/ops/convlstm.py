@@ -9,7 +9,7 @@ where each pixel sums its own k*k contributors).
 """
 from __future__ import annotations
 
-from compute.backend import get_array_module
+from gatescope.compute.backend import get_array_module
 
 
 def im2col_same(x, k: int, out=None):

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import numpy
 
-from compute import kernels
+from gatescope.compute import kernels
 
 
 def kernel_path(*arrays) -> bool:

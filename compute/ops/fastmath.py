@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import numpy
 
-from compute.backend import get_array_module
+from gatescope.compute.backend import get_array_module
 
 try:
     import cv2

@@ -31,8 +31,8 @@ from typing import Sequence
 
 import numpy as np
 
-from compute.backend import get_array_module
-from compute.ops import fastmath
+from gatescope.compute.backend import get_array_module
+from gatescope.compute.ops import fastmath
 
 SIGMOID, TANH = "s", "t"
 

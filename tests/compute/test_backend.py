@@ -2,7 +2,7 @@
 import numpy as np
 import pytest
 
-from compute import backend
+from gatescope.compute import backend
 
 
 def test_cpu_is_numpy():

@@ -2,7 +2,7 @@
 the timings themselves are measured, never asserted)."""
 import pytest
 
-from compute.bench import Row, summaries
+from gatescope.compute.bench import Row, summaries
 
 
 def test_means_per_group_per_family_and_over_all_rows():

@@ -6,8 +6,8 @@ from scipy.signal import correlate
 
 from gradcheck import check_layer
 
-from compute.layers import ShapeError, create
-from compute.ops import conv as conv_ops
+from gatescope.compute.layers import ShapeError, create
+from gatescope.compute.ops import conv as conv_ops
 
 
 def loop_conv2d(x, w, b, stride, pads):

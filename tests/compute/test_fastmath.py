@@ -4,7 +4,7 @@ values, and the fallbacks."""
 import numpy as np
 import pytest
 
-from compute.ops import fastmath
+from gatescope.compute.ops import fastmath
 
 
 def _values(shape, seed=0):

@@ -3,8 +3,8 @@ import cv2
 import numpy as np
 import pytest
 
-from compute.datasets import DataError, load
-from compute.datasets.files import load_file
+from gatescope.compute.datasets import DataError, load
+from gatescope.compute.datasets.files import load_file
 
 
 def save_npz(tmp_path, name="data.npz", **arrays):

@@ -17,10 +17,10 @@ import numpy as np
 import pytest
 
 import kernel_emulator as emu
-from compute import kernels
-from compute.kernels import graphs
-from compute.kernels import reference as ref
-from compute.layers import create
+from gatescope.compute import kernels
+from gatescope.compute.kernels import graphs
+from gatescope.compute.kernels import reference as ref
+from gatescope.compute.layers import create
 
 RTOL = 1e-4
 

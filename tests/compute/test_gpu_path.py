@@ -15,10 +15,10 @@ import numpy as np
 import pytest
 
 import kernel_emulator as emu
-from compute import kernels
-from compute.graph import GraphSpec, Model
-from compute.layers import create
-from compute.optim import SGD, Adam
+from gatescope.compute import kernels
+from gatescope.compute.graph import GraphSpec, Model
+from gatescope.compute.layers import create
+from gatescope.compute.optim import SGD, Adam
 
 RTOL = 1e-4
 

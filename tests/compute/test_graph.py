@@ -2,7 +2,7 @@
 a small CNN, a time-distributed Conv2D over video clips, parameter counts vs textbook formulas."""
 import numpy as np
 
-from compute.graph import Block, GraphSpec, Model, Wire, analyse
+from gatescope.compute.graph import Block, GraphSpec, Model, Wire, analyse
 
 
 def cnn(*middle):

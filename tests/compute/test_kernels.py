@@ -16,8 +16,8 @@ import numpy as np
 import pytest
 
 import kernel_emulator as emu
-from compute import kernels
-from compute.kernels import reference as ref
+from gatescope.compute import kernels
+from gatescope.compute.kernels import reference as ref
 from gradcheck import numeric_grad
 
 RTOL, ATOL = 3e-5, 3e-6  # float32 kernel vs float32 twin: libm differences, a few ulp

@@ -4,7 +4,7 @@ import pytest
 
 from gradcheck import check_layer
 
-from compute.layers import ShapeError, create
+from gatescope.compute.layers import ShapeError, create
 
 
 def test_add_sums_and_passes_gradient_to_all():

@@ -4,7 +4,7 @@ import pytest
 
 from gradcheck import check_layer, numeric_grad
 
-from compute.layers import ShapeError, create
+from gatescope.compute.layers import ShapeError, create
 
 
 def built(shape, **settings):

@@ -4,7 +4,7 @@ import math
 import numpy as np
 import pytest
 
-from compute.optim import SGD, Adam, clip_by_global_norm, global_norm, learning_rate, make_optimizer
+from gatescope.compute.optim import SGD, Adam, clip_by_global_norm, global_norm, learning_rate, make_optimizer
 
 
 def _param(values):

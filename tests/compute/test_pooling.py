@@ -4,7 +4,7 @@ import pytest
 
 from gradcheck import check_layer
 
-from compute.layers import ShapeError, create
+from gatescope.compute.layers import ShapeError, create
 
 
 def loop_pool2d(x, size, stride, reduce):

@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from compute.graph import GraphSpec, analyse
-from compute.layers.recurrent import GRU, LSTM, ConvLSTM2D, SimpleRNN
-from compute.ops import recurrent as ops
+from gatescope.compute.graph import GraphSpec, analyse
+from gatescope.compute.layers.recurrent import GRU, LSTM, ConvLSTM2D, SimpleRNN
+from gatescope.compute.ops import recurrent as ops
 from gradcheck import check_layer
 
 N, T, D, H = 2, 4, 3, 3
@@ -405,7 +405,7 @@ def test_gru_update_gate_zero_copies_hidden_state(x):
 
 
 def test_coupled_refuses_input_pin():
-    from compute.layers.base import SettingsError
+    from gatescope.compute.layers.base import SettingsError
     with pytest.raises(SettingsError, match="coupled"):
         LSTM(variant="coupled", pin_input="0").output_shape([(5, 2)])
 

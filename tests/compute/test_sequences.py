@@ -4,11 +4,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from compute import datasets
-from compute.datasets import DataError
-from compute.datasets.sequences import load_text
-from compute.generate import generate, sample_index
-from compute.graph import GraphSpec, Model
+from gatescope.compute import datasets
+from gatescope.compute.datasets import DataError
+from gatescope.compute.datasets.sequences import load_text
+from gatescope.compute.generate import generate, sample_index
+from gatescope.compute.graph import GraphSpec, Model
 
 
 def test_registered():

@@ -2,9 +2,9 @@
 import numpy as np
 import pytest
 
-from compute.datasets import DataError, Dataset, load
-from compute.graph import GraphSpec, Model
-from compute.train import Control, Trainer, TrainSettings, TrainState, evaluate
+from gatescope.compute.datasets import DataError, Dataset, load
+from gatescope.compute.graph import GraphSpec, Model
+from gatescope.compute.train import Control, Trainer, TrainSettings, TrainState, evaluate
 
 
 def mlp(dropout=0.0, inputs=64, classes=10):

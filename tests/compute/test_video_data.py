@@ -4,8 +4,8 @@ import pytest
 
 cv2 = pytest.importorskip("cv2")
 
-from compute.datasets import DataError, builtin_names, load  # noqa: E402
-from compute.datasets import video  # noqa: E402
+from gatescope.compute.datasets import DataError, builtin_names, load  # noqa: E402
+from gatescope.compute.datasets import video  # noqa: E402
 
 
 # ----------------------------------------------------------------------------- moving shapes

@@ -12,9 +12,9 @@ from PySide6.QtGui import QDragEnterEvent, QDropEvent
 from PySide6.QtTest import QTest
 from PySide6.QtWidgets import QApplication, QLabel
 
-from compute.graph import GraphSpec
-from studio.app import MainWindow, install_exception_hook, run_app
-from studio.project import Project, load_project, save_project
+from gatescope.compute.graph import GraphSpec
+from gatescope.studio.app import MainWindow, install_exception_hook, run_app
+from gatescope.studio.project import Project, load_project, save_project
 
 QStandardPaths.setTestModeEnabled(True)
 
@@ -375,7 +375,7 @@ def test_exception_hook_shows_details_and_keeps_running(window):
 
 
 def test_export_without_module_is_a_message(window, monkeypatch):
-    monkeypatch.setitem(sys.modules, "studio.export_onnx", None)  # import fails as if not installed
+    monkeypatch.setitem(sys.modules, "gatescope.studio.export_onnx", None)  # import fails as if not installed
     window.export_onnx()
     assert window.dialogs.errors and "ONNX" in window.dialogs.errors[-1][0]
 
@@ -389,7 +389,7 @@ def test_screenshot_renders_png(tmp_path):
 
 
 def test_gui_stays_responsive_while_training(window, qtbot):
-    from studio.responsiveness import StallProbe
+    from gatescope.studio.responsiveness import StallProbe
     spec = GraphSpec.chain(("Input", {"shape": (1, 8, 8)}), ("Conv2D", {"filters": 8, "kernel_size": 3}),
                            ("ReLU", {}), ("MaxPool2D", {"size": 2}), ("Flatten", {}), ("Dense", {"units": 10}),
                            ("Classify", {}))
@@ -412,7 +412,7 @@ def test_no_plot_in_the_window_rescales_its_axis_numbers(window, qtbot):
     read a loss of 0.05 as 50. Guards plots added later, which must call theme.plain_axes."""
     import pyqtgraph as pg
 
-    from assets import example_path
+    from gatescope.assets import example_path
     assert window.open_path(example_path("adding-lstm"), as_example=True)
     qtbot.waitUntil(lambda: window.inside.last_result is not None and not window.inside.gates.is_empty,
                     timeout=15000)

@@ -5,11 +5,11 @@ import shutil
 import numpy as np
 import pytest
 
-from assets import example_path
-from compute.graph import GraphSpec
-from studio.cli import main
-from studio.project import Project, load_project, save_project
-from compute.train import TrainSettings
+from gatescope.assets import example_path
+from gatescope.compute.graph import GraphSpec
+from gatescope.studio.cli import main
+from gatescope.studio.project import Project, load_project, save_project
+from gatescope.compute.train import TrainSettings
 
 
 def last_json(capsys) -> dict:
@@ -101,14 +101,14 @@ def test_usage_errors_exit_2(capsys):
 
 
 def test_gpu_request_without_a_gpu_fails_clearly(tiny, capsys, monkeypatch):
-    from compute import backend
+    from gatescope.compute import backend
     monkeypatch.setattr(backend, "gpu_unavailable_reason", lambda: "CuPy is not installed")
     assert main(["train", str(tiny), "--device", "gpu"]) == 1
     assert "GPU was asked for but cannot be used: CuPy is not installed" in capsys.readouterr().err
 
 
 def test_relative_dataset_paths_are_read_from_the_project_folder(tmp_path):
-    from studio.session import dataset_reference
+    from gatescope.studio.session import dataset_reference
     p = Project(dataset={"kind": "file", "path": "data/x.npz"})
     p.path = tmp_path / "p.gscope"
     assert dataset_reference(p)["path"] == str(tmp_path / "data" / "x.npz")

@@ -6,12 +6,12 @@ import shutil
 import numpy as np
 import pytest
 
-from assets import example_names, example_path
-from compute.generate import generate
-from compute.train import Trainer
-from studio.cli import main
-from studio.project import load_project
-from studio.session import load_dataset
+from gatescope.assets import example_names, example_path
+from gatescope.compute.generate import generate
+from gatescope.compute.train import Trainer
+from gatescope.studio.cli import main
+from gatescope.studio.project import load_project
+from gatescope.studio.session import load_dataset
 
 EXPECTED = ["adding-lstm", "adding-rnn", "digits-cnn", "digits-rows-lstm", "hello-lstm", "moving-shapes-cnn-lstm",
             "text-lstm"]

@@ -17,11 +17,11 @@ import pytest
 onnx = pytest.importorskip("onnx")
 ort = pytest.importorskip("onnxruntime")
 
-from compute import layers as layer_registry  # noqa: E402
-from compute.graph import Block, GraphSpec, Wire  # noqa: E402
-from studio import export_onnx  # noqa: E402
-from studio.export_onnx import ExportError, export_project  # noqa: E402
-from studio.project import Project, load_project  # noqa: E402
+from gatescope.compute import layers as layer_registry  # noqa: E402
+from gatescope.compute.graph import Block, GraphSpec, Wire  # noqa: E402
+from gatescope.studio import export_onnx  # noqa: E402
+from gatescope.studio.export_onnx import ExportError, export_project  # noqa: E402
+from gatescope.studio.project import Project, load_project  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 EXAMPLES = sorted(glob.glob(os.path.join(ROOT, "assets", "examples", "*.gscope")))
@@ -259,8 +259,8 @@ def test_unwritable_path_is_an_export_error(tmp_path):
 
 # ----------------------------------------------------------------------------- the command line
 def test_cli_export_writes_a_model_and_prints_json(tmp_path, capsys):
-    from studio.cli import main
-    from studio.project import save_project
+    from gatescope.studio.cli import main
+    from gatescope.studio.project import save_project
     project = randomised_project(chain(("Input", {"shape": (5,)}), ("Dense", {"units": 3}), ("Classify", {})),
                                  name="cli")
     save_project(project, tmp_path / "cli.gscope")
@@ -272,8 +272,8 @@ def test_cli_export_writes_a_model_and_prints_json(tmp_path, capsys):
 
 
 def test_cli_export_reports_a_refusal(tmp_path, capsys, monkeypatch):
-    from studio.cli import main
-    from studio.project import save_project
+    from gatescope.studio.cli import main
+    from gatescope.studio.project import save_project
     monkeypatch.delitem(export_onnx.EMITTERS, "Dense")
     project = randomised_project(chain(("Input", {"shape": (5,)}), ("Dense", {"units": 3}), ("Regress", {})))
     save_project(project, tmp_path / "p.gscope")

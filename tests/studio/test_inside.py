@@ -5,12 +5,12 @@ import numpy as np
 import pytest
 from PySide6.QtCore import QObject, Signal
 
-from compute.datasets import load
-from compute.graph import GraphSpec, Model
-from compute.train import Trainer, TrainSettings
-from studio.inside import LIVE_BUDGET, InsideController, install_inside_panels
-from studio.inside_math import gate_health, health_findings, sample_probe
-from studio.project import Project
+from gatescope.compute.datasets import load
+from gatescope.compute.graph import GraphSpec, Model
+from gatescope.compute.train import Trainer, TrainSettings
+from gatescope.studio.inside import LIVE_BUDGET, InsideController, install_inside_panels
+from gatescope.studio.inside_math import gate_health, health_findings, sample_probe
+from gatescope.studio.project import Project
 
 
 

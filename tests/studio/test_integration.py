@@ -12,8 +12,8 @@ import pytest
 from PySide6.QtCore import QSettings, QStandardPaths, Qt
 from PySide6.QtTest import QTest
 
-from assets import example_path
-from studio.app import TABS_WITH_CONFUSION, TABS_WITH_CURVES, MainWindow
+from gatescope.assets import example_path
+from gatescope.studio.app import TABS_WITH_CONFUSION, TABS_WITH_CURVES, MainWindow
 
 QStandardPaths.setTestModeEnabled(True)
 

@@ -7,10 +7,10 @@ import zipfile
 import numpy as np
 import pytest
 
-from compute.graph import GraphSpec
-from compute.train import TrainSettings
-from studio import project as project_module
-from studio.project import Project, ProjectError, load_project, parse_project, save_project
+from gatescope.compute.graph import GraphSpec
+from gatescope.compute.train import TrainSettings
+from gatescope.studio import project as project_module
+from gatescope.studio.project import Project, ProjectError, load_project, parse_project, save_project
 
 
 def small_project(trained=True) -> Project:

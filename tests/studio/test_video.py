@@ -14,12 +14,12 @@ import pytest
 
 cv2 = pytest.importorskip("cv2")
 
-from compute.datasets import DataError  # noqa: E402
-from compute.graph import GraphSpec, Model  # noqa: E402
-from studio.project import Project, save_project  # noqa: E402
-from studio.video import (CallableSource, ClipFormat, ClipRecorder, RecordingError, SourceError,  # noqa: E402
+from gatescope.compute.datasets import DataError  # noqa: E402
+from gatescope.compute.graph import GraphSpec, Model  # noqa: E402
+from gatescope.studio.project import Project, save_project  # noqa: E402
+from gatescope.studio.video import (CallableSource, ClipFormat, ClipRecorder, RecordingError, SourceError,  # noqa: E402
                           VideoController, VideoFileSource, VideoPipeline, clip_counts, probe_cameras)
-from widgets.video_panel import VideoPanel  # noqa: E402
+from gatescope.widgets.video_panel import VideoPanel  # noqa: E402
 
 T, S = 6, 16
 
@@ -364,8 +364,8 @@ def test_the_panel_draws_predictions_and_renders(controller, qtbot, tmp_path):
 def test_install_video_panel_follows_the_project(qtbot, tmp_path):
     from PySide6.QtCore import QSettings
 
-    from studio.app import MainWindow
-    from studio.video import install_video_panel
+    from gatescope.studio.app import MainWindow
+    from gatescope.studio.video import install_video_panel
 
     window = MainWindow(settings=QSettings(str(tmp_path / "settings.ini"), QSettings.IniFormat),
                         autosave_dir=tmp_path / "autosave", extra_panels=False)
@@ -389,7 +389,7 @@ def motion_project(tmp_path):
 
 
 def run_cli(args, capsys):
-    from studio.cli import main
+    from gatescope.studio.cli import main
     code = main(args)
     out, err = capsys.readouterr()
     return code, out, err

@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 from PySide6.QtCore import QPointF
 
-from widgets.inside.common import InputSequence
-from widgets.inside.gates import EMPTY_NO_BLOCK, GatesPanel
+from gatescope.widgets.inside.common import InputSequence
+from gatescope.widgets.inside.gates import EMPTY_NO_BLOCK, GatesPanel
 
 
 

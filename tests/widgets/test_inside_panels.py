@@ -3,12 +3,12 @@
 import numpy as np
 import pytest
 
-from widgets.inside.cell_state import CellStatePanel, most_active_units, parse_units
-from widgets.inside.common import InputSequence
-from widgets.inside.conv_features import ConvFeaturesPanel, mosaic, normalise_each
-from widgets.inside.gate_health import GateHealthPanel
-from widgets.inside.gradients import GradientsPanel
-from widgets.inside.text_generation import TextGenerationPanel
+from gatescope.widgets.inside.cell_state import CellStatePanel, most_active_units, parse_units
+from gatescope.widgets.inside.common import InputSequence
+from gatescope.widgets.inside.conv_features import ConvFeaturesPanel, mosaic, normalise_each
+from gatescope.widgets.inside.gate_health import GateHealthPanel
+from gatescope.widgets.inside.gradients import GradientsPanel
+from gatescope.widgets.inside.text_generation import TextGenerationPanel
 
 
 

@@ -4,13 +4,13 @@ import pytest
 from PySide6.QtCore import QPointF, Qt
 from PySide6.QtTest import QTest
 
-from widgets.canvas import ModelCanvas
-from widgets.curves import ConfusionMatrixView, CurvesPanel
-from widgets.data_panel import DataPanel
-from widgets.forms import SettingsForm, parse_shape
-from widgets.inspector import Inspector
-from widgets.palette import BLOCK_MIME, BlockPalette
-from widgets.training_panel import TrainingPanel, format_duration
+from gatescope.widgets.canvas import ModelCanvas
+from gatescope.widgets.curves import ConfusionMatrixView, CurvesPanel
+from gatescope.widgets.data_panel import DataPanel
+from gatescope.widgets.forms import SettingsForm, parse_shape
+from gatescope.widgets.inspector import Inspector
+from gatescope.widgets.palette import BLOCK_MIME, BlockPalette
+from gatescope.widgets.training_panel import TrainingPanel, format_duration
 
 BLOCKS = [
     {"id": "in1", "type": "Input", "category": "Input", "detail": "1x8x8", "inputs": 0, "has_output": True,

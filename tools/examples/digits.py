@@ -1,8 +1,8 @@
 """digits-cnn: a small conv/pool/dense network on the bundled 8x8 handwritten digits."""
-from compute.graph import Block, GraphSpec, Wire
-from compute.train import TrainSettings
-from studio.document import layered_positions
-from studio.project import Project
+from gatescope.compute.graph import Block, GraphSpec, Wire
+from gatescope.compute.train import TrainSettings
+from gatescope.studio.document import layered_positions
+from gatescope.studio.project import Project
 
 
 def chain_project(name: str, description: str, blocks: list[tuple[str, dict]], training: TrainSettings,

@@ -25,9 +25,9 @@ from pathlib import Path
 if __name__ == "__main__":
     sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from compute.graph import GraphSpec  # noqa: E402
-from compute.train import TrainSettings  # noqa: E402
-from studio.project import Project  # noqa: E402
+from gatescope.compute.graph import GraphSpec  # noqa: E402
+from gatescope.compute.train import TrainSettings  # noqa: E402
+from gatescope.studio.project import Project  # noqa: E402
 
 FRAMES, SIZE = 8, 16
 CLASS_NAMES = "left,right,up,down"
@@ -57,7 +57,7 @@ def _frame_features() -> list[tuple[str, dict]]:
 
 def _positions(spec: GraphSpec) -> dict[str, tuple[float, float]]:
     """Canvas places: the chain wraps onto rows of five, as Auto Layout does."""
-    from studio.document import layered_positions
+    from gatescope.studio.document import layered_positions
     return layered_positions(spec, {})
 
 
@@ -94,9 +94,9 @@ EXAMPLES = {"moving-shapes-cnn-lstm": build}
 
 def train_and_check(project: Project, epochs: int | None = None, log=print) -> dict:
     """Train ``project`` in place and score it on newly generated clips; returns the figures."""
-    from compute.datasets import load
-    from compute.train import Trainer, evaluate
-    from studio.session import load_dataset
+    from gatescope.compute.datasets import load
+    from gatescope.compute.train import Trainer, evaluate
+    from gatescope.studio.session import load_dataset
 
     dataset = load_dataset(project)
     model = project.build_model()
@@ -123,7 +123,7 @@ def write_demo_video(path: Path, clips: int = 40, width: int = 640, height: int 
     import cv2
     import numpy as np
 
-    from compute.datasets.video import moving_shapes
+    from gatescope.compute.datasets.video import moving_shapes
 
     data = moving_shapes(n=clips, frames=FRAMES, size=SIZE, seed=99)
     writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), fps, (width, height))
@@ -147,8 +147,8 @@ def measure_fps(project: Project, seconds: float, speed: float, video: Path, scr
     from PySide6.QtCore import QElapsedTimer, QTimer
     from PySide6.QtWidgets import QApplication
 
-    from studio.video import VideoController
-    from widgets.video_panel import VideoPanel
+    from gatescope.studio.video import VideoController
+    from gatescope.widgets.video_panel import VideoPanel
 
     app = QApplication.instance() or QApplication([])
     panel = VideoPanel()
@@ -203,7 +203,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.fps:
         import tempfile
 
-        from studio.project import load_project
+        from gatescope.studio.project import load_project
         if args.project:
             project = load_project(args.project)
         else:
@@ -223,7 +223,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{project.name}: {result['fresh_accuracy']:.3f} on {FRESH_CLIPS} new clips "
               f"({result['train_seconds']} s training)")
         if args.save:
-            from studio.project import save_project
+            from gatescope.studio.project import save_project
             save_project(project, Path(args.save) / f"{project.name}.gscope")
     if args.json:
         print(json.dumps({"results": results}))

@@ -1,6 +1,6 @@
 """The recurrent examples: the adding problem (LSTM vs Elman RNN), digits read row by row,
 the lectures' "hello", and character-level text."""
-from compute.train import TrainSettings
+from gatescope.compute.train import TrainSettings
 from tools.examples.digits import chain_project
 
 

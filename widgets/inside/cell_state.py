@@ -13,8 +13,8 @@ import pyqtgraph as pg
 from PySide6.QtCore import Signal
 from PySide6.QtWidgets import QLabel, QLineEdit, QPushButton, QSpinBox, QVBoxLayout, QWidget
 
-from widgets import theme
-from widgets.inside.common import InputSequence, InsidePanel, fill_input_strip, line_colour, time_ticks
+from gatescope.widgets import theme
+from gatescope.widgets.inside.common import InputSequence, InsidePanel, fill_input_strip, line_colour, time_ticks
 
 EMPTY_NO_BLOCK = "Select a recurrent block (LSTM, GRU or RNN) on the canvas to see its memory over time."
 EMPTY_NO_DATA = "Train, or press Run once, to fill this panel with the cell state of the probe sample."

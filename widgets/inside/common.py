@@ -17,7 +17,7 @@ from PySide6.QtCore import QRectF, Qt, Signal
 from PySide6.QtWidgets import (QFileDialog, QHBoxLayout, QLabel, QPushButton, QSizePolicy,
                                QStackedWidget, QVBoxLayout, QWidget)
 
-from widgets import theme
+from gatescope.widgets import theme
 
 # Gate names as the recurrent layers record them -> how the lectures write them.
 GATE_LABELS = {

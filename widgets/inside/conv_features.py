@@ -15,7 +15,7 @@ import pyqtgraph as pg
 from PySide6.QtCore import QPointF, QRectF, Signal
 from PySide6.QtWidgets import QLabel, QSpinBox, QVBoxLayout, QWidget
 
-from widgets.inside.common import (ColourBar, InsidePanel, diverging_colormap, heatmap_plot, sequential_colormap,
+from gatescope.widgets.inside.common import (ColourBar, InsidePanel, diverging_colormap, heatmap_plot, sequential_colormap,
                                    set_heatmap, write_csv)
 
 EMPTY_NO_BLOCK = "Select a convolution block (Conv2D or Conv1D) on the canvas to see its filters."

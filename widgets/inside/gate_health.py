@@ -11,8 +11,8 @@ import numpy as np
 import pyqtgraph as pg
 from PySide6.QtWidgets import QLabel, QVBoxLayout, QWidget
 
-from widgets import theme
-from widgets.inside.common import InsidePanel, gate_label
+from gatescope.widgets import theme
+from gatescope.widgets.inside.common import InsidePanel, gate_label
 
 EMPTY = "Select a recurrent block, then train or press Run once to check the health of its gates."
 

@@ -14,8 +14,8 @@ import pyqtgraph as pg
 from PySide6.QtCore import QPointF, Signal
 from PySide6.QtWidgets import QComboBox, QLabel, QPushButton, QSpinBox, QVBoxLayout, QWidget
 
-from widgets import theme
-from widgets.inside.common import (ColourBar, InputSequence, InsidePanel, diverging_colormap,
+from gatescope.widgets import theme
+from gatescope.widgets.inside.common import (ColourBar, InputSequence, InsidePanel, diverging_colormap,
                                    fill_input_strip, gate_label, gate_range, heatmap_plot, readable_char,
                                    sequential_colormap, set_heatmap, time_ticks)
 

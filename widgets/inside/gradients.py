@@ -15,8 +15,8 @@ import pyqtgraph as pg
 from PySide6.QtCore import Qt, Signal
 from PySide6.QtWidgets import QLabel, QPushButton, QVBoxLayout, QWidget
 
-from widgets import theme
-from widgets.inside.common import InsidePanel, line_colour
+from gatescope.widgets import theme
+from gatescope.widgets.inside.common import InsidePanel, line_colour
 
 EMPTY = ("Select a recurrent block, then train or press Run once: the size of the gradient that "
          "reaches each time step appears here.")

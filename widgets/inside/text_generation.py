@@ -14,8 +14,8 @@ from PySide6.QtCore import QPointF, Signal
 from PySide6.QtWidgets import (QDoubleSpinBox, QLabel, QLineEdit, QPushButton, QSpinBox, QVBoxLayout,
                                QWidget)
 
-from widgets import theme
-from widgets.inside.common import (ColourBar, InsidePanel, heatmap_plot, readable_char, sequential_colormap,
+from gatescope.widgets import theme
+from gatescope.widgets.inside.common import (ColourBar, InsidePanel, heatmap_plot, readable_char, sequential_colormap,
                                    set_heatmap)
 
 EMPTY_NO_MODEL = ("Text generation needs a model trained on characters (a text dataset such as "

@@ -42,7 +42,7 @@ from pathlib import Path
 
 import numpy
 
-from compute import kernels
+from gatescope.compute import kernels
 
 HEADER = Path(__file__).resolve().parent / "gs_emulator.h"
 REPO_ROOT = Path(__file__).resolve().parents[3]
