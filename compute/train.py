@@ -18,7 +18,7 @@ from typing import Any, Iterator
 import numpy as np
 
 from gatescope.compute.backend import to_numpy
-from gatescope.compute.datasets import Dataset, DataError, split_indices
+from gatescope.compute.datasets import Dataset, DataError, Split, split_indices
 from gatescope.compute.graph import Model
 from gatescope.compute.optim import OPTIMIZERS, SCHEDULES, clip_by_global_norm, global_norm, learning_rate, make_optimizer
 
@@ -86,6 +86,14 @@ class TrainSettings:
                 raise ValueError(f"{name} must be between 0 and 0.9")
         if self.clip_norm < 0 or self.weight_decay < 0 or not 0 <= self.momentum < 1:
             raise ValueError("clip_norm and weight_decay must be 0 or more, momentum in 0..1")
+
+
+def dataset_split(dataset: Dataset, val_fraction: float, test_fraction: float, seed: int) -> Split:
+    """The train / validation / test split a training of ``dataset`` uses: a seeded shuffle of
+    its samples (``split_indices``); a dataset with a test set of its own (``x_test``) gives
+    none of its training samples to testing. The one home of that rule: the trainer, the
+    window's confusion matrix and data summary, and the inside panels' probe pool use it."""
+    return split_indices(len(dataset.x), val_fraction, 0.0 if dataset.x_test is not None else test_fraction, seed)
 
 
 @dataclass
@@ -190,8 +198,7 @@ class Trainer:
         self.device_name = device_name
         self.probe_interval_s = 0.2
         self._check_fit()
-        self.split = split_indices(len(dataset.x), settings.val_fraction,
-                                   0.0 if dataset.x_test is not None else settings.test_fraction, settings.seed)
+        self.split = dataset_split(dataset, settings.val_fraction, settings.test_fraction, settings.seed)
         self.optimizer = make_optimizer(settings.optimizer, model.parameters(), settings.momentum,
                                         settings.nesterov, settings.weight_decay)
         if self.state.optimizer:

@@ -29,9 +29,9 @@ from PySide6.QtWidgets import (QApplication, QDockWidget, QFileDialog, QFrame, Q
                                QMessageBox, QScrollArea, QWidget)
 
 from gatescope.compute.backend import DeviceError, select_device
-from gatescope.compute.datasets import Dataset, DataError, load, split_indices
+from gatescope.compute.datasets import Dataset, DataError, load
 from gatescope.compute.graph import Model
-from gatescope.compute.train import TrainSettings, evaluate
+from gatescope.compute.train import TrainSettings, dataset_split, evaluate
 from gatescope.studio import __version__, palette_data
 from gatescope.studio.document import Document
 from gatescope.studio.inside import InsideController, install_inside_panels
@@ -145,8 +145,7 @@ class _DatasetLoader(QObject):
             try:
                 model = project.build_model()
                 s = project.training
-                split = split_indices(len(dataset.x), s.val_fraction,
-                                      0.0 if dataset.x_test is not None else s.test_fraction, s.seed)
+                split = dataset_split(dataset, s.val_fraction, s.test_fraction, s.seed)
                 metrics = evaluate(model, dataset.x[split.val], dataset.y[split.val])
             except Exception:  # noqa: BLE001 - only a picture is missing; the log says why
                 log.warning("no confusion matrix for the saved weights:\n%s", traceback.format_exc())
@@ -754,8 +753,7 @@ class MainWindow(QMainWindow):
             return
         settings = self.project.training
         try:
-            split = split_indices(len(dataset.x), settings.val_fraction,
-                                  0.0 if dataset.x_test is not None else settings.test_fraction, settings.seed)
+            split = dataset_split(dataset, settings.val_fraction, settings.test_fraction, settings.seed)
         except DataError as exc:
             self.data_panel.show_error(str(exc))
             return

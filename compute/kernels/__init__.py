@@ -25,7 +25,7 @@ from gatescope.compute.kernels.lstm import (LSTM_GATES, LSTM_VARIANTS, lstm_back
 from gatescope.compute.kernels.optim import adam_update, sgd_update
 from gatescope.compute.kernels.pool import (avg_pool2d_backward, avg_pool2d_forward, max_pool2d_backward,
                                             max_pool2d_forward)
-from gatescope.compute.kernels.prepare import prepare
+from gatescope.compute.kernels.warmup import prepare
 from gatescope.compute.kernels.rnn import RNN_ACTIVATIONS, simple_rnn_backward, simple_rnn_forward
 from gatescope.compute.kernels.runtime import (KERNEL_DIR, LEARNED, MODULES, host_backend, kernel_source,
                                                on_device, pin_values, source_path, use_host_backend)

@@ -9,6 +9,16 @@ from gatescope.compute.layers import register
 from gatescope.compute.layers.base import Layer, Setting, ShapeError, describe_shape
 
 
+def class_names(text: str, count: int | None = None) -> list[str]:
+    """The names a Classify block's ``class_names`` setting lists (comma-separated, blanks
+    ignored). With ``count``: those names when there are exactly ``count`` of them, else
+    ``class 0``, ``class 1``, ... (a list that does not fit the model's classes names none)."""
+    names = [name.strip() for name in str(text).split(",") if name.strip()]
+    if count is None or len(names) == count:
+        return names
+    return [f"class {i}" for i in range(count)]
+
+
 class Head(Layer):
     """An output block: ``forward`` gives predictions, ``loss(targets)`` the loss and keeps
     its gradient for ``backward``."""

@@ -17,6 +17,7 @@ from gatescope.compute import kernels
 from gatescope.compute.backend import get_array_module
 from gatescope.compute.layers import register
 from gatescope.compute.ops.dispatch import kernel_path
+from gatescope.compute.ops.windows import output_size
 from gatescope.compute.layers.base import Layer, Setting, ShapeError, describe_shape
 
 
@@ -57,7 +58,7 @@ class _Pool(Layer):
             raise ShapeError(f"pooling window {size} is larger than the {extent} input "
                              f"({describe_shape(tuple(shape))}); use a smaller size or remove the block")
         for a in axes:
-            shape[a] = (shape[a] - size) // self.stride + 1
+            shape[a] = output_size(shape[a], size, self.stride)
         return tuple(shape)
 
     def _windows(self, shape: tuple[int, ...]):
@@ -66,7 +67,7 @@ class _Pool(Layer):
         axes = self._spatial_axes(len(shape))
         out = list(shape)
         for a in axes:
-            out[a] = (shape[a] - size) // stride + 1
+            out[a] = output_size(shape[a], size, stride)
         slicers = []
         for offsets in itertools.product(range(size), repeat=len(axes)):
             index = [slice(None)] * len(shape)

@@ -37,10 +37,7 @@ import numpy
 from gatescope.compute import kernels
 from gatescope.compute.backend import get_array_module
 from gatescope.compute.ops.dispatch import kernel_path
-
-def output_size(n: int, kernel: int, stride: int, pad_before: int, pad_after: int) -> int:
-    """Output length ``floor((n + p_before + p_after - f) / s) + 1`` (the lectures' formula)."""
-    return (n + pad_before + pad_after - kernel) // stride + 1
+from gatescope.compute.ops.windows import output_size
 
 
 def same_padding(n: int, kernel: int, stride: int) -> tuple[int, int]:

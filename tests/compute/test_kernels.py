@@ -695,3 +695,27 @@ def test_adam_twin_matches_closed_form(weight_decay, decoupled):
         kernels.adam_update(param, g, m, v, 1e-2, 0.9, 0.999, 1e-8, weight_decay, 1 - 0.9 ** t, 1 - 0.999 ** t,
                             decoupled)
     np.testing.assert_allclose(param, expected, rtol=1e-12)
+
+
+# --------------------------------------------------------------------------- ahead of the first training
+
+@pytest.mark.skipif(not jit.available(), reason=str(jit.why_not()))
+def test_prepare_compiles_every_cpu_kernel_for_float32_from_any_thread():
+    import threading
+    reports = []
+    worker = threading.Thread(target=lambda: reports.append(kernels.prepare()))
+    worker.start()
+    worker.join()
+    ours = [k for k in jit.kernels() if k.python.__module__.startswith("gatescope.compute.kernels")]
+    assert {f"{k.python.__module__.rsplit('.', 1)[1]}.{k.name}" for k in ours} == {
+        "lstm._forward", "lstm._coupled_forward", "lstm._backward", "lstm._coupled_backward",
+        "lstm._peephole_grad", "rnn._forward", "rnn._backward", "gru._pytorch_forward", "gru._pytorch_backward",
+        "gru._cho_forward_rz", "gru._cho_forward_n", "gru._cho_backward_n", "gru._cho_backward_r",
+        "optim._sgd", "optim._adam"}
+    for k in ours:
+        assert k.compiled and k.signatures(), f"{k.name} was not compiled"
+        arrays = [t for sig in k.signatures() for t in sig if hasattr(t, "dtype") and hasattr(t, "ndim")]
+        assert arrays and all(str(t.dtype) == "float32" and t.layout == "C" for t in arrays), (k.name, arrays)
+    report = reports[0]
+    assert report["numba"] and report["note"] is None and report["kernels"] >= len(ours)
+    assert kernels.prepare()["seconds"] < 0.5                  # a second call finds everything compiled
