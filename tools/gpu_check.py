@@ -94,8 +94,8 @@ print(json.dumps(info))
 def run_tests(env: dict, out: Path, seconds: float) -> dict:
     """``pytest -m gpu tests/compute``; returns counts, failures and what was not collected."""
     junit = out / "gpu_tests.xml"
-    command = [sys.executable, "-m", "pytest", "-m", "gpu", "-q", "-rs", "-p", "no:cacheprovider", "-p", "no:pytest-qt",
-               "--continue-on-collection-errors", f"--junitxml={junit}", "tests/compute"]
+    command = [sys.executable, "-m", "pytest", "-m", "gpu", "-q", "-rs", "-p", "no:cacheprovider",
+               "-p", "no:pytest-qt", "--continue-on-collection-errors", f"--junitxml={junit}", "tests/compute"]
     start = time.perf_counter()
     try:
         done = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=seconds)
@@ -165,12 +165,13 @@ def markdown(report: dict) -> str:
         lines.append(f"{passed} passed, {tests['failures']} failed, {tests['errors']} errors, "
                      f"{tests['skipped']} skipped.")
     for failure in tests.get("failed", []):
-        lines += ["", f"- **{failure['test']}**", "", "  ```", *("  " + l for l in failure["message"].splitlines()[:25]),
-                  "  ```"]
+        message = ["  " + line for line in failure["message"].splitlines()[:25]]
+        lines += ["", f"- **{failure['test']}**", "", "  ```", *message, "  ```"]
     if tests["not_collected"]:
         lines += ["", "Not collected (a module this machine lacks): " + ", ".join(tests["not_collected"])]
     lines += ["", "## Bench (`gatescope bench --device gpu`)", "",
-              "| group | case | ours ms | GEMM ms | ours/GEMM | PyTorch ms | PyTorch/ours |", "|---|---|---|---|---|---|---|"]
+              "| group | case | ours ms | GEMM ms | ours/GEMM | PyTorch ms | PyTorch/ours |",
+              "|---|---|---|---|---|---|---|"]
     notes = []
     for entry in report["bench"]:
         if "summary" not in entry:

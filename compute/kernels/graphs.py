@@ -17,8 +17,7 @@ never holds a stale pointer. Inside the loop only kernel launches and :func:`com
 may touch the buffers: anything else (an array expression, an allocation, reading a value on
 the host) would not be in the graph. If capture is unavailable or fails, the reason is logged
 once and the loop stays eager (correct, just slower). ``GATESCOPE_CUDA_GRAPHS=0`` turns
-capture off. On the CPU the same loop runs eagerly on the same persistent buffers (which also
-spares it the page faults of fresh large buffers every call).
+capture off. On the CPU the same loop runs eagerly, on the same persistent buffers.
 
 Who captures is the kernel backend of the buffers (``backend.capture(body, buffers)``, which
 returns an object with ``launch()``): :func:`capture_cupy` on a GPU, and in the tests the CPU

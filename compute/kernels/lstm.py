@@ -198,7 +198,8 @@ def _backward(dh, dh_next, dc_next, gates, c_prev, c, peephole, d_pre, dc_prev, 
     if peephole is not None:
         w_ci, w_cf, w_co = peephole[0], peephole[1], peephole[2]
     for b in range(batch):
-        g_i, g_f, g_g, g_o = gates[b, :units], gates[b, units:2 * units], gates[b, 2 * units:3 * units], gates[b, 3 * units:]
+        g_i, g_f = gates[b, :units], gates[b, units:2 * units]
+        g_g, g_o = gates[b, 2 * units:3 * units], gates[b, 3 * units:]
         d_i, d_f = d_pre[b, :units], d_pre[b, units:2 * units]
         d_g, d_o = d_pre[b, 2 * units:3 * units], d_pre[b, 3 * units:]
         dh_b, dh_n, dc_n = dh[b], dh_next[b], dc_next[b]

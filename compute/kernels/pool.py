@@ -27,10 +27,14 @@ def _args(x_shape, geometry, kh, kw):
     return tuple(runtime.i32(v) for v in (height, width, kh, kw, sy, sx, top, left, out_h, out_w))
 
 
-def _padded(xp, x_shape, pads, dtype, fill=0.0):
+def _padded(xp, x_shape, pads, dtype, fill=0.0, image=None):
+    """A padded (N, C, H + pads, W + pads) array of ``fill``, with ``image`` inside if given."""
     batch, channels, height, width = x_shape
     top, bottom, left, right = pads
-    return xp.full((batch, channels, height + top + bottom, width + left + right), fill, dtype=dtype)
+    padded = xp.full((batch, channels, height + top + bottom, width + left + right), fill, dtype=dtype)
+    if image is not None:
+        padded[:, :, top:top + height, left:left + width] = image
+    return padded
 
 
 def _crop(padded, x_shape, pads):
@@ -49,8 +53,7 @@ def max_pool2d_forward(x, kh: int, kw: int, stride, pads=(0, 0, 0, 0)):
     sy, sx, _, _, out_h, out_w = geometry
     if not device:
         xp = get_array_module(x)
-        padded = _padded(xp, x.shape, pads, x.dtype, -numpy.inf)
-        padded[:, :, pads[0]:pads[0] + x.shape[2], pads[2]:pads[2] + x.shape[3]] = x
+        padded = _padded(xp, x.shape, pads, x.dtype, -numpy.inf, x)
         windows = xp.stack([padded_window(padded, u, v, sy, sx, out_h, out_w)
                             for u in range(kh) for v in range(kw)])
         return windows.max(axis=0), windows.argmax(axis=0).astype(numpy.int32)
@@ -88,8 +91,7 @@ def _window_counts(xp, x_shape, kh, kw, geometry, pads, count_pad, dtype):
     sy, sx, _, _, out_h, out_w = geometry
     if count_pad:
         return xp.full((out_h, out_w), kh * kw, dtype=dtype)
-    real = _padded(xp, (1, 1) + tuple(x_shape[2:]), pads, dtype)
-    real[:, :, pads[0]:pads[0] + x_shape[2], pads[2]:pads[2] + x_shape[3]] = 1
+    real = _padded(xp, (1, 1) + tuple(x_shape[2:]), pads, dtype, image=1)
     return sum(padded_window(real, u, v, sy, sx, out_h, out_w)[0, 0] for u in range(kh) for v in range(kw))
 
 
@@ -102,8 +104,7 @@ def avg_pool2d_forward(x, kh: int, kw: int, stride, pads=(0, 0, 0, 0), count_pad
     sy, sx, _, _, out_h, out_w = geometry
     if not device:
         xp = get_array_module(x)
-        padded = _padded(xp, x.shape, pads, x.dtype)
-        padded[:, :, pads[0]:pads[0] + x.shape[2], pads[2]:pads[2] + x.shape[3]] = x
+        padded = _padded(xp, x.shape, pads, x.dtype, image=x)
         total = sum(padded_window(padded, u, v, sy, sx, out_h, out_w) for u in range(kh) for v in range(kw))
         return total / _window_counts(xp, x.shape, kh, kw, geometry, pads, count_pad, x.dtype)
     y = runtime.empty(x, x.shape[:2] + (out_h, out_w))

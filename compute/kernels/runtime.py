@@ -62,6 +62,11 @@ MAX_BLOCKS = 4096
 
 LEARNED = -1.0  # the pin value that means "not pinned"
 
+#: What a launch on the GPU passes for a NULL pointer (an optional input left out): a 64-bit
+#: zero. CuPy before 14.0 turned ``None`` into a garbage pointer (0xffffffff, cupy/cupy#9046),
+#: which a kernel testing ``ptr != nullptr`` would read from.
+NULL = numpy.uint64(0)
+
 _INCLUDE = re.compile(r'^[ \t]*#[ \t]*include[ \t]*"([^"]+)"[ \t]*$', re.MULTILINE)
 
 
@@ -105,8 +110,13 @@ class CupyBackend:
         return cupy.RawModule(code=kernel_source(module), options=COMPILE_OPTIONS)
 
     def function(self, module: str, kernel: str):
-        """The ``cupy.RawKernel`` for ``kernel``; called as ``(grid, block, args)``."""
-        return self._module(module).get_function(kernel)
+        """``kernel`` of ``module`` as a callable ``(grid, block, args)`` launching the
+        ``cupy.RawKernel``; None among the arguments is sent as :data:`NULL`."""
+        raw = self._module(module).get_function(kernel)
+
+        def launch(grid, block, args):
+            raw(grid, block, tuple(NULL if a is None else a for a in args))
+        return launch
 
     def empty(self, xp, shape, dtype):
         return xp.empty(shape, dtype=dtype)

@@ -157,10 +157,10 @@ def close(actual, expected, what="", rtol=1e-4):
     np.testing.assert_allclose(actual, expected, rtol=rtol, atol=rtol * max(scale, 1e-6), err_msg=what)
 
 
-def run_block(backend, type_name: str, settings: dict, in_shape: tuple, dtype, batch: int = 3):
-    """One forward and backward of a block built from fixed seeds (biases, peepholes and
-    initial states made non-zero) on ``backend`` in ``dtype``: (output, input gradient,
-    parameter gradients) as float64 NumPy arrays."""
+def seeded_layer(type_name: str, settings: dict, in_shape: tuple, xp, dtype):
+    """A block built from fixed seeds, the same in every dtype: drawn in float64, then cast,
+    with biases, peepholes and initial states made non-zero (they start at zero, which would
+    hide their terms from a comparison)."""
     from gatescope.compute.layers import create
     layer = create(type_name, settings)
     layer.build([in_shape], np.random.default_rng(0), np, np.float64)
@@ -168,9 +168,16 @@ def run_block(backend, type_name: str, settings: dict, in_shape: tuple, dtype, b
     for name, p in layer.params.items():
         if name.split("_rev")[0] in ("p_i", "p_f", "p_o", "h0", "c0", "b", "b_hn"):
             p[...] = rng.uniform(-0.5, 0.5, p.shape)
-    xp = backend.xp if dtype == np.float32 else np
     layer.params = {k: xp.asarray(v, dtype=dtype) for k, v in layer.params.items()}
     layer.zero_grads()
+    return layer
+
+
+def run_block(backend, type_name: str, settings: dict, in_shape: tuple, dtype, batch: int = 3):
+    """One forward and backward of :func:`seeded_layer` on ``backend`` in ``dtype``: (output,
+    input gradient, parameter gradients) as float64 NumPy arrays."""
+    xp = backend.xp if dtype == np.float32 else np
+    layer = seeded_layer(type_name, settings, in_shape, xp, dtype)
     x = xp.asarray(np.random.default_rng(1).standard_normal((batch,) + tuple(in_shape)), dtype=dtype)
     with backend.active():
         y = layer.forward([x], True)

@@ -107,7 +107,8 @@ def test_a_probing_call_runs_eagerly_and_keeps_the_graph_and_the_cpu_never_captu
         states = [loop.run(body), loop.run(body), loop.run(body, eager=True), loop.run(body)]
     assert states == ["eager", "captured", "eager", "replayed"]
     cpu = graphs.StepLoop("cpu", _rnn_buffers())
-    assert [cpu.run(lambda: kernels.simple_rnn_forward(cpu.pre, cpu.rec, out=cpu.h)) for _ in range(3)] == ["eager"] * 3
+    on_cpu = lambda: kernels.simple_rnn_forward(cpu.pre, cpu.rec, out=cpu.h)   # noqa: E731
+    assert [cpu.run(on_cpu) for _ in range(3)] == ["eager"] * 3
 
 
 def test_capture_can_be_turned_off(emulator, monkeypatch):

@@ -148,7 +148,7 @@ def test_cupy_path_builds_one_raw_module_per_source_and_launches_by_name(emulato
     options (with CuPy 13's keywords only), kernels are looked up by their plain names, and
     launches go to them with the same (grid, block, args)."""
     forward, _ = emulators
-    built = []
+    built, sent_null = [], []
 
     class FakeArray(np.ndarray):
         pass
@@ -162,8 +162,14 @@ def test_cupy_path_builds_one_raw_module_per_source_and_launches_by_name(emulato
 
         def get_function(self, name):
             emulated = forward.function(self.module, name)
-            return lambda grid, block, args: emulated(grid, block, tuple(
-                a.view(np.ndarray) if isinstance(a, FakeArray) else a for a in args))
+
+            def launch(grid, block, args):
+                # CuPy before 14 sent None as a garbage pointer: NULL must arrive as a 64-bit 0
+                assert not any(a is None for a in args), f"{name}: None passed to CuPy"
+                sent_null.extend(a for a in args if isinstance(a, np.uint64))
+                emulated(grid, block, tuple(None if isinstance(a, np.uint64) and a == 0 else
+                                            a.view(np.ndarray) if isinstance(a, FakeArray) else a for a in args))
+            return launch
 
     class FakeXp:  # the slice of CuPy's array API the launch functions use
         @staticmethod
@@ -191,6 +197,7 @@ def test_cupy_path_builds_one_raw_module_per_source_and_launches_by_name(emulato
     assert isinstance(h, FakeArray)
     np.testing.assert_allclose(h.view(np.ndarray), np.tanh(pre.view(np.ndarray)), rtol=1e-6)
     assert built == [(kernels.kernel_source("rnn"), runtime.COMPILE_OPTIONS)]  # memoized
+    assert sent_null == [0]                    # simple_rnn_backward's dh_next, left out
 
 
 def test_launch_shape_is_one_thread_per_element(emulators):
@@ -394,7 +401,8 @@ GRU_PINS = [None, {"r": 1.0}, {"z": 0.0}, {"z": 1.0, "n": 0.0}]
 def test_gru_pytorch_kernels_match_twin(backend, pins, batch, units):
     rng = np.random.default_rng(batch + units)
     x_gates, h_gates = _rand(rng, batch, 3 * units, scale=2.0), _rand(rng, batch, 3 * units)
-    h_prev, dh, dh_next, b_hn = _rand(rng, batch, units), _rand(rng, batch, units), _rand(rng, batch, units), _rand(rng, units)
+    h_prev, dh, dh_next = (_rand(rng, batch, units) for _ in range(3))
+    b_hn = _rand(rng, units)
     for bias in (b_hn, None):
         forward = backend.call(kernels.gru_pytorch_forward, x_gates, h_gates, h_prev, pins, b_hn=bias)
         close(forward, kernels.gru_pytorch_forward(*_f64(x_gates, h_gates, h_prev), pins, b_hn=_f64(bias)[0]))

@@ -7,7 +7,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from conftest import close
+from conftest import close, seeded_layer
 from gatescope.compute.graph import GraphSpec, analyse
 from gatescope.compute.kernels import graphs
 from gatescope.compute.layers import create
@@ -535,28 +535,15 @@ def _case_id(case):
     return f"{type_name}-{'-'.join(f'{k}={v}' for k, v in settings.items())}"
 
 
-def _layer(type_name, settings, in_shape, xp, dtype):
-    """A layer built from fixed seeds, with peepholes, initial states and biases made non-zero."""
-    if type_name != "ConvLSTM2D":
-        settings = dict(hidden_size=5, **settings)
-    layer = create(type_name, settings)
-    layer.build([in_shape], np.random.default_rng(0), np, np.float64)
-    rng = np.random.default_rng(7)
-    for name, p in layer.params.items():
-        if name.split("_rev")[0] in ("p_i", "p_f", "p_o", "h0", "c0", "b", "b_hn"):
-            p[...] = rng.uniform(-0.5, 0.5, p.shape)
-    layer.params = {k: xp.asarray(v, dtype=dtype) for k, v in layer.params.items()}
-    layer.zero_grads()
-    return layer
-
-
 def _train(backend, type_name, settings, steps, dtype, probe=None):
     """Forward and backward on a new batch each step, then an in-place SGD step (as the
     optimizers do: the next step sees new weights); returns every step's output, input
     gradient, parameter gradients and probe data, as float64 NumPy arrays."""
     in_shape = IN_SHAPE.get(type_name, (6, 4))
     xp = backend.xp if dtype == np.float32 else np
-    layer = _layer(type_name, settings, in_shape, xp, dtype)
+    if type_name != "ConvLSTM2D":
+        settings = dict(hidden_size=5, **settings)
+    layer = seeded_layer(type_name, settings, in_shape, xp, dtype)
     layer.probe = probe
     rng = np.random.default_rng(5)
     results = []

@@ -71,6 +71,12 @@ def flat(a):
     return a.reshape(-1, a.shape[-1])
 
 
+def by_step(a):
+    """A ``(T,) + rows + (units,)`` buffer as ``(T, B, units)`` (a view), so that each step's
+    slice is the kernels' matrix without a reshape per step."""
+    return a.reshape(a.shape[0], -1, a.shape[-1])
+
+
 class GradientNorms:
     """The probes' per-step gradient norms, recorded from the backward step loop: for each
     probed sample the Euclidean norm over the units of the total dL/dh_t (and dL/dC_t), and

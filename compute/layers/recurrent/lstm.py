@@ -7,8 +7,8 @@ from gatescope.compute import kernels
 from gatescope.compute.backend import get_array_module
 from gatescope.compute.layers import register
 from gatescope.compute.layers.base import Setting, SettingsError
-from gatescope.compute.layers.recurrent.base import (Recurrent, common_settings, flat, glorot, orthogonal,
-                                                     pin_setting)
+from gatescope.compute.layers.recurrent.base import (Recurrent, by_step, common_settings, flat, glorot,
+                                                     orthogonal, pin_setting)
 
 
 @register
@@ -127,12 +127,13 @@ class LSTM(Recurrent):
                 peephole[k] = self.params[f"p_{gate}{sfx}"]
         variant, pins = self.variant, self.kernel_pins()
         steps, (po, no) = self._order(t, reverse)
+        pre_t, gates_t, hs_t, cs_t, rec_b = by_step(pre), by_step(gates), by_step(hs), by_step(cs), flat(rec)
 
         def body():
             for s in steps:
-                self._recurrent_product(flat(hs[s + po]), u, flat(rec), s, sfx)
-                kernels.lstm_forward(flat(pre[s]), flat(rec), flat(cs[s + po]), peephole, variant, pins,
-                                     out=(flat(gates[s]), flat(cs[s + no]), flat(hs[s + no])))
+                self._recurrent_product(hs_t[s + po], u, rec_b, s, sfx)
+                kernels.lstm_forward(pre_t[s], rec_b, cs_t[s + po], peephole, variant, pins,
+                                     out=(gates_t[s], cs_t[s + no], hs_t[s + no]))
         loop.run(body, eager=self._probe_idx is not None)
         return {"loops": loops, "h": hs, "c": cs, "gates": gates}
 
@@ -151,21 +152,22 @@ class LSTM(Recurrent):
                                                            "dcs": (2,) + state})
         dh_in, dgates, carry, dcs = loop.dh_seq, loop.dgates, loop.carry, loop.dcs
         dc_total = None if norms is None else get_array_module(dh_seq).empty(state, dh_seq.dtype)
+        dh_t, gates_t, cs_t = by_step(dh_in), by_step(gates), by_step(cs)
+        dgates_t, dcs_t = by_step(dgates), by_step(dcs)
+        carry_b, dc_total_b = flat(carry), None if dc_total is None else flat(dc_total)
 
         def body():
             carried = dc_next = None                          # nothing flows into h_T, C_T
             for k, s in reversed(list(enumerate(steps))):
-                dc_prev = dcs[k % 2]
-                kernels.lstm_backward(flat(dh_in[s]), carried, dc_next, flat(gates[s]), flat(cs[s + po]),
-                                      flat(cs[s + no]), peephole, variant, pins,
-                                      out=(flat(dgates[s]), flat(dc_prev)),
-                                      dc_total=None if dc_total is None else flat(dc_total))
+                dc_prev = dcs_t[k % 2]
+                kernels.lstm_backward(dh_t[s], carried, dc_next, gates_t[s], cs_t[s + po], cs_t[s + no], peephole,
+                                      variant, pins, out=(dgates_t[s], dc_prev), dc_total=dc_total_b)
                 if norms is not None:
                     norms.record(s, dh_in[s], carried, dc_total)
                 carried = dc_next = None
                 if not self._cut(k):
-                    self._recurrent_backward(flat(dgates[s]), u, flat(carry), s, sfx)   # dL/dh_{t-1}
-                    carried, dc_next = flat(carry), flat(dc_prev)
+                    self._recurrent_backward(dgates_t[s], u, carry_b, s, sfx)       # dL/dh_{t-1}
+                    carried, dc_next = carry_b, dc_prev
         loop.run(body, eager=norms is not None)
         # Processing index 0 (the last step run) is never cut: carry holds dL/dh of the initial
         # state and dcs[0] its dL/dC.
