@@ -32,7 +32,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
-from PySide6.QtCore import QObject, Qt, QTimer, Signal
+from PySide6.QtCore import QObject, QTimer, Signal
 
 from gatescope.compute.backend import to_numpy
 from gatescope.compute.datasets import Dataset, DataError
@@ -40,8 +40,10 @@ from gatescope.compute.generate import generate
 from gatescope.compute.graph import GraphSpec, Model
 from gatescope.compute.train import collect_probes
 from gatescope.studio.inside_math import (describe_input, gate_health, health_findings, label_text, pinned_gates,
+                                          pinned_notes,
                                 probe_pool, sample_probe, unwrap_probes)
 from gatescope.studio.project import Project
+from gatescope.studio.wording import plural
 from gatescope.widgets.inside.cell_state import EMPTY_NO_BLOCK as CELL_NO_BLOCK
 from gatescope.widgets.inside.cell_state import CellStatePanel
 from gatescope.widgets.inside.common import InputSequence, gate_label
@@ -171,6 +173,7 @@ class InsideController(QObject):
         self._poll.setInterval(10)
         self._poll.timeout.connect(self._collect_results)
         self.gates.blockChosen.connect(self._on_block_chosen)
+        self.convolution.blockChosen.connect(self._on_conv_chosen)
         self.gates.sampleChanged.connect(self.set_probe_sample)
         self.gates.nextSampleRequested.connect(self.next_test_sample)
         self.text_generation.generateRequested.connect(self.generate)
@@ -515,7 +518,8 @@ class InsideController(QObject):
         blocks = []
         self._direction_keys = {}
         for bid, info in result.recurrent.items():
-            label = f"{bid} · {info['type']} ({info['settings'].get('hidden_size', info['settings'].get('filters'))} units)"
+            units = info['settings'].get('hidden_size', info['settings'].get('filters'))
+            label = f"{info['type']} {bid} ({plural(int(units), 'unit') if units is not None else 'units unknown'})"
             if info["settings"].get("bidirectional"):
                 # A bidirectional block is two layers: each direction is a choice of its own.
                 backward = f"{bid}{BACKWARD_KEY}"
@@ -585,6 +589,10 @@ class InsideController(QObject):
     def _show_conv(self, result: ProbeResult) -> None:
         if self.conv_block not in result.conv:
             self.conv_block = next(iter(result.conv), None)
+        if self.project is not None:
+            types = {b.id: b.type for b in self.project.graph.blocks}
+            self.convolution.set_blocks([(bid, f"{types.get(bid, 'Conv')} {bid}") for bid in result.conv],
+                                        self.conv_block)
         if self.conv_block is None:
             self.convolution.show_message(CONV_NO_BLOCK)
             return
@@ -627,7 +635,8 @@ class InsideController(QObject):
                                                       for g, v in pins.items())
                 direction = (" (backward direction)" if self.recurrent_direction else " (forward direction)") \
                     if backward else ""
-                self.gate_health.set_health(health, findings, family_of(types.get(bid, "")), f"{bid}{direction}: {where}")
+                self.gate_health.set_health(health, findings, family_of(types.get(bid, "")), f"{bid}{direction}: {where}",
+                                            notes=pinned_notes(health, pins))
         if self.recurrent_block is None or self.recurrent_block not in sources:
             self.gate_health.show_message(HEALTH_EMPTY)
         elif not gate_health(sources[self.recurrent_block]):
@@ -668,6 +677,13 @@ class InsideController(QObject):
         block_id, direction = self._direction_keys.get(key, (key, ""))
         if (block_id, direction) != (self.recurrent_block, self.recurrent_direction):
             self.recurrent_block, self.recurrent_direction = block_id, direction
+            if self.last_result is not None:
+                self._apply(self.last_result)
+
+    def _on_conv_chosen(self, block_id: str) -> None:
+        """A choice in the filters panel's list of convolution blocks."""
+        if block_id and block_id != self.conv_block:
+            self.conv_block = block_id
             if self.last_result is not None:
                 self._apply(self.last_result)
 
@@ -737,14 +753,15 @@ class InsideController(QObject):
         self._executor.shutdown(wait=True)
 
 
-# Dock titles and where each panel starts.
+# Panel titles and where each starts in the Inside view: the gates and the filters share the
+# central area as tabs; the others are docks on the right (studio.views.DEFAULT_ARRANGEMENT).
 PANEL_TITLES = {
-    "gates": ("Gates", Qt.BottomDockWidgetArea),
-    "cell_state": ("Cell state", Qt.BottomDockWidgetArea),
-    "gradients": ("Gradients through time", Qt.BottomDockWidgetArea),
-    "gate_health": ("Gate health", Qt.RightDockWidgetArea),
-    "convolution": ("Filters and feature maps", Qt.BottomDockWidgetArea),
-    "text_generation": ("Text generation", Qt.RightDockWidgetArea),
+    "gates": ("Gates", "centre"),
+    "convolution": ("Filters and feature maps", "centre"),
+    "cell_state": ("Cell state", "right"),
+    "gradients": ("Gradients through time", "right"),
+    "gate_health": ("Gate health", "right"),
+    "text_generation": ("Text generation", "right"),
 }
 
 
@@ -773,14 +790,19 @@ def install_inside_panels(window) -> InsideController:
     controller = InsideController(window)
     controller.loads_datasets = False
     for key, (title, area) in PANEL_TITLES.items():
-        window.add_panel(title, controller.panels[key], area)
+        window.add_panel(title, controller.panels[key], "inside", area)
 
     def follow_project(project: Project) -> None:
         controller.set_project(project, window.current_dataset())
         controller.select_blocks(window.selected_block() or [])
+        # In front: the gates of the first recurrent block, or the filters of a model without one.
+        window.raise_panel(PANEL_TITLES["gates" if controller.recurrent_block or not controller.conv_block
+                                              else "convolution"][0])
 
     def follow_dataset(dataset: Dataset) -> None:
         controller.set_dataset(dataset)
+        # A character model's headline is its text; any other recurrent model's, its memory.
+        window.raise_panel(PANEL_TITLES["text_generation" if dataset.vocab else "cell_state"][0])
         controller.graph_changed()
 
     def follow_graph(_analysis) -> None:

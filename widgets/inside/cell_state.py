@@ -16,8 +16,9 @@ from PySide6.QtWidgets import QLabel, QLineEdit, QPushButton, QSpinBox, QVBoxLay
 from gatescope.widgets import theme
 from gatescope.widgets.inside.common import InputSequence, InsidePanel, fill_input_strip, line_colour, time_ticks
 
-EMPTY_NO_BLOCK = "Select a recurrent block (LSTM, GRU or RNN) on the canvas to see its memory over time."
-EMPTY_NO_DATA = "Train, or press Run once, to fill this panel with the cell state of the probe sample."
+EMPTY_NO_BLOCK = ("This model has no recurrent block (SimpleRNN, LSTM or GRU): add one in the Build view "
+                  "to see its memory over time.")
+EMPTY_NO_DATA = "Train the model, or choose a probe sample, to fill this panel with its cell state."
 
 
 def most_active_units(states: np.ndarray, count: int = 5) -> list[int]:

@@ -19,8 +19,13 @@ from gatescope.widgets.inside.common import (ColourBar, InputSequence, InsidePan
                                    fill_input_strip, gate_label, gate_range, heatmap_plot, readable_char,
                                    sequential_colormap, set_heatmap, time_ticks)
 
-EMPTY_NO_BLOCK = "Select a recurrent block (LSTM, GRU or RNN) on the canvas to see its gates."
-EMPTY_NO_DATA = "Train, or press Run once, to fill this panel with the gates of the probe sample."
+EMPTY_NO_BLOCK = ("This model has no recurrent block (SimpleRNN, LSTM or GRU): add one in the Build view "
+                  "to see its gates.")
+EMPTY_NO_DATA = "Train the model, or choose a probe sample, to fill this panel with its gates."
+MIN_HEATMAP_HEIGHT = 40     # pixels of each gate's heatmap, below which its rows cannot be told apart
+TITLE_HEIGHT = 22           # a heatmap's title above it
+STRIP_HEIGHT = 90           # the input strip above the heatmaps
+AXIS_AND_BARS_HEIGHT = 110  # the shared time axis and the colour bars below them
 
 
 class GatesPanel(InsidePanel):
@@ -186,6 +191,9 @@ class GatesPanel(InsidePanel):
         if self.input_plot is not None:
             self.input_plot.setXLink(first)
         self.plots[names[-1]].setLabel("bottom", "time step t")
+        # Below this the panel scrolls instead of squashing the heatmaps to slivers.
+        self.set_content_min_height(len(names) * (MIN_HEATMAP_HEIGHT + TITLE_HEIGHT) + AXIS_AND_BARS_HEIGHT
+                                    + (STRIP_HEIGHT if self.input_plot is not None else 0) + 50)
         bars = self.graphics.addLayout(row=row, col=0)
         sigmoid = [self.images[n] for n in names if n != "candidate"]
         if sigmoid:
