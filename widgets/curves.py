@@ -22,13 +22,14 @@ from PySide6.QtGui import QColor, QFont, QPainter
 from PySide6.QtWidgets import QComboBox, QHBoxLayout, QLabel, QVBoxLayout, QWidget
 
 from gatescope.widgets import theme
+from gatescope.widgets.axes import plot_axes
 
 MAX_STEP_POINTS = 20000
 MIN_PLOT_WIDTH, MIN_PLOT_HEIGHT = 220, 160   # below this a curve's axes crowd out its line
 
 
 def _plot(title: str, y_label: str, legend_offset: tuple[int, int]) -> pg.PlotWidget:
-    plot = pg.PlotWidget(background=theme.BACKGROUND)
+    plot = pg.PlotWidget(background=theme.BACKGROUND, axisItems=plot_axes(bottom="integer"))
     plot.setTitle(title, color=theme.TEXT, size="10pt")
     plot.showGrid(x=True, y=True, alpha=0.15)
     plot.setLabel("left", y_label, color=theme.MUTED)
