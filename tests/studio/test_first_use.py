@@ -78,6 +78,18 @@ def window(make_window):
     win.stop_training_and_wait()
 
 
+def key(window, k, modifiers=Qt.ControlModifier):
+    """A key press in the active window, as a person at the keyboard gives it."""
+    if not window.isActiveWindow():
+        window.activateWindow()
+        for _ in range(200):
+            if window.isActiveWindow():
+                break
+            QTest.qWait(10)
+    target = QApplication.focusWidget() or window
+    QTest.keyClick(target, k, modifiers)
+
+
 def small_classifier(epochs=1) -> Project:
     graph = GraphSpec.chain(("Input", {"shape": (64,)}), ("Dense", {"units": 16}), ("ReLU", {}),
                             ("Dense", {"units": 10}), ("Classify", {}))
@@ -89,9 +101,9 @@ def small_classifier(epochs=1) -> Project:
 
 def test_each_view_is_one_click_and_one_shortcut_away_and_remembered(make_window, qtbot):
     window = make_window()
-    for key, shortcut in (("train", Qt.Key_2), ("inside", Qt.Key_3), ("video", Qt.Key_4), ("build", Qt.Key_1)):
-        QTest.keyClick(window, shortcut, Qt.ControlModifier)
-        assert window.current_view == key
+    for view, shortcut in (("train", Qt.Key_2), ("inside", Qt.Key_3), ("video", Qt.Key_4), ("build", Qt.Key_1)):
+        key(window, shortcut)
+        assert window.current_view == view
     button = window.toolbar.widgetForAction(window._view_actions["inside"])
     QTest.mouseClick(button, Qt.LeftButton)
     assert window.current_view == "inside"
@@ -114,7 +126,7 @@ def test_the_model_is_locked_while_it_trains_and_the_canvas_says_why(window, qtb
     qtbot.waitUntil(lambda: window.current_dataset() is not None, timeout=15000)
     window.canvas.select(["b1"])
     assert window.start_training()
-    qtbot.waitUntil(lambda: window.training_control.info, timeout=15000)
+    qtbot.waitUntil(lambda: bool(window.training_control.info), timeout=15000)
     assert window.canvas.locked_message == LOCKED_MESSAGE
     assert not window.inspector.form.isEnabled() and window.inspector.locked_label.isVisibleTo(window)
     before = window.project.graph.to_dict()
@@ -184,7 +196,7 @@ def test_a_replaced_wire_is_announced_and_problems_name_blocks_as_the_canvas_doe
 
 
 def test_help_has_a_getting_started_page_on_f1_and_the_shortcuts(window):
-    QTest.keyClick(window, Qt.Key_F1)
+    key(window, Qt.Key_F1, Qt.NoModifier)
     title, page = window.dialogs.help_pages[-1]
     assert title == "Getting started" and "Build" in page and "Inside" in page and "Train" in page
     window.shortcuts_action.trigger()
