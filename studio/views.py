@@ -249,15 +249,6 @@ class ViewHost(QStackedWidget):
             raise ValueError(f"no view {key!r}; the views are {', '.join(self.pages)}")
         self.setCurrentWidget(self.pages[key])
 
-    def visible_panels(self) -> list[str]:
-        """Names of the panels a person sees in the current view (docked and shown, or the
-        central tab in front)."""
-        page = self.pages[self.current]
-        names = [n for n, d in page.docks.items() if d.isVisible() and not d.visibleRegion().isEmpty()]
-        front = page.tabs.currentWidget()
-        names += [n for n, w in self.panels.items() if w is front]
-        return names
-
     # ----------------------------------------------------------------- the project file
     def layouts(self) -> dict[str, str]:
         """Every view's dock arrangement, base64 text for the project file."""
