@@ -18,6 +18,11 @@ from gatescope.compute import layers as layer_registry
 from gatescope.compute.layers.base import Layer, SettingsError, ShapeError, describe_shape
 from gatescope.compute.layers.heads import Head
 
+MAX_PARAMETERS = 2**30
+"""The most weights a model may have: 2^30 (4.3 GB as float32, about 17 GB to train with Adam's
+two moments and the gradients). A graph asking for more is refused by ``analyse`` before anything
+is allocated (one Input shape can ask for 8e12, which ended in a MemoryError)."""
+
 
 @dataclass
 class Block:
@@ -221,6 +226,13 @@ def analyse(spec: GraphSpec) -> Analysis:
             block_info.error = str(exc)
         except SettingsError as exc:
             block_info.error = str(exc)
+
+    total = sum(i.param_count for i in info.values())
+    if total > MAX_PARAMETERS:
+        largest = max(info, key=lambda bid: info[bid].param_count)
+        graph_errors.append(f"the model would have {total:,} weights ({4 * total / 1e9:,.1f} GB as float32), more "
+                            f"than the {MAX_PARAMETERS:,} GateScope builds; make {largest} "
+                            f"({info[largest].param_count:,} weights) or the Input before it smaller")
 
     for bid in order:
         layer = info[bid].layer
