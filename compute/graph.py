@@ -18,10 +18,11 @@ from gatescope.compute import layers as layer_registry
 from gatescope.compute.layers.base import Layer, SettingsError, ShapeError, describe_shape
 from gatescope.compute.layers.heads import Head
 
-MAX_PARAMETERS = 2**30
-"""The most weights a model may have: 2^30 (4.3 GB as float32, about 17 GB to train with Adam's
-two moments and the gradients). A graph asking for more is refused by ``analyse`` before anything
-is allocated (one Input shape can ask for 8e12, which ended in a MemoryError)."""
+MAX_PARAMETERS = 2**28
+"""The most weights a model may have: 2^28 (1.07 GB as float32; training with Adam holds four
+times that: weights, gradients, two moments), so the weights and optimizer state of any model
+fit in a project file. A graph asking for more is refused by ``analyse`` before anything is
+allocated (one Input shape can ask for 8e12, which ended in a MemoryError)."""
 
 
 @dataclass

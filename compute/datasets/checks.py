@@ -172,7 +172,7 @@ def zip_members(archive: zipfile.ZipFile, where: str, max_member_bytes: int = MA
         name = info.filename
         parts = name.replace("\\", "/").split("/")
         if name.startswith(("/", "\\")) or ".." in parts or (len(name) > 1 and name[1] == ":"):
-            raise DataError(f"{where} has a member named {name!r} that points outside it; refusing it")
+            raise DataError(f"{where} has a member named {name!r} that points outside the archive; refusing it")
         if name in infos:
             raise DataError(f"{where} holds two members named {name!r}; tools disagree on which one counts, "
                             "so it is refused")
