@@ -25,6 +25,11 @@ fit in a project file. A graph asking for more is refused by ``analyse`` before 
 allocated (one Input shape can ask for 8e12, which ended in a MemoryError)."""
 
 
+def weights_text(count: int) -> str:
+    """``'8,000,000 weights (0.032 GB as float32)'``: a model's size as every message says it."""
+    return f"{count:,} weights ({4 * count / 1e9:,.3g} GB as float32)"
+
+
 @dataclass
 class Block:
     """One block of the graph: a unique ``id``, its ``type`` (a registry name) and settings."""
@@ -231,9 +236,9 @@ def analyse(spec: GraphSpec) -> Analysis:
     total = sum(i.param_count for i in info.values())
     if total > MAX_PARAMETERS:
         largest = max(info, key=lambda bid: info[bid].param_count)
-        graph_errors.append(f"the model would have {total:,} weights ({4 * total / 1e9:,.1f} GB as float32), more "
-                            f"than the {MAX_PARAMETERS:,} GateScope builds; make {largest} "
-                            f"({info[largest].param_count:,} weights) or the Input before it smaller")
+        graph_errors.append(f"the model would have {weights_text(total)}, more than the {MAX_PARAMETERS:,} "
+                            f"GateScope builds; make {largest} ({info[largest].param_count:,} weights) or the "
+                            "Input before it smaller")
 
     for bid in order:
         layer = info[bid].layer

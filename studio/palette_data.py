@@ -158,7 +158,8 @@ def training_fields() -> list[dict]:
     return [
         {"name": "epochs", "kind": "int", "label": "Epochs", "minimum": 1, "maximum": WHOLE_RANGES["epochs"][1],
          "help": "Passes over the training data each time Train is pressed; a trained model goes on from where it is."},
-        {"name": "batch_size", "kind": "int", "label": "Batch size", "minimum": 1, "maximum": WHOLE_RANGES["batch_size"][1],
+        {"name": "batch_size", "kind": "int", "label": "Batch size", "minimum": 1,
+         "maximum": WHOLE_RANGES["batch_size"][1],
          "help": "Samples per step."},
         {"name": "optimizer", "kind": "choice", "label": "Optimizer", "choices": list(OPTIMIZERS),
          "help": "sgd (with momentum), adam or adamw."},

@@ -496,7 +496,8 @@ def _check_history(history: Any, label: str) -> list[dict[str, Any]]:
     if not isinstance(history, list) or len(history) > MAX_EPOCHS_DONE:
         raise ProjectError(f"{label}: history.json must be a list of epoch records")
     for i, record in enumerate(history):
-        if not isinstance(record, dict) or not (_whole(record.get("epoch")) and 1 <= record["epoch"] <= MAX_EPOCHS_DONE):
+        epoch = record.get("epoch") if isinstance(record, dict) else None
+        if not (_whole(epoch) and 1 <= epoch <= MAX_EPOCHS_DONE):
             raise ProjectError(f"{label}: history.json record {i + 1} must be an object with a whole epoch number")
         for key, value in record.items():
             if key != "epoch" and value is not None and not _number(value):
