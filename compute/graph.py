@@ -27,7 +27,8 @@ allocated (one Input shape can ask for 8e12, which ended in a MemoryError)."""
 
 def weights_text(count: int) -> str:
     """``'8,000,000 weights (0.032 GB as float32)'``: a model's size as every message says it."""
-    return f"{count:,} weights ({4 * count / 1e9:,.3g} GB as float32)"
+    gigabytes = 4 * count / 1e9
+    return f"{count:,} weights ({f'{gigabytes:,.0f}' if gigabytes >= 100 else f'{gigabytes:.3g}'} GB as float32)"
 
 
 @dataclass

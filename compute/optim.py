@@ -102,8 +102,8 @@ def check_state(state: dict[str, np.ndarray]) -> None:
         value = np.asarray(value)
         if key == "step_count":
             if value.shape != () or value.dtype.kind not in "iu" or not 0 <= int(value) <= 2**53:
-                raise ValueError(f"the saved optimizer step_count must be one whole number 0 or more, not an "
-                                 f"array of shape {value.shape} ({value.dtype})")
+                shown = repr(value.item()) if value.shape == () else f"an array of shape {value.shape}"
+                raise ValueError(f"the saved optimizer step_count must be one whole number 0 or more, not {shown}")
         elif value.dtype.kind != "f" or not np.isfinite(value).all():
             raise ValueError(f"the saved optimizer state {key} holds non-finite or non-float values")
 

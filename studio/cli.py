@@ -184,10 +184,15 @@ def cmd_train(args) -> int:
         check_writable(out)
     except OSError as exc:
         raise CommandError(f"cannot save to {out}: {exc.strerror or exc}; nothing was trained") from None
+    try:
+        dataset = load_dataset(project)  # host arrays: read before the device is chosen and said
+    except DataError as exc:
+        raise CommandError(f"{label}: {exc}") from None
+    except MemoryError:
+        raise CommandError(f"{label}: not enough memory for the dataset; ask for a smaller one") from None
     device = _device(args.device or project.training.device)
     model = _build(project, label, device.xp)
     try:
-        dataset = load_dataset(project)
         trainer = Trainer(model, dataset, project.training, project.train_state(), device.name)
     except (DataError, ValueError) as exc:
         raise CommandError(f"{label}: {exc}") from None
@@ -267,7 +272,8 @@ def cmd_predict(args) -> int:
         raise CommandError(f"{args.input} holds an array of shape {x.shape} ({x.dtype}); the model takes "
                            f"numbers shaped (N,) + {want}")
     try:
-        y = model.predict(x)
+        with np.errstate(all="ignore"):  # an overflow shows up as a non-finite output, refused below
+            y = model.predict(x)
     except MemoryError:
         raise CommandError(f"not enough memory to predict {len(x):,} samples; give fewer at a time") from None
     bad = ~np.isfinite(y.reshape(len(y), -1)).all(axis=1)

@@ -239,14 +239,17 @@ def parse_project(data: bytes | IO[bytes], label: str = "the file") -> Project:
                            "(it may be damaged, or a different kind of file)")
     stream.seek(0)
     try:
-        with reading_zip(label), zipfile.ZipFile(stream) as z:
-            infos = zip_members(z, label)
+        with reading_zip(label):
+            z = zipfile.ZipFile(stream)
+        with z:
+            with reading_zip(label):
+                infos = zip_members(z, label)
             if "project.json" not in infos:
                 raise ProjectError(f"{label} is not a complete GateScope project: it has no project.json")
             if infos["project.json"].file_size > MAX_JSON_BYTES:
                 raise ProjectError(f"{label}: project.json declares {infos['project.json'].file_size:,} bytes, "
                                    "far more than a project description needs; refusing it")
-            project = _project_from_json(_parse_json(read_member(z, infos["project.json"], label), label,
+            project = _project_from_json(_parse_json(_member(z, infos["project.json"], label), label,
                                                      "project.json"), label)
             analysis = analyse(project.graph)
             limits = _member_limits(analysis)
@@ -255,9 +258,9 @@ def parse_project(data: bytes | IO[bytes], label: str = "the file") -> Project:
                     raise ProjectError(f"{label}: {name} declares {infos[name].file_size:,} bytes, more than "
                                        f"this model's {limits[name]:,} could need; the file is damaged")
             if "history.json" in infos:
-                project.history = _check_history(_parse_json(read_member(z, infos["history.json"], label), label,
+                project.history = _check_history(_parse_json(_member(z, infos["history.json"], label), label,
                                                              "history.json"), label)
-            arrays = {name: _read_npz(read_member(z, infos[name], label), label, name)
+            arrays = {name: _read_npz(_member(z, infos[name], label), label, name)
                       for name in ("weights.npz", "optimizer.npz", "steps.npz") if name in infos}
     except DataError as exc:
         raise ProjectError(str(exc)) from None
@@ -268,6 +271,11 @@ def parse_project(data: bytes | IO[bytes], label: str = "the file") -> Project:
     _check_weights(project, analysis, label)
     _check_optimizer(project, label)
     return project
+
+
+def _member(z: zipfile.ZipFile, info: zipfile.ZipInfo, label: str) -> bytes:
+    with reading_zip(label):
+        return read_member(z, info, label)
 
 
 def _member_limits(analysis: Analysis) -> dict[str, int]:
@@ -284,12 +292,17 @@ def _member_limits(analysis: Analysis) -> dict[str, int]:
 
 
 def _parse_json(raw: bytes, label: str, member: str):
-    """JSON with every number finite and nesting at most ``MAX_JSON_DEPTH`` deep."""
+    """JSON with every number finite (and whole numbers of at most 30 digits), nested at most
+    ``MAX_JSON_DEPTH`` deep."""
     try:
-        value = json.loads(raw.decode("utf-8"), parse_constant=_refuse_constant, parse_float=_finite_float)
+        value = json.loads(raw.decode("utf-8"), parse_constant=_refuse_constant, parse_float=_finite_float,
+                           parse_int=_short_int)
+    except _NotANumber as exc:
+        raise ProjectError(f"{label}: {member} holds {exc}; every number in a project file must be finite "
+                           "and of ordinary size") from None
     except RecursionError:
         raise ProjectError(f"{label}: {member} is nested too deeply to be a GateScope project") from None
-    except (UnicodeDecodeError, ValueError) as exc:  # JSONDecodeError, and the hooks' refusals
+    except (UnicodeDecodeError, ValueError) as exc:
         raise ProjectError(f"{label}: {member} is not valid JSON ({exc})") from None
     if _json_depth(value) > MAX_JSON_DEPTH:
         raise ProjectError(f"{label}: {member} is nested more than {MAX_JSON_DEPTH} levels deep, "
@@ -297,15 +310,25 @@ def _parse_json(raw: bytes, label: str, member: str):
     return value
 
 
+class _NotANumber(ValueError):
+    """A number JSON parsing refuses: NaN, Infinity, or one beyond a float's or a count's range."""
+
+
 def _refuse_constant(name: str):
-    raise ValueError(f"it holds {name}, which a project file never does: every number must be finite")
+    raise _NotANumber(name)
 
 
 def _finite_float(text: str) -> float:
     value = float(text)
     if not math.isfinite(value):
-        raise ValueError(f"the number {text[:40]} is too large for a float")
+        raise _NotANumber(f"the number {text[:40]}, too large for a float")
     return value
+
+
+def _short_int(text: str) -> int:
+    if len(text.lstrip("-")) > 30:  # no count in a project comes near 10^30
+        raise _NotANumber(f"a whole number of {len(text.lstrip('-')):,} digits")
+    return int(text)
 
 
 def _json_depth(value) -> int:
@@ -362,7 +385,7 @@ def _project_from_json(meta: Any, label: str) -> Project:
     version = meta.get("schema_version")
     need(_whole(version) and version >= 1, "has no valid schema_version")
     if version > SCHEMA_VERSION:
-        raise ProjectError(f"{label} was saved by a newer GateScope (file schema {version:.20g}; this version "
+        raise ProjectError(f"{label} was saved by a newer GateScope (file schema {version}; this version "
                            f"reads up to {SCHEMA_VERSION}); update GateScope to open it")
     graph = meta.get("graph")
     need(isinstance(graph, dict), "has no graph object")

@@ -225,8 +225,8 @@ def read_npy(stream: IO[bytes], stored_bytes: int, where: str) -> np.ndarray:
             raise DataError(f"{where} has an unknown array format {version}")
     except DataError:
         raise
-    except (ValueError, OSError, EOFError, SyntaxError, TypeError) as exc:
-        raise DataError(f"{where} is not a readable array ({exc})") from None
+    except (ValueError, OSError, EOFError, SyntaxError, TypeError):
+        raise DataError(f"{where} is not a readable array (its header is damaged)") from None
     if dtype.hasobject:
         raise DataError(f"{where} holds object arrays (ragged, or Python objects), which are never loaded; "
                         "save regular numeric arrays")
