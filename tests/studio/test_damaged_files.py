@@ -26,6 +26,7 @@ import pytest
 from PySide6.QtCore import QSettings, QStandardPaths
 
 from damaged_files import CASES, input_batch, make, members, meta, snapshot, zip_of
+from test_integration import QuietDialogs  # records errors; every question gets the safe answer
 from gatescope.studio import atomic
 from gatescope.studio.cli import main
 from gatescope.studio.project import Project, ProjectError, load_project, parse_project, save_project
@@ -89,47 +90,13 @@ def test_commands_refuse_in_one_line_and_change_nothing(case, command, work, cap
 
 
 # ----------------------------------------------------------------------------- the window
-class RecordingDialogs:
-    """The window's dialogs: errors are kept, every question gets the safe answer."""
-
-    def __init__(self):
-        self.errors: list[tuple[str, str]] = []
-
-    def error(self, title, text):
-        self.errors.append((title, text))
-
-    def show_exception(self, summary, details):
-        self.errors.append((summary, details))
-
-    def info(self, title, text):
-        pass
-
-    def ask_save(self, text):
-        return "discard"
-
-    def ask_stop_training(self, text):
-        return True
-
-    def open_path(self):
-        return None
-
-    def save_path(self, suggested):
-        return None
-
-    def export_path(self, suggested):
-        return None
-
-    def offer_recovery(self, paths):
-        return None
-
-
 @pytest.fixture(scope="module")
 def window(qapp, tmp_path_factory):
     """One window for every case (building one takes seconds), holding a project of its own."""
     from gatescope.studio.app import MainWindow
     folder = tmp_path_factory.mktemp("window")
     win = MainWindow(settings=QSettings(str(folder / "settings.ini"), QSettings.IniFormat),
-                     dialogs=RecordingDialogs(), autosave_dir=folder / "autosave", extra_panels=False)
+                     dialogs=QuietDialogs(), autosave_dir=folder / "autosave", extra_panels=False)
     win.resize(1280, 800)
     win.show()
     previous = folder / "previous.gscope"
