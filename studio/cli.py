@@ -69,6 +69,8 @@ def _run_gui(argv: list[str]) -> int:
     args = parser.parse_args(argv)
     if args.file and not Path(args.file).exists():
         raise CommandError(f"{args.file} does not exist")
+    if args.file and args.screenshot:
+        _load(args.file)  # offscreen there is no one to read a dialog: a file that cannot open is one line
     from gatescope.studio.app import run_app  # Qt is imported only here
     return run_app(args.file, screenshot=args.screenshot)
 

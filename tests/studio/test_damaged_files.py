@@ -424,6 +424,14 @@ def test_predict_never_writes_non_finite_probabilities(trained, work, capsys, mo
     assert snapshot(work) == before
 
 
+def test_a_screenshot_of_a_damaged_file_is_one_line(work, capsys):
+    path = make("two project.json", work)
+    before = snapshot(work)
+    assert main(["--screenshot", str(work / "shot.png"), str(path)]) == 1
+    assert "two members named 'project.json'" in one_line(capsys.readouterr().err)
+    assert snapshot(work) == before
+
+
 def test_a_real_process_prints_exactly_one_line(trained, work):
     """The in-process runs above, checked once as the shell sees them: exit 1, one line on stderr."""
     damaged = make("steps_per_epoch 10^9", work)
