@@ -32,8 +32,8 @@ import numpy as np
 
 from gatescope.compute import layers as layer_registry
 from gatescope.compute.datasets import DataError
-from gatescope.compute.datasets.checks import (MAX_FILE_BYTES, npz_arrays, read_member, reading_zip, regular_file,
-                                               zip_members)
+from gatescope.compute.datasets.checks import (MAX_FILE_BYTES, absurdly_compressed, npz_arrays, raise_absurd,
+                                               read_member, reading_zip, regular_file, zip_members)
 from gatescope.compute.graph import Analysis, Block, GraphSpec, Model, Wire, analyse
 from gatescope.compute.optim import check_state
 from gatescope.compute.train import WHOLE_RANGES, TrainSettings, TrainState
@@ -44,6 +44,8 @@ FORMAT_NAME = "gatescope-project"
 SUFFIX = ".gscope"
 
 MEMBERS = ("project.json", "history.json", "weights.npz", "optimizer.npz", "steps.npz")
+MODEL_BOUNDED = ("weights.npz", "optimizer.npz")  # bounded by the model's size, not a compression ratio:
+# an optimizer state of zeros (SGD without momentum, parameters no gradient reached) deflates 1000x
 MAX_JSON_BYTES = 16 * 2**20
 MAX_HISTORY_BYTES = 64 * 2**20      # 10^5 epoch records of about 200 bytes each, and room
 MAX_JSON_DEPTH = 64                 # the deepest GateScope writes is 5 (panels); 990 overflowed the parser
@@ -243,7 +245,7 @@ def parse_project(data: bytes | IO[bytes], label: str = "the file") -> Project:
             z = zipfile.ZipFile(stream)
         with z:
             with reading_zip(label):
-                infos = zip_members(z, label)
+                infos = zip_members(z, label, ratio_exempt=MODEL_BOUNDED)
             if "project.json" not in infos:
                 raise ProjectError(f"{label} is not a complete GateScope project: it has no project.json")
             if infos["project.json"].file_size > MAX_JSON_BYTES:
@@ -257,6 +259,8 @@ def parse_project(data: bytes | IO[bytes], label: str = "the file") -> Project:
                 if name in infos and infos[name].file_size > limits[name]:
                     raise ProjectError(f"{label}: {name} declares {infos[name].file_size:,} bytes, more than "
                                        f"this model's {limits[name]:,} could need; the file is damaged")
+                if name in infos and name in MODEL_BOUNDED and not analysis.ok and absurdly_compressed(infos[name]):
+                    raise_absurd(infos[name], label)
             if "history.json" in infos:
                 project.history = _check_history(_parse_json(_member(z, infos["history.json"], label), label,
                                                              "history.json"), label)

@@ -72,6 +72,8 @@ def regular_file(path: str | os.PathLike, what: str = "the data file", max_bytes
         raise DataError(f"{what} {str(path)!r} does not exist; choose another file") from None
     except OSError as exc:
         raise DataError(f"{what} {str(path)!r} cannot be read ({exc.strerror or exc})") from None
+    except ValueError:  # a NUL inside the path
+        raise DataError(f"{what} {str(path)!r} is not a usable path") from None
     if stat.S_ISDIR(info.st_mode):
         raise DataError(f"{what} {str(path)!r} is a folder, not a file")
     if not stat.S_ISREG(info.st_mode):
@@ -156,15 +158,16 @@ def reading_zip(where: str) -> Iterator[None]:
                         f"({type(exc).__name__}: {exc})") from None
 
 
-def zip_members(archive: zipfile.ZipFile, where: str, max_member_bytes: int = MAX_FILE_BYTES
-                ) -> dict[str, zipfile.ZipInfo]:
+def zip_members(archive: zipfile.ZipFile, where: str, max_member_bytes: int = MAX_FILE_BYTES,
+                ratio_exempt: tuple[str, ...] = ()) -> dict[str, zipfile.ZipInfo]:
     """The members of ``archive`` by name, after checking what their headers declare.
 
     DataError for: a name twice (readers disagree on which one counts: ``zipfile`` takes the
     last, ``unzip`` the first), a name that is absolute or climbs out with ``..``, an encrypted
     member, a compression method other than stored or deflated, a member declaring more than
-    ``max_member_bytes``, a member over 1 MiB declaring a compression ratio above 1000, and
-    members declaring more than ``MAX_FILE_BYTES`` together.
+    ``max_member_bytes``, a member declaring an absurd compression ratio (``absurdly_compressed``;
+    not checked for ``ratio_exempt``, members the caller bounds itself), and members declaring
+    more than ``MAX_FILE_BYTES`` together.
     """
     infos: dict[str, zipfile.ZipInfo] = {}
     total = 0
@@ -181,15 +184,23 @@ def zip_members(archive: zipfile.ZipFile, where: str, max_member_bytes: int = MA
         if info.compress_type not in ZIP_METHODS:
             raise DataError(f"{where}: member {name!r} uses compression method {info.compress_type}; "
                             "GateScope reads stored and deflated members only")
-        if info.file_size > max_member_bytes or (
-                info.file_size > 2**20 and info.file_size > MAX_COMPRESSION_RATIO * max(info.compress_size, 1)):
-            raise DataError(f"{where} declares a member {name!r} of {info.file_size:,} bytes, which is absurd "
-                            "for what it holds; refusing it")
+        if info.file_size > max_member_bytes or (name not in ratio_exempt and absurdly_compressed(info)):
+            raise_absurd(info, where)
         total += info.file_size
         infos[name] = info
     if total > MAX_FILE_BYTES:
         raise DataError(f"{where} declares {total:,} bytes in all, more than GateScope reads; refusing it")
     return infos
+
+
+def absurdly_compressed(info: zipfile.ZipInfo) -> bool:
+    """A member over 1 MiB declaring more than ``MAX_COMPRESSION_RATIO`` times its stored bytes."""
+    return info.file_size > 2**20 and info.file_size > MAX_COMPRESSION_RATIO * max(info.compress_size, 1)
+
+
+def raise_absurd(info: zipfile.ZipInfo, where: str) -> None:
+    raise DataError(f"{where} declares a member {info.filename!r} of {info.file_size:,} bytes, which is absurd "
+                    "for what it holds; refusing it")
 
 
 def read_member(archive: zipfile.ZipFile, info: zipfile.ZipInfo, where: str, chunk: int = 2**20) -> bytes:

@@ -463,3 +463,21 @@ def test_opening_reads_the_file_member_by_member(work):
     with CountingReader(path) as stream:
         assert parse_project(stream, path.name).trained
     assert CountingReader.largest < 1.1 * 2**20
+
+
+def test_a_large_optimizer_state_of_zeros_opens(tmp_path):
+    """Zeros deflate a thousandfold: weights and optimizer state are bounded by the model's size
+    instead of a compression ratio, so SGD's untouched velocity of a large model is not a 'bomb'
+    (both the old loader and the first version of this one refused it)."""
+    from gatescope.compute.graph import GraphSpec
+    graph = GraphSpec.chain(("Input", {"shape": [256]}), ("Dense", {"units": 30000}), ("Dense", {"units": 10}),
+                            ("Classify", {}))
+    project = Project(graph=graph)
+    project.weights = project.build_model().state_dict()
+    project.optimizer = {f"{k}/{slot}": np.zeros_like(v) for k, v in project.weights.items() for slot in "mv"}
+    project.optimizer["step_count"] = np.array(3)
+    path = save_project(project, tmp_path / "zeros.gscope")
+    with zipfile.ZipFile(path) as z:
+        info = z.getinfo("optimizer.npz")
+        assert info.file_size > 1000 * info.compress_size and info.file_size > 2**20
+    assert load_project(path).optimizer["b1/W/m"].shape == (256, 30000)
