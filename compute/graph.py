@@ -97,6 +97,7 @@ class BlockInfo:
     time_distributed: bool = False
     param_count: int = 0
     param_formula: str = ""
+    size_formula: str = ""
     error: str | None = None
     warning: str | None = None
 
@@ -229,6 +230,7 @@ def analyse(spec: GraphSpec) -> Analysis:
             block_info.out_shape = (shapes[0][0],) + tuple(out) if distributed else tuple(out)
             block_info.param_count = layer.param_count(step_shapes)
             block_info.param_formula = layer.param_formula(step_shapes)
+            block_info.size_formula = layer.size_formula(step_shapes)
         except ShapeError as exc:
             block_info.error = str(exc)
         except SettingsError as exc:

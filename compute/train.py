@@ -144,9 +144,14 @@ class TrainingFailed(RuntimeError):
 
 @dataclass
 class Metrics:
+    """``predictions``: per sample, the predicted class (classification, shaped as the targets)
+    or the predicted values (regression), as host arrays; what a confusion-matrix cell or a
+    scatter of predicted against true values is drawn from."""
+
     loss: float
     accuracy: float | None
     confusion: np.ndarray | None
+    predictions: np.ndarray | None = None
 
 
 def evaluate(model: Model, x: np.ndarray, y: np.ndarray, batch_size: int = 256) -> Metrics:
@@ -154,6 +159,7 @@ def evaluate(model: Model, x: np.ndarray, y: np.ndarray, batch_size: int = 256) 
     if len(x) == 0:
         return Metrics(float("nan"), None, None)
     total, correct, count = 0.0, 0, 0
+    predictions = []
     classify = model.task == "classification"
     n_classes = model.input_shape and model.analysis.info[model.head_id].out_shape[-1]
     confusion = np.zeros((n_classes, n_classes), dtype=np.int64) if classify else None
@@ -162,12 +168,16 @@ def evaluate(model: Model, x: np.ndarray, y: np.ndarray, batch_size: int = 256) 
         out = model.forward(xb, training=False)
         total += model.loss(yb) * len(xb)
         if classify:
-            pred = to_numpy(out.argmax(axis=-1)).reshape(-1)
-            truth = np.asarray(yb).reshape(-1)
+            pred = to_numpy(out.argmax(axis=-1))
+            predictions.append(pred.astype(np.int32))
+            pred, truth = pred.reshape(-1), np.asarray(yb).reshape(-1)
             correct += int((pred == truth).sum())
             count += truth.size
             np.add.at(confusion, (truth, pred), 1)
-    return Metrics(total / len(x), correct / count if classify else None, confusion)
+        else:
+            predictions.append(np.asarray(to_numpy(out), dtype=np.float32))
+    return Metrics(total / len(x), correct / count if classify else None, confusion,
+                   np.concatenate(predictions) if predictions else None)
 
 
 @dataclass
@@ -242,6 +252,11 @@ class Trainer:
         val = (ds.x[sp.val], ds.y[sp.val])
         test = (ds.x_test, ds.y_test) if ds.x_test is not None else (ds.x[sp.test], ds.y[sp.test])
         return train, val, test
+
+    @property
+    def test_size(self) -> int:
+        """How many held-out test samples there are (0: the dataset has no test split)."""
+        return len(self._parts()[2][0])
 
     def test_metrics(self) -> Metrics:
         _, _, (xt, yt) = self._parts()
@@ -332,7 +347,7 @@ class Trainer:
                       "lr": lr, "seconds": time.perf_counter() - epoch_start}
             self.state.history.append(record)
             self.state.optimizer = self.optimizer.state_dict()
-            yield Event("epoch", dict(record, confusion=val.confusion))
+            yield Event("epoch", dict(record, confusion=val.confusion, val_predictions=val.predictions))
             if s.early_stopping and len(x_val):
                 if val.loss < self.state.best_val_loss - 1e-12:
                     self.state.best_val_loss = val.loss

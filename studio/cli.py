@@ -1,7 +1,8 @@
 """The ``gatescope`` command (DESIGN section 6, a contract).
 
-    gatescope [FILE.gscope]                     open the app (a bundled example when no file)
-    gatescope --screenshot OUT.png [FILE]       render the main window offscreen to a PNG
+    gatescope [FILE.gscope] [--view V] [--size WxH]     open the app (a bundled example when no file)
+    gatescope --screenshot OUT.png [FILE] [--view V] [--size WxH]
+                                                render the main window offscreen to a PNG
     gatescope train PROJECT [--epochs N] [--device D] [--out PATH] [--json]
     gatescope predict PROJECT (--input X.npy --output Y.npy | --video FILE) [--json]
     gatescope export PROJECT -o MODEL.onnx [--unroll]
@@ -31,6 +32,7 @@ from pathlib import Path
 import numpy as np
 
 from gatescope.studio import __version__
+from gatescope.studio.viewspec import VIEW_KEYS, parse_size
 
 COMMANDS = ("train", "predict", "export", "bench")
 
@@ -64,15 +66,25 @@ def _run_gui(argv: list[str]) -> int:
         prog="gatescope", description="GateScope: build, train and look inside CNNs and RNNs. "
         f"Commands: {', '.join(COMMANDS)} (gatescope COMMAND --help).")
     parser.add_argument("file", nargs="?", help="a .gscope project to open (default: a bundled example)")
-    parser.add_argument("--screenshot", metavar="OUT.png", help="render the main window offscreen to a PNG and exit")
+    parser.add_argument("--screenshot", metavar="OUT.png",
+                        help="render the main window offscreen, as a person opening FILE gets it, to a PNG and exit")
+    parser.add_argument("--view", choices=VIEW_KEYS, help="the view to show (default: the one used last; "
+                        "for --screenshot: build)")
+    parser.add_argument("--size", metavar="WxH", help="the window's size in pixels (default: 1500x950)")
     parser.add_argument("--version", action="version", version=f"GateScope {__version__}")
     args = parser.parse_args(argv)
     if args.file and not Path(args.file).exists():
         raise CommandError(f"{args.file} does not exist")
     if args.file and args.screenshot:
         _load(args.file)  # offscreen there is no one to read a dialog: a file that cannot open is one line
+    size = None
+    if args.size:
+        try:
+            size = parse_size(args.size)
+        except ValueError as exc:
+            parser.error(str(exc))
     from gatescope.studio.app import run_app  # Qt is imported only here
-    return run_app(args.file, screenshot=args.screenshot)
+    return run_app(args.file, screenshot=args.screenshot, view=args.view, size=size)
 
 
 # ----------------------------------------------------------------------------- commands
@@ -243,7 +255,7 @@ def cmd_train(args) -> int:
     if args.json:
         _emit_json(result)
     else:
-        if not math.isfinite(test.loss):
+        if trainer.test_size == 0:
             score = "no test samples (test_fraction is 0)"
         elif model.task == "classification":
             score = f"test accuracy {test.accuracy:.4f}"

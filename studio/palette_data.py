@@ -16,10 +16,13 @@ from gatescope.compute.graph import Analysis, Block, GraphSpec
 from gatescope.compute.layers.base import Setting
 from gatescope.compute.optim import OPTIMIZERS, SCHEDULES
 from gatescope.compute.train import WHOLE_RANGES
+from gatescope.studio.wording import article, plural
 
-# Short forms of the settings that say most about a block, for the line under its title.
+# Short forms of the settings that say most about a block, for the line under its title
+# (a count with its noun goes through ``plural``: "1 unit", "8 filters").
+_COUNTED = {"filters": "filter", "units": "unit"}
 _DETAIL_FORMS = {
-    "filters": "{} filters", "units": "{} units", "hidden_size": "{} hidden", "kernel_size": "kernel {}",
+    "hidden_size": "{} hidden", "kernel_size": "kernel {}",
     "size": "size {}", "stride": "stride {}", "rate": "rate {}", "shape": "{}", "padding": "{}",
     "slope": "slope {}", "return_sequences": "all steps",
 }
@@ -80,6 +83,9 @@ def block_detail(block: Block) -> str:
         value = block.settings.get(setting.name, setting.default)
         if setting.name == "stride" and value == 0:  # pooling's "0 = the window size"
             value = block.settings.get("size", 2)
+        if setting.name in _COUNTED and isinstance(value, int):
+            parts.append(plural(value, _COUNTED[setting.name]))
+            continue
         form = _DETAIL_FORMS.get(setting.name)
         if form is None or (setting.kind == "bool" and not value):
             continue
@@ -124,28 +130,50 @@ def shape_text(shape: tuple[int, ...] | None, time_distributed: bool = False) ->
 
 
 def params_text(count: int) -> str:
-    return "no parameters" if count == 0 else f"{count:,} parameter{'s' if count != 1 else ''}"
+    return "no parameters" if count == 0 else plural(count, "parameter")
 
 
 def block_status(analysis: Analysis) -> dict[str, dict]:
     """Per-block results as the canvas and inspector show them."""
     out = {}
     for bid, info in analysis.info.items():
-        out[bid] = {"shape": shape_text(info.out_shape, info.time_distributed) if not info.error else "",
-                    "params": params_text(info.param_count) if info.out_shape is not None and not info.error else "",
-                    "formula": info.param_formula if not info.error else "",
+        ok = not info.error
+        out[bid] = {"shape": shape_text(info.out_shape, info.time_distributed) if ok else "",
+                    "params": params_text(info.param_count) if info.out_shape is not None and ok else "",
+                    "formula": info.param_formula if ok else "",
+                    "size_formula": info.size_formula if ok else "",
                     "error": info.error, "warning": info.warning}
     return out
 
 
-def model_summary(analysis: Analysis) -> str:
+def block_name(graph: GraphSpec, block_id: str) -> str:
+    """A block as the canvas shows it: its type and its id ("LSTM b1")."""
+    try:
+        return f"{graph.block(block_id).type} {block_id}"
+    except KeyError:
+        return block_id
+
+
+def problems(analysis: Analysis, graph: GraphSpec) -> list[str]:
+    """Every problem of the graph, one sentence each, a block's named as the canvas shows it
+    ("LSTM b1: is part of a cycle; ...")."""
+    return list(analysis.graph_errors) + [f"{block_name(graph, bid)}: {info.error}"
+                                          for bid, info in analysis.info.items() if info.error]
+
+
+def first_problem(analysis: Analysis, graph: GraphSpec) -> str | None:
+    found = problems(analysis, graph)
+    return found[0] if found else None
+
+
+def model_summary(analysis: Analysis, graph: GraphSpec) -> str:
     """One paragraph for the inspector when no block is selected."""
     if not analysis.info:
         return "The model is empty. Drag an Input block from the palette to start."
-    lines = [f"{len(analysis.info)} blocks, {analysis.total_params:,} parameters."]
-    errors = analysis.errors()
-    if errors:
-        lines.append(f"{len(errors)} problem{'s' if len(errors) > 1 else ''}: " + errors[0])
+    lines = [f"{plural(len(analysis.info), 'block')}, {plural(analysis.total_params, 'parameter')}."]
+    found = problems(analysis, graph)
+    if found:
+        lines.append(f"{plural(len(found), 'problem')}: " + found[0])
     else:
         lines.append("The model is complete and can be trained.")
     lines.append("Select a block to see and change its settings.")
@@ -200,9 +228,10 @@ def dataset_view(dataset: Dataset, n_train: int, n_val: int, n_test: int, n_samp
     """``(summary, samples, labels)`` for the data panel: host copies only."""
     shape = dataset.sample_shape
     from gatescope.compute.layers.base import describe_shape
-    lines = [f"{len(dataset.x):,} samples, each a {describe_shape(shape)}",
-             f"task: {dataset.task}" + (f", {dataset.n_classes} classes" if dataset.task == "classification" else ""),
-             f"split: {n_train:,} train, {n_val:,} validation, {n_test:,} test"]
+    lines = [f"{plural(len(dataset.x), 'sample')}, each {article(describe_shape(shape))}",
+             f"Task: {dataset.task}" + (f", {plural(dataset.n_classes, 'class', 'classes')}"
+                                        if dataset.task == "classification" else ""),
+             f"Split: {n_train:,} train, {n_val:,} validation, {n_test:,} test"]
     if dataset.description:
         lines.append(dataset.description)
     summary: dict[str, Any] = {"title": dataset.name, "lines": lines, "kind": "image"}

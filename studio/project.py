@@ -105,8 +105,14 @@ class Project:
         """Training steps per epoch of the last run (0 when unknown)."""
         return int(self.trainer.get("steps_per_epoch", 0))
 
-    def take_train_state(self, state: TrainState, weights: dict[str, np.ndarray]) -> None:
-        """Record a finished or interrupted run: weights, optimizer state, history."""
+    def take_train_state(self, state: TrainState, weights: dict[str, np.ndarray],
+                         last_run: dict[str, Any] | None = None) -> None:
+        """Record a finished or interrupted run: weights, optimizer state, history.
+
+        ``last_run``: what the window shows of the run when the project is opened again:
+        ``planned_epochs`` (where it was to end), ``ended`` (finished, stopped, failed) and
+        ``test`` (``{"loss", "accuracy", "samples"}`` on the held-out test split, or None).
+        """
         self.weights = weights
         self.optimizer = dict(state.optimizer)
         self.history = list(state.history)
@@ -114,6 +120,8 @@ class Project:
                         "best_val_loss": None if math.isinf(state.best_val_loss) else state.best_val_loss,
                         "epochs_without_improvement": state.epochs_without_improvement,
                         "steps_per_epoch": state.steps_per_epoch}
+        if last_run is not None:
+            self.trainer["last_run"] = _checked_last_run(last_run)
         self.step_numbers = np.asarray(state.step_numbers, dtype=np.int64)
         self.step_losses = np.asarray(state.step_losses, dtype=np.float32)
 
@@ -493,11 +501,12 @@ def _check_dataset(dataset: Any, label: str) -> dict[str, Any]:
     return dataset
 
 
-TRAINER_KEYS = ("epochs_done", "best_val_loss", "epochs_without_improvement", "steps_per_epoch")
+TRAINER_KEYS = ("epochs_done", "best_val_loss", "epochs_without_improvement", "steps_per_epoch", "last_run")
 
 
 def _check_trainer(trainer: Any, label: str) -> dict[str, Any]:
-    """``trainer``: whole counts within bounds, the best validation loss a finite number or null."""
+    """``trainer``: whole counts within bounds, the best validation loss a finite number or null,
+    ``last_run`` as ``_checked_last_run`` says."""
     def need(cond: bool, what: str) -> None:
         if not cond:
             raise ProjectError(f"{label}: project.json trainer {what}")
@@ -511,7 +520,13 @@ def _check_trainer(trainer: Any, label: str) -> dict[str, Any]:
         need(_whole(value) and 0 <= value <= high, f"{key} must be a whole number from 0 to {high:,}")
     best = trainer.get("best_val_loss")
     need(best is None or _number(best), "best_val_loss must be a finite number or null")
-    return dict(trainer)
+    trainer = dict(trainer)
+    if "last_run" in trainer:
+        try:
+            trainer["last_run"] = _checked_last_run(trainer["last_run"])
+        except ValueError as exc:
+            raise ProjectError(f"{label}: project.json trainer.last_run: {exc}") from None
+    return trainer
 
 
 HISTORY_NUMBERS = ("train_loss", "train_accuracy", "val_loss", "val_accuracy", "lr", "seconds")
@@ -546,6 +561,36 @@ def _check_array_names(arrays: dict[str, np.ndarray], ids: set[str], parts: int,
         if pieces[0] not in ids:
             raise ProjectError(f"{label}: the {what} holds {key[:80]!r}, but the graph has no block "
                                f"{pieces[0][:40]!r}")
+
+
+def _checked_last_run(value: Any) -> dict[str, Any]:
+    """``trainer.last_run`` as the window reads it; ValueError naming what is wrong."""
+    def count(v, what):
+        if v is None:
+            return None
+        if not isinstance(v, int) or isinstance(v, bool) or v < 0:
+            raise ValueError(f"{what} must be a whole number of 0 or more")
+        return v
+
+    def number(v, what):
+        if v is None:
+            return None
+        if not isinstance(v, (int, float)) or isinstance(v, bool) or not math.isfinite(v):
+            raise ValueError(f"{what} must be a finite number")
+        return float(v)
+
+    if not isinstance(value, dict):
+        raise ValueError("must be an object")
+    ended = value.get("ended")
+    if ended not in (None, "finished", "stopped", "failed"):
+        raise ValueError("ended must be finished, stopped or failed")
+    test = value.get("test")
+    if test is not None:
+        if not isinstance(test, dict):
+            raise ValueError("test must be an object")
+        test = {"loss": number(test.get("loss"), "test.loss"), "accuracy": number(test.get("accuracy"), "test.accuracy"),
+                "samples": count(test.get("samples", 0), "test.samples")}
+    return {"planned_epochs": count(value.get("planned_epochs"), "planned_epochs"), "ended": ended, "test": test}
 
 
 def _check_weights(project: Project, analysis: Analysis, label: str) -> None:

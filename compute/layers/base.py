@@ -183,6 +183,11 @@ class Layer:
         n = self.param_count(in_shapes)
         return "no parameters" if n == 0 else f"{n:,} parameters"
 
+    def size_formula(self, in_shapes: list[tuple[int, ...]]) -> str:
+        """The output-size arithmetic in the lectures' words for blocks that slide a window
+        (``floor((8 + 2x1 - 3) / 1) + 1 = 8``); empty for the others."""
+        return ""
+
     # ----------------------------------------------------------------- parameters
     def build(self, in_shapes: list[tuple[int, ...]], rng: np.random.Generator, xp=np,
               dtype=np.float32) -> None:
