@@ -259,3 +259,37 @@ def dataset_view(dataset: Dataset, n_train: int, n_val: int, n_test: int, n_samp
         else:
             labels.append("")
     return summary, samples, labels
+
+
+def gallery_view(dataset: Dataset, indices: np.ndarray) -> tuple[str, list, list[str]]:
+    """``(kind, samples, captions)`` of ``dataset.x[indices]`` as the samples panel draws them
+    (``widgets.sample_gallery``): characters as text, other sequences as lines, images as grey
+    or colour tiles, clips as frames."""
+    samples, captions = [], []
+    kind = "sequence"
+    for i in indices:
+        x = np.asarray(dataset.x[int(i)], dtype=np.float32)
+        captions.append(f"#{int(i)}")
+        if x.ndim == 2 and dataset.vocab and x.shape[1] == len(dataset.vocab):
+            kind = "text"
+            samples.append("".join(dataset.vocab[int(k)] if row.any() else "" for k, row in zip(x.argmax(1), x)))
+        elif x.ndim == 3:
+            kind = "image"
+            samples.append(np.moveaxis(x, 0, -1) if x.shape[0] == 3 else (x[0] if x.shape[0] == 1 else x.mean(0)))
+        elif x.ndim == 4:
+            kind = "clip"
+            samples.append(np.moveaxis(x, 1, -1) if x.shape[1] == 3 else (x[:, 0] if x.shape[1] == 1 else x.mean(1)))
+        else:
+            samples.append(x.reshape(len(x), -1) if x.ndim == 2 else x.reshape(-1, 1))
+    return kind, samples, captions
+
+
+def cell_samples(targets: np.ndarray, predictions: np.ndarray, true_class: int, predicted_class: int
+                 ) -> np.ndarray:
+    """Positions (in the validation split) of the samples whose true class is ``true_class`` and
+    predicted class ``predicted_class``; for per-step targets, the samples with such a step."""
+    targets, predictions = np.asarray(targets), np.asarray(predictions)
+    hit = (targets == true_class) & (predictions == predicted_class)
+    if hit.ndim > 1:
+        hit = hit.reshape(len(hit), -1).any(axis=1)
+    return np.flatnonzero(hit)

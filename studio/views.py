@@ -34,7 +34,7 @@ AREAS = {"left": Qt.LeftDockWidgetArea, "right": Qt.RightDockWidgetArea,
 # Per view and dock area: stacks of docks one above the other, each stack a list of tabs.
 DEFAULT_ARRANGEMENT: dict[str, dict[str, list[list[str]]]] = {
     "build": {"left": [["Blocks"]], "right": [["Inspector"]]},
-    "train": {"left": [["Training", "Data"]], "right": [["Confusion matrix"]]},
+    "train": {"left": [["Training", "Data"]], "right": [["Confusion matrix"], ["Samples"]]},
     # One tab group: stacked, neither the cell state's three plots nor the gradients kept a
     # readable height at 1280x800.
     "inside": {"right": [["Cell state", "Gradients through time", "Gate health", "Text generation"]]},
