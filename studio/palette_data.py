@@ -15,6 +15,7 @@ from gatescope.compute.datasets import BUILTINS, Dataset, builtin_names
 from gatescope.compute.graph import Analysis, Block, GraphSpec
 from gatescope.compute.layers.base import Setting
 from gatescope.compute.optim import OPTIMIZERS, SCHEDULES
+from gatescope.compute.train import WHOLE_RANGES
 from gatescope.studio.wording import article, plural
 
 # Short forms of the settings that say most about a block, for the line under its title
@@ -183,9 +184,10 @@ def model_summary(analysis: Analysis, graph: GraphSpec) -> str:
 def training_fields() -> list[dict]:
     """Form fields of the training settings a person usually changes."""
     return [
-        {"name": "epochs", "kind": "int", "label": "Epochs", "minimum": 1, "maximum": 100000,
+        {"name": "epochs", "kind": "int", "label": "Epochs", "minimum": 1, "maximum": WHOLE_RANGES["epochs"][1],
          "help": "Passes over the training data each time Train is pressed; a trained model goes on from where it is."},
-        {"name": "batch_size", "kind": "int", "label": "Batch size", "minimum": 1, "maximum": 65536,
+        {"name": "batch_size", "kind": "int", "label": "Batch size", "minimum": 1,
+         "maximum": WHOLE_RANGES["batch_size"][1],
          "help": "Samples per step."},
         {"name": "optimizer", "kind": "choice", "label": "Optimizer", "choices": list(OPTIMIZERS),
          "help": "sgd (with momentum), adam or adamw."},
@@ -199,9 +201,9 @@ def training_fields() -> list[dict]:
          "help": "L2 penalty on the weights (decoupled for adamw)."},
         {"name": "val_fraction", "kind": "float", "label": "Validation share", "minimum": 0.0, "maximum": 0.89,
          "help": "Share of the samples kept aside to check the model each epoch."},
-        {"name": "early_stopping", "kind": "int", "label": "Early stopping", "minimum": 0, "maximum": 10000,
+        {"name": "early_stopping", "kind": "int", "label": "Early stopping", "minimum": 0, "maximum": WHOLE_RANGES["early_stopping"][1],
          "help": "Stop after this many epochs without a better validation loss; 0 turns it off."},
-        {"name": "seed", "kind": "int", "label": "Seed", "minimum": 0, "maximum": 2**31 - 1,
+        {"name": "seed", "kind": "int", "label": "Seed", "minimum": 0, "maximum": WHOLE_RANGES["seed"][1],
          "help": "Fixes the initial weights and the shuffling: the same seed gives the same run."},
         {"name": "device", "kind": "choice", "label": "Device", "choices": ["auto", "cpu", "gpu"],
          "help": "auto uses the GPU when CuPy finds one, else the CPU."},
