@@ -123,6 +123,15 @@ def health_findings(health: dict[str, dict[str, float]], pinned: dict[str, float
     return findings
 
 
+def pinned_notes(health: dict[str, dict[str, float]], pinned: dict[str, float]) -> list[str]:
+    """For each gate in ``health`` that an override pins (name -> constant, as
+    ``compute.layers.recurrent.pinned_gates`` reads them): a sentence saying so. A pinned gate
+    is constant on purpose: its bars show it frozen, and that is the pin, not a stuck gate."""
+    return [f"{GATE_WORDS.get(name, name)} is pinned to {value:g} by an override, so it is constant on purpose "
+            "(its units show as never moving); unpin it in the inspector to let it learn"
+            for name, value in pinned.items() if name in health]
+
+
 def describe_input(x: np.ndarray, vocab: list[str] | None = None) -> tuple[str, Any, str] | None:
     """How one sample ``x`` runs along a time axis: ``(kind, values, caption)`` or None.
 

@@ -61,6 +61,17 @@ class _Pool(Layer):
             shape[a] = output_size(shape[a], size, self.stride)
         return tuple(shape)
 
+    def size_formula(self, in_shapes):
+        shape = list(in_shapes[0])
+        axes = [a - 1 for a in self._spatial_axes(len(shape) + 1)]
+        size, stride = self.settings["size"], self.stride
+        lines = [f"floor(({shape[a]} - {size}) / {stride}) + 1 = {output_size(shape[a], size, stride)}" for a in axes]
+        if len(axes) == 2:
+            if shape[axes[0]] == shape[axes[1]]:
+                return f"height and width: {lines[0]}"
+            return f"height: {lines[0]}; width: {lines[1]}"
+        return f"{'length' if len(axes) == 1 else 'size'}: {lines[0]}" if lines else ""
+
     def _windows(self, shape: tuple[int, ...]):
         """(output shape, [slice tuple selecting window position k for every output]) for input ``shape``."""
         size, stride = self.settings["size"], self.stride

@@ -191,3 +191,16 @@ def test_short_training_runs_learn_alike_on_every_backend(backend, name):
         assert used <= {name for name, _, _ in backend.emulator.launches}
     assert want[-1] < want[0]                          # it learns
     np.testing.assert_allclose(got, want, rtol=1e-4)
+
+
+@pytest.mark.parametrize("n, batch, steps", [(10, 3, 7), (5, 5, 4), (7, 32, 3), (100, 8, 12)])
+def test_batches_are_slices_of_consecutive_permutations(n, batch, steps):
+    """Drawn lazily, the batches are exactly the slices of the passes over range(n) drawn all at
+    once (what the loop did before), so a seed gives the runs it gave."""
+    from gatescope.compute.train import shuffled_batches
+    got = list(shuffled_batches(np.random.default_rng([3, 1]), n, batch, steps))
+    reference_rng = np.random.default_rng([3, 1])
+    order = np.concatenate([reference_rng.permutation(n) for _ in range(-(-steps * batch // n))])
+    assert len(got) == steps
+    for step, idx in enumerate(got):
+        np.testing.assert_array_equal(idx, order[step * batch:(step + 1) * batch])
