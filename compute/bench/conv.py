@@ -94,8 +94,9 @@ def conv2d(device: Device, quick: bool) -> list[Row]:
             torch_fwd = median_time(torch_forward, repeats, warmup, torch_sync)
             torch_train = median_time(torch_step, repeats, warmup, torch_sync)
 
+        used = {"algorithm": layer.algorithm}
         rows.append(Row("conv2d", f"{name} forward", median_time(ours_forward, repeats, warmup, sync),
-                        median_time(gemm_forward, repeats, warmup, sync), torch_fwd))
+                        median_time(gemm_forward, repeats, warmup, sync), torch_fwd, used))
         rows.append(Row("conv2d", f"{name} forward+backward", median_time(ours_train, repeats, warmup, sync),
-                        median_time(gemm_train, repeats, warmup, sync), torch_train))
+                        median_time(gemm_train, repeats, warmup, sync), torch_train, used))
     return rows
