@@ -16,12 +16,16 @@ Backward is the adjoint of each step, in reverse: ``dM = A dY A^T`` per tile, ``
 V[e]^T`` (then ``dW = G^T dU G``), ``dV[e] = U[e]^T dM[e]`` and ``dx = B dV B^T`` added onto
 the overlapping tiles; ``db`` is the sum of dy. Forward keeps ``V`` for ``dU``.
 
-Layout. The kernels work "batch innermost": the input is first copied into ``xt`` (C, Hp, Wp,
-N) with its padding, so that every transform's innermost loop runs over the N images of the
-batch with unit stride and vectorises whatever the image size (an 8x8 map has only 2x2 tiles;
-a loop over tiles would be two iterations long). Transformed tiles are rows ``(36, C * P)``
-with P ordered (tile row, tile column, image); the output comes back through ``yt`` (K, 4 tH,
-4 tW, N) and one copy into NCHW, cropped to Ho x Wo when those are not multiples of 4.
+Layout. The transforms vectorise over the batch: their innermost loops run over the N images
+with unit stride, whatever the image size (an 8x8 map has only 2x2 tiles; a loop over tiles
+would be two iterations long). The input is first copied into ``xt`` (C, Hp, Wp, N) with its
+padding; transformed tiles are rows ``(36, C * P)`` with P ordered (tile row, tile column,
+image). The output transform writes NCHW ``y`` itself (cropped to Ho x Wo), the output
+adjoint reads NCHW ``dy`` and the input adjoint adds onto NCHW ``dx``: going through a
+batch-innermost copy there measured up to 1.5x slower on the bench's shapes and within 15%
+either way on the examples' small ones (a copy that moves the batch innermost costs 1-3 ns a
+value on this machine, a plain copy 0.2); reading ``x`` tile by tile instead of through
+``xt`` measured up to 1.8x slower.
 
 Accuracy. The transforms' coefficients (up to 8 in A, 5 in B, 1/24 in G) amplify float32
 rounding. On He-uniform weights and unit-normal inputs and output gradients, the largest error
@@ -38,7 +42,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from gatescope.compute import jit
-from gatescope.compute.ops.workspace import buffer, row_blocks, spread_rows, zero_bordered
+from gatescope.compute.ops.workspace import row_blocks, spread_rows, zero_bordered
 
 # F(4x4, 3x3): B^T (6x6), G (6x3), A^T (4x6), Lavin and Gray's points 0, +-1, +-2, infinity.
 INPUT_T = np.array([[4, 0, -5, 0, 1, 0],
@@ -97,17 +101,13 @@ class Tiling:
         """``xt``: (C, 4 tH + 2, 4 tW + 2, N), the padded input, batch innermost."""
         return self.c, M * self.tiles_h + 2, M * self.tiles_w + 2, self.n
 
-    @property
-    def output_shape(self) -> tuple[int, int, int, int]:
-        """``yt``: (K, 4 tH, 4 tW, N), whole tiles of the output, batch innermost."""
-        return self.filters, M * self.tiles_h, M * self.tiles_w, self.n
 
 
 def available() -> bool:
     """True when the transforms run compiled (numba present, switched on, none failed to
     compile): their twins are the reference, not a fast path."""
-    return all(k.compiled for k in (to_batch_inner, to_batch_outer, input_transform,
-                                    output_transform, output_adjoint, input_adjoint))
+    return all(k.compiled for k in (to_batch_inner, input_transform, output_transform,
+                                    output_adjoint, input_adjoint))
 
 
 def tiling(x_shape, filters: int, pads: tuple[int, int, int, int]) -> Tiling:
@@ -158,11 +158,9 @@ def forward(x, weight, bias, pads: tuple[int, int, int, int], workspace: dict | 
     u = filter_transform(weight.astype(x.dtype, copy=False))
     m = spread_rows(workspace, "winograd_m", TILE, t.filters * t.tiles, x.dtype)
     np.matmul(u, row_blocks(v, t.c, t.tiles), out=row_blocks(m, t.filters, t.tiles))
-    yt = buffer(workspace, "winograd_y", t.output_shape, x.dtype, np)
     offsets = np.zeros(t.filters, x.dtype) if bias is None else bias.astype(x.dtype, copy=False)
-    output_transform(m, offsets, yt)
     y = np.empty((t.n, t.filters, t.out_h, t.out_w), dtype=x.dtype)
-    to_batch_outer(yt, 0, 0, y)
+    output_transform(m, offsets, y)
     return y, Saved(t, v, u, bias is not None)
 
 
@@ -172,21 +170,17 @@ def backward(grad_y, saved: Saved, need_input_grad: bool = True, workspace: dict
     ``need_input_grad``), dL/dW (K, C, 3, 3), dL/db (K,) (None when forward had no bias)."""
     t = saved.tiling
     dtype = grad_y.dtype
-    # Rows and columns of the last tiles past Ho x Wo must hold zero gradient.
-    dyt = zero_bordered(workspace, "winograd_dy", t.output_shape, dtype, np, (t.out_h, t.out_w))
-    to_batch_inner(grad_y, 0, 0, dyt)
-    grad_bias = dyt.reshape(t.filters, -1).sum(axis=1) if saved.has_bias else None
     dm = spread_rows(workspace, "winograd_m", TILE, t.filters * t.tiles, dtype)   # M is spent
-    output_adjoint(dyt, dm)
+    grad_bias = np.empty(t.filters, dtype)
+    output_adjoint(grad_y, dm, grad_bias)
     dm_blocks, v_blocks = row_blocks(dm, t.filters, t.tiles), row_blocks(saved.tiles, t.c, t.tiles)
     grad_weight = filter_adjoint(np.matmul(dm_blocks, v_blocks.transpose(0, 2, 1)))
+    grad_bias = grad_bias if saved.has_bias else None
     if not need_input_grad:
         return None, grad_weight, grad_bias
     np.matmul(saved.filters.transpose(0, 2, 1), dm_blocks, out=v_blocks)          # dV, over V
-    dxt = buffer(workspace, "winograd_dx", t.input_shape, dtype, np)
-    input_adjoint(saved.tiles, dxt)
     dx = np.empty((t.n, t.c, t.h, t.w), dtype=dtype)
-    to_batch_outer(dxt, t.top, t.left, dx)
+    input_adjoint(saved.tiles, t.tiles_h, t.tiles_w, t.top, t.left, dx)
     return dx, grad_weight, grad_bias
 
 
@@ -204,11 +198,6 @@ def _batch_inner_twin(x, top, left, out):
     out[:, top:top + h, left:left + w, :] = x.transpose(1, 2, 3, 0)
 
 
-def _batch_outer_twin(xt, top, left, out):
-    _, _, h, w = out.shape
-    out[...] = xt[:, top:top + h, left:left + w, :].transpose(3, 0, 1, 2)
-
-
 def _input_transform_twin(xt, out):
     d = _tiles_of(xt, ALPHA, M)
     v = np.einsum("ab,ctsnbq,dq->adctsn", INPUT_T, d, INPUT_T, optimize=True).reshape(TILE, -1)
@@ -216,28 +205,33 @@ def _input_transform_twin(xt, out):
 
 
 def _output_transform_twin(m, bias, out):
-    k, ht, wt, n = out.shape
-    z = m[:, :out.size // (M * M)].reshape(ALPHA, ALPHA, k, ht // M, wt // M, n)
-    y = np.einsum("ia,abktsn,jb->ktisjn", OUTPUT_T, z, OUTPUT_T, optimize=True)
-    out[...] = y.reshape(out.shape) + bias.reshape(k, 1, 1, 1)
+    n, k, ho, wo = out.shape
+    th, tw = -(-ho // M), -(-wo // M)
+    z = m[:, :k * th * tw * n].reshape(ALPHA, ALPHA, k, th, tw, n)
+    y = np.einsum("ia,abktsn,jb->nktisj", OUTPUT_T, z, OUTPUT_T, optimize=True).reshape(n, k, M * th, M * tw)
+    out[...] = y[:, :, :ho, :wo] + bias.reshape(1, k, 1, 1)
 
 
-def _output_adjoint_twin(dyt, out):
-    k, ht, wt, n = dyt.shape
-    g = dyt.reshape(k, ht // M, M, wt // M, M, n)
-    dm = np.einsum("ia,ktisjn,jb->abktsn", OUTPUT_T, g, OUTPUT_T, optimize=True).reshape(TILE, -1)
+def _output_adjoint_twin(dy, out, grad_bias):
+    n, k, ho, wo = dy.shape
+    th, tw = -(-ho // M), -(-wo // M)
+    g = np.zeros((n, k, M * th, M * tw), dy.dtype)     # the last tiles' rows past Ho: no gradient
+    g[:, :, :ho, :wo] = dy
+    dm = np.einsum("ia,nktisj,jb->abktsn", OUTPUT_T, g.reshape(n, k, th, M, tw, M), OUTPUT_T,
+                   optimize=True).reshape(TILE, -1)
     out[:, :dm.shape[1]] = dm
+    grad_bias[...] = dy.sum(axis=(0, 2, 3))
 
 
-def _input_adjoint_twin(dv, out):
-    c, hp, wp, n = out.shape
-    th, tw = (hp - 2) // M, (wp - 2) // M
-    v = dv[:, :c * th * tw * n].reshape(ALPHA, ALPHA, c, th, tw, n)
-    dd = np.einsum("ab,adctsn,dq->ctsnbq", INPUT_T, v, INPUT_T, optimize=True)
-    out[...] = 0
+def _input_adjoint_twin(dv, tiles_h, tiles_w, top, left, dx):
+    n, c, h, w = dx.shape
+    v = dv[:, :c * tiles_h * tiles_w * n].reshape(ALPHA, ALPHA, c, tiles_h, tiles_w, n)
+    dd = np.einsum("ab,adctsn,dq->nctsbq", INPUT_T, v, INPUT_T, optimize=True)
+    padded = np.zeros((n, c, M * tiles_h + 2, M * tiles_w + 2), dx.dtype)
     for b in range(ALPHA):          # overlapping tiles: add each tile position's share
         for q in range(ALPHA):
-            out[:, b:b + M * th:M, q:q + M * tw:M, :] += dd[..., b, q]
+            padded[:, :, b:b + M * tiles_h:M, q:q + M * tiles_w:M] += dd[..., b, q]
+    dx[...] = padded[:, :, top:top + h, left:left + w]
 
 
 # --------------------------------------------------------------------------- numba kernels
@@ -255,20 +249,6 @@ def to_batch_inner(x, top, left, out):
                 for j in range(w):
                     for n in range(n0, n1):
                         out[c, top + i, left + j, n] = x[n, c, i, j]
-
-
-@jit.kernel(twin=_batch_outer_twin)
-def to_batch_outer(xt, top, left, out):
-    """``out[n, c, i, j] = xt[c, top + i, left + j, n]``: the batch-innermost layout (from
-    offset ``top``, ``left``) back to NCHW ``out`` (N, C, H, W)."""
-    n_count, c_count, h, w = out.shape
-    for c in range(c_count):
-        for i in range(h):
-            for n0 in range(0, n_count, 8):
-                n1 = min(n0 + 8, n_count)
-                for n in range(n0, n1):
-                    for j in range(w):
-                        out[n, c, i, j] = xt[c, top + i, left + j, n]
 
 
 @jit.kernel(twin=_input_transform_twin)
@@ -315,10 +295,11 @@ def input_transform(xt, out):
 
 @jit.kernel(twin=_output_transform_twin)
 def output_transform(m, bias, out):
-    """``Y = A^T M A + b`` for every tile: (36, K, P) into (K, 4 tH, 4 tW, N)."""
-    k_count, ht, wt, n_count = out.shape
-    th, tw = ht // 4, wt // 4
+    """``Y = A^T M A + b`` for every tile: rows (36, K*P) into ``out`` (N, K, Ho, Wo)."""
+    n_count, k_count, ho, wo = out.shape
+    th, tw = (ho + 3) // 4, (wo + 3) // 4
     rows = np.empty((4, 6, n_count), out.dtype)
+    tile = np.empty((4, 4, n_count), out.dtype)
     for k in range(k_count):
         b = bias[k]
         for ti in range(th):
@@ -336,7 +317,6 @@ def output_transform(m, bias, out):
                         rows[1, q, n] = m1 - m2 + TWO * (m3 - m4)
                         rows[2, q, n] = m1 + m2 + FOUR * (m3 + m4)
                         rows[3, q, n] = m1 - m2 + EIGHT * (m3 - m4) + m5
-                y0, x0 = 4 * ti, 4 * tj
                 for i in range(4):      # (A^T M) A: combine the columns of row i
                     for n in range(n_count):
                         m0 = rows[i, 0, n]
@@ -345,28 +325,45 @@ def output_transform(m, bias, out):
                         m3 = rows[i, 3, n]
                         m4 = rows[i, 4, n]
                         m5 = rows[i, 5, n]
-                        out[k, y0 + i, x0, n] = m0 + m1 + m2 + m3 + m4 + b
-                        out[k, y0 + i, x0 + 1, n] = m1 - m2 + TWO * (m3 - m4) + b
-                        out[k, y0 + i, x0 + 2, n] = m1 + m2 + FOUR * (m3 + m4) + b
-                        out[k, y0 + i, x0 + 3, n] = m1 - m2 + EIGHT * (m3 - m4) + m5 + b
+                        tile[i, 0, n] = m0 + m1 + m2 + m3 + m4 + b
+                        tile[i, 1, n] = m1 - m2 + TWO * (m3 - m4) + b
+                        tile[i, 2, n] = m1 + m2 + FOUR * (m3 + m4) + b
+                        tile[i, 3, n] = m1 - m2 + EIGHT * (m3 - m4) + m5 + b
+                y0, x0 = 4 * ti, 4 * tj
+                for n in range(n_count):   # the tile's pixels inside Ho x Wo, into NCHW
+                    for i in range(min(4, ho - y0)):
+                        for j in range(min(4, wo - x0)):
+                            out[n, k, y0 + i, x0 + j] = tile[i, j, n]
 
 
 @jit.kernel(twin=_output_adjoint_twin)
-def output_adjoint(dyt, out):
-    """``dM = A dY A^T`` for every tile: (K, 4 tH, 4 tW, N) into (36, K, P)."""
-    k_count, ht, wt, n_count = dyt.shape
-    th, tw = ht // 4, wt // 4
-    rows = np.empty((6, 4, n_count), dyt.dtype)
+def output_adjoint(dy, out, grad_bias):
+    """``dM = A dY A^T`` for every tile of ``dy`` (N, K, Ho, Wo) into rows (36, K*P) (pixels
+    past Ho x Wo count as zero), and ``grad_bias`` (K,) = the sum of ``dy`` per filter."""
+    n_count, k_count, ho, wo = dy.shape
+    th, tw = (ho + 3) // 4, (wo + 3) // 4
+    tile = np.zeros((4, 4, n_count), dy.dtype)
+    rows = np.empty((6, 4, n_count), dy.dtype)
     for k in range(k_count):
+        total = 0.0
         for ti in range(th):
             for tj in range(tw):
                 y0, x0 = 4 * ti, 4 * tj
+                hi, wi = min(4, ho - y0), min(4, wo - x0)
+                if hi < 4 or wi < 4:
+                    tile[...] = 0
+                for n in range(n_count):   # the tile's pixels, batch innermost
+                    for i in range(hi):
+                        for j in range(wi):
+                            g = dy[n, k, y0 + i, x0 + j]
+                            tile[i, j, n] = g
+                            total += g
                 for j in range(4):      # A dY: spread the rows, column j
                     for n in range(n_count):
-                        g0 = dyt[k, y0, x0 + j, n]
-                        g1 = dyt[k, y0 + 1, x0 + j, n]
-                        g2 = dyt[k, y0 + 2, x0 + j, n]
-                        g3 = dyt[k, y0 + 3, x0 + j, n]
+                        g0 = tile[0, j, n]
+                        g1 = tile[1, j, n]
+                        g2 = tile[2, j, n]
+                        g3 = tile[3, j, n]
                         rows[0, j, n] = g0
                         rows[1, j, n] = g0 + g1 + g2 + g3
                         rows[2, j, n] = g0 - g1 + g2 - g3
@@ -387,20 +384,21 @@ def output_adjoint(dyt, out):
                         out[e + 3, base + n] = g0 + TWO * g1 + FOUR * g2 + EIGHT * g3
                         out[e + 4, base + n] = g0 - TWO * g1 + FOUR * g2 - EIGHT * g3
                         out[e + 5, base + n] = g3
+        grad_bias[k] = total
 
 
 @jit.kernel(twin=_input_adjoint_twin)
-def input_adjoint(dv, out):
-    """``dd = B dV B^T`` for every tile, added onto the (overlapping) tiles of ``out``
-    (C, 4 tH + 2, 4 tW + 2, N), which is zeroed first."""
-    c_count, hp, wp, n_count = out.shape
-    th, tw = (hp - 2) // 4, (wp - 2) // 4
-    rows = np.empty((6, 6, n_count), out.dtype)
-    out[...] = 0
+def input_adjoint(dv, tiles_h, tiles_w, top, left, dx):
+    """``dd = B dV B^T`` for every tile, added onto the (overlapping) tiles of the padded input
+    and cropped: ``dx`` (N, C, H, W) is set to the sum over the tiles of each pixel."""
+    n_count, c_count, h, w = dx.shape
+    rows = np.empty((6, 6, n_count), dx.dtype)
+    tile = np.empty((6, 6, n_count), dx.dtype)
+    dx[...] = 0
     for c in range(c_count):
-        for ti in range(th):
-            for tj in range(tw):
-                base = (c * th * tw + ti * tw + tj) * n_count
+        for ti in range(tiles_h):
+            for tj in range(tiles_w):
+                base = (c * tiles_h * tiles_w + ti * tiles_w + tj) * n_count
                 for a2 in range(6):     # B dV: spread the rows, column a2
                     for n in range(n_count):
                         v0 = dv[a2, base + n]
@@ -415,7 +413,6 @@ def input_adjoint(dv, out):
                         rows[3, a2, n] = v1 - v2 + TWO * (v3 - v4) - FIVE * v5
                         rows[4, a2, n] = v0 + v1 + v2 + v3 + v4
                         rows[5, a2, n] = v5
-                y0, x0 = 4 * ti, 4 * tj
                 for b in range(6):      # (B dV) B^T: spread the columns of row b
                     for n in range(n_count):
                         v0 = rows[b, 0, n]
@@ -424,9 +421,16 @@ def input_adjoint(dv, out):
                         v3 = rows[b, 3, n]
                         v4 = rows[b, 4, n]
                         v5 = rows[b, 5, n]
-                        out[c, y0 + b, x0, n] += FOUR * v0
-                        out[c, y0 + b, x0 + 1, n] += FOUR * (v2 - v1 + v5) + TWO * (v4 - v3)
-                        out[c, y0 + b, x0 + 2, n] += -FIVE * v0 - FOUR * (v1 + v2) - v3 - v4
-                        out[c, y0 + b, x0 + 3, n] += v1 - v2 + TWO * (v3 - v4) - FIVE * v5
-                        out[c, y0 + b, x0 + 4, n] += v0 + v1 + v2 + v3 + v4
-                        out[c, y0 + b, x0 + 5, n] += v5
+                        tile[b, 0, n] = FOUR * v0
+                        tile[b, 1, n] = FOUR * (v2 - v1 + v5) + TWO * (v4 - v3)
+                        tile[b, 2, n] = -FIVE * v0 - FOUR * (v1 + v2) - v3 - v4
+                        tile[b, 3, n] = v1 - v2 + TWO * (v3 - v4) - FIVE * v5
+                        tile[b, 4, n] = v0 + v1 + v2 + v3 + v4
+                        tile[b, 5, n] = v5
+                y0, x0 = 4 * ti - top, 4 * tj - left
+                b0, b1 = max(0, -y0), min(6, h - y0)
+                q0, q1 = max(0, -x0), min(6, w - x0)
+                for n in range(n_count):   # the tile's pixels inside the image, into NCHW
+                    for b in range(b0, b1):
+                        for q in range(q0, q1):
+                            dx[n, c, y0 + b, x0 + q] += tile[b, q, n]

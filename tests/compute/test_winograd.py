@@ -14,13 +14,14 @@ from gatescope.compute.ops.workspace import spread_rows
 needs_numba = pytest.mark.skipif(not jit.available(), reason="numba is not installed here")
 
 
-def _both(kernel, make_args, tol):
-    """Run ``kernel`` compiled and as its twin on fresh copies of the same arguments; the last
-    argument is the output. Returns both outputs after checking they agree."""
+def _both(kernel, make_args, tol, outputs=1):
+    """Run ``kernel`` compiled and as its twin on fresh copies of the same arguments, whose
+    last ``outputs`` are written; checks they agree and returns the kernel's (the last one)."""
     got, twin = make_args(), make_args()
     kernel(*got)
     kernel.twin(*twin)
-    np.testing.assert_allclose(got[-1], twin[-1], rtol=tol, atol=tol)
+    for mine, theirs in zip(got[-outputs:], twin[-outputs:]):
+        np.testing.assert_allclose(mine, theirs, rtol=tol, atol=tol)
     assert kernel.compiled
     return got[-1]
 
@@ -42,14 +43,16 @@ def test_kernels_match_their_twins(dtype, tol, x_shape, filters, pads):
 
     xt = _both(winograd.to_batch_inner, lambda: (x, t.top, t.left, np.zeros(t.input_shape, dtype)), 0)
     np.testing.assert_array_equal(xt[:, t.top:t.top + t.h, t.left:t.left + t.w].transpose(3, 0, 1, 2), x)
-    back = _both(winograd.to_batch_outer, lambda: (xt, t.top, t.left, np.empty(x_shape, dtype)), 0)
-    np.testing.assert_array_equal(back, x)
     _both(winograd.input_transform, lambda: (xt, rows(t.c * t.tiles, 1)), tol)
     bias = rng.standard_normal(filters).astype(dtype)
-    _both(winograd.output_transform, lambda: (rows(filters * t.tiles, 2), bias, np.empty(t.output_shape, dtype)), tol)
-    dyt = rng.standard_normal(t.output_shape).astype(dtype)
-    _both(winograd.output_adjoint, lambda: (dyt, rows(filters * t.tiles, 3)), tol)
-    _both(winograd.input_adjoint, lambda: (rows(t.c * t.tiles, 4), np.full(t.input_shape, 7.0, dtype)), tol)
+    y_shape = (t.n, filters, t.out_h, t.out_w)
+    _both(winograd.output_transform, lambda: (rows(filters * t.tiles, 2), bias, np.empty(y_shape, dtype)), tol)
+    dy = rng.standard_normal(y_shape).astype(dtype)
+    grad_bias = _both(winograd.output_adjoint, lambda: (dy, rows(filters * t.tiles, 3), np.empty(filters, dtype)),
+                      tol, outputs=2)
+    np.testing.assert_allclose(grad_bias, dy.sum(axis=(0, 2, 3)), rtol=tol, atol=tol)
+    _both(winograd.input_adjoint, lambda: (rows(t.c * t.tiles, 4), t.tiles_h, t.tiles_w, t.top, t.left,
+                                           np.full(x_shape, 7.0, dtype)), tol)
 
 
 def test_filter_transform_and_its_adjoint():
