@@ -1,8 +1,10 @@
-"""Conv2D timings (BENCHMARKS.md): ours, the same GEMMs timed bare, and PyTorch.
+"""Conv2D timings (BENCHMARKS.md): ours, the im2col GEMMs timed bare, and PyTorch.
 
-Forward is one GEMM ``(F, C*k*k) @ (C*k*k, N*Ho*Wo)``; forward+backward adds ``dW = dy col^T``
-and ``dcol = W^T dy``. The bare-GEMM reference times exactly those products on prebuilt
-matrices, so ``ours / gemm`` is the cost of im2col, col2im and the reordering copies.
+The reference is im2col's arithmetic: forward is one GEMM ``(F, C*k*k) @ (C*k*k, N*Ho*Wo)``;
+forward+backward adds ``dW = dy col^T`` and ``dcol = W^T dy``, timed bare on prebuilt matrices.
+Where the layer runs im2col, ``ours / gemm`` is the cost of im2col, col2im and the reordering
+copies; where it runs Winograd F(4x4, 3x3) (fewer multiplications), ``ours / gemm`` below 1 is
+what that saves. Each row names the algorithm the layer ran (``Row.extra["algorithm"]``).
 PyTorch runs the same layer (``torch.nn.functional.conv2d``) with as many threads as BLAS
 uses (``compute.bench.torch_or_none``), or on the GPU (cuDNN, TF32 off). On the CPU the CPU set runs, on a GPU the DeepBench
 set; both through the same code, only the shapes and the timer's synchronisation differ.
