@@ -14,8 +14,6 @@ a fixed cost per slice: 8x8 maps give runs of four pixels).
 """
 from __future__ import annotations
 
-import numpy
-
 from gatescope.compute import jit
 
 
@@ -36,7 +34,7 @@ def _max_forward_twin(planes, kh, kw, sy, sx, out, where):
             out[...] = candidate
             continue
         better = candidate > out              # strictly greater: the first maximum wins ties
-        numpy.copyto(out, candidate, where=better)
+        out[better] = candidate[better]
         where[better] = k
 
 

@@ -102,7 +102,6 @@ class Tiling:
         return self.c, M * self.tiles_h + 2, M * self.tiles_w + 2, self.n
 
 
-
 def available() -> bool:
     """True when the transforms run compiled (numba present, switched on, none failed to
     compile): their twins are the reference, not a fast path."""
@@ -256,8 +255,8 @@ def input_transform(xt, out):
     """``V = B^T d B`` for every 6x6 tile ``d`` (4 apart) of every channel plane."""
     c_count, hp, wp, n_count = xt.shape
     th, tw = (hp - 2) // 4, (wp - 2) // 4
-    rows = np.empty((6, 6, n_count), xt.dtype)
     for c in range(c_count):
+        rows = np.empty((6, 6, n_count), xt.dtype)     # scratch, per plane
         for ti in range(th):
             for tj in range(tw):
                 y0, x0 = 4 * ti, 4 * tj
@@ -298,9 +297,9 @@ def output_transform(m, bias, out):
     """``Y = A^T M A + b`` for every tile: rows (36, K*P) into ``out`` (N, K, Ho, Wo)."""
     n_count, k_count, ho, wo = out.shape
     th, tw = (ho + 3) // 4, (wo + 3) // 4
-    rows = np.empty((4, 6, n_count), out.dtype)
-    tile = np.empty((4, 4, n_count), out.dtype)
     for k in range(k_count):
+        rows = np.empty((4, 6, n_count), out.dtype)     # scratch, per filter
+        tile = np.empty((4, 4, n_count), out.dtype)
         b = bias[k]
         for ti in range(th):
             for tj in range(tw):
@@ -342,9 +341,9 @@ def output_adjoint(dy, out, grad_bias):
     past Ho x Wo count as zero), and ``grad_bias`` (K,) = the sum of ``dy`` per filter."""
     n_count, k_count, ho, wo = dy.shape
     th, tw = (ho + 3) // 4, (wo + 3) // 4
-    tile = np.zeros((4, 4, n_count), dy.dtype)
-    rows = np.empty((6, 4, n_count), dy.dtype)
     for k in range(k_count):
+        tile = np.zeros((4, 4, n_count), dy.dtype)      # scratch, per filter
+        rows = np.empty((6, 4, n_count), dy.dtype)
         total = 0.0
         for ti in range(th):
             for tj in range(tw):
@@ -392,10 +391,10 @@ def input_adjoint(dv, tiles_h, tiles_w, top, left, dx):
     """``dd = B dV B^T`` for every tile, added onto the (overlapping) tiles of the padded input
     and cropped: ``dx`` (N, C, H, W) is set to the sum over the tiles of each pixel."""
     n_count, c_count, h, w = dx.shape
-    rows = np.empty((6, 6, n_count), dx.dtype)
-    tile = np.empty((6, 6, n_count), dx.dtype)
     dx[...] = 0
     for c in range(c_count):
+        rows = np.empty((6, 6, n_count), dx.dtype)      # scratch, per plane
+        tile = np.empty((6, 6, n_count), dx.dtype)
         for ti in range(tiles_h):
             for tj in range(tiles_w):
                 base = (c * tiles_h * tiles_w + ti * tiles_w + tj) * n_count

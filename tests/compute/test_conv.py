@@ -219,6 +219,7 @@ def test_algorithm_rule():
     assert chosen(64, 64, k=5) == conv_ops.IM2COL
     assert chosen(64, 64, stride=2) == conv_ops.IM2COL
     assert chosen(1, 16) == conv_ops.IM2COL          # the first layer of an image model
+    assert chosen(64, 64, size=2) == conv_ops.IM2COL  # a 2x2 output: one tile for 4 pixels
     with jit.use_numba(False):                      # the twins are the reference, not a fast path
         assert chosen(64, 64) == conv_ops.IM2COL
     layer = build(create("Conv2D", {"filters": 64, "padding": "same"}), (64, 8, 8), np.float32)
