@@ -4,7 +4,7 @@ Windows are 'valid' (no padding): the output length is ``floor((n - size) / stri
 Max and average pooling pool the last two axes of planes: an image batch (N, C, H, W) is
 viewed (no copy) as planes (N*C, H, W), a sequence batch (N, T, F) as N planes (T, F) pooled
 by ``size x 1`` windows. On NumPy arrays the planes go through ``compute.ops.pooling`` (numba
-kernels, NumPy twins without numba); on CuPy arrays (or with a host kernel backend installed)
+kernels on every core, NumPy twins without numba); on CuPy arrays (or with a host kernel backend installed)
 through the pooling kernels of ``compute.kernels``, as planes ``(-1, 1, H, W)``.
 """
 from __future__ import annotations
@@ -16,6 +16,7 @@ from gatescope.compute.backend import get_array_module
 from gatescope.compute.layers import register
 from gatescope.compute.ops import pooling as pool_ops
 from gatescope.compute.ops.dispatch import kernel_path
+from gatescope.compute.ops.threads import split
 from gatescope.compute.layers.base import Layer, Setting, ShapeError, describe_shape
 
 
@@ -72,9 +73,13 @@ class _Pool(Layer):
         return out_shape, (-1,) + out_shape[-2:]
 
     @staticmethod
-    def _host(kernel, xp):
-        """The numba kernel for NumPy arrays, its twin (array code) for CuPy ones."""
-        return kernel if xp is numpy else kernel.twin
+    def _pool(kernel, xp, planes, *args):
+        """``kernel(planes, *args, first, last)`` over all planes: for NumPy arrays on every
+        core (``compute.ops.threads``), for CuPy ones its twin (array code) in one piece."""
+        if xp is numpy:
+            split(kernel, planes.shape[0], planes.size, planes, *args)
+        else:
+            kernel.twin(planes, *args, 0, planes.shape[0])
 
 
 class _MaxPool(_Pool):
@@ -92,8 +97,8 @@ class _MaxPool(_Pool):
         out_shape, out_planes = self._out_planes(x.shape)
         best = xp.empty(out_shape, dtype=x.dtype)
         self._where = xp.empty(out_shape, dtype=xp.int32)  # offset u*kw + v of the winner
-        self._host(pool_ops.max_forward, xp)(x.reshape((-1,) + x.shape[-2:]), kh, kw, *strides,
-                                             best.reshape(out_planes), self._where.reshape(out_planes))
+        self._pool(pool_ops.max_forward, xp, x.reshape((-1,) + x.shape[-2:]), kh, kw, *strides,
+                   best.reshape(out_planes), self._where.reshape(out_planes))
         return best
 
     def backward(self, grad_output):
@@ -106,8 +111,8 @@ class _MaxPool(_Pool):
             return [dx.reshape(self._x_shape)]
         out_planes = self._out_planes(self._x_shape)[1]
         dx = xp.empty(self._x_shape, dtype=grad_output.dtype)
-        self._host(pool_ops.max_backward, xp)(grad_output.reshape(out_planes), self._where.reshape(out_planes),
-                                              kh, kw, *strides, dx.reshape((-1,) + dx.shape[-2:]))
+        self._pool(pool_ops.max_backward, xp, grad_output.reshape(out_planes), self._where.reshape(out_planes),
+                   kh, kw, *strides, dx.reshape((-1,) + dx.shape[-2:]))
         return [dx]
 
 
@@ -123,8 +128,8 @@ class _AvgPool(_Pool):
         if self._kernels:
             return kernels.avg_pool2d_forward(x.reshape(planes), kh, kw, strides).reshape(out_shape)
         mean = xp.empty(out_shape, dtype=x.dtype)
-        self._host(pool_ops.avg_forward, xp)(x.reshape((-1,) + x.shape[-2:]), kh, kw, *strides,
-                                             mean.reshape(out_planes))
+        self._pool(pool_ops.avg_forward, xp, x.reshape((-1,) + x.shape[-2:]), kh, kw, *strides,
+                   mean.reshape(out_planes))
         return mean
 
     def backward(self, grad_output):
@@ -137,8 +142,8 @@ class _AvgPool(_Pool):
             return [dx.reshape(self._x_shape)]
         out_planes = self._out_planes(self._x_shape)[1]
         dx = xp.empty(self._x_shape, dtype=grad_output.dtype)
-        self._host(pool_ops.avg_backward, xp)(grad_output.reshape(out_planes), kh, kw, *strides,
-                                              dx.reshape((-1,) + dx.shape[-2:]))
+        self._pool(pool_ops.avg_backward, xp, grad_output.reshape(out_planes), kh, kw, *strides,
+                   dx.reshape((-1,) + dx.shape[-2:]))
         return [dx]
 
 

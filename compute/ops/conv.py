@@ -24,8 +24,8 @@ im2col + GEMM (layout chosen so every GEMM is one contiguous matrix product):
 - Backward: ``dW = dy @ col.T`` and ``dcol = W.T @ dy`` (the transposes are BLAS flags, not
   copies), then ``col2im`` adds ``dcol`` back onto the pixels.
 
-On the CPU the copies (im2col, col2im, the reorders) are the numba kernels of
-``compute.ops.im2col``, their NumPy twins without numba. On CuPy arrays (or with a host
+On the CPU the copies (im2col, col2im, the reorders) are those of ``compute.ops.im2col``,
+run on every core. On CuPy arrays (or with a host
 kernel backend installed) im2col and col2im are the ``compute.kernels`` kernels of the same
 layout: im2col writes straight into the top rows of the column matrix, col2im is a gather
 (each pixel sums its own contributors).
@@ -39,11 +39,12 @@ from typing import Any
 
 import numpy
 
-from gatescope.compute import jit, kernels
+from gatescope.compute import kernels
 from gatescope.compute.backend import get_array_module
 from gatescope.compute.ops import winograd
 from gatescope.compute.ops.dispatch import kernel_path
 from gatescope.compute.ops.im2col import col2im_into, im2col_into, swap_leading, tap_ranges
+from gatescope.compute.ops.threads import split
 from gatescope.compute.ops.workspace import buffer, zero_bordered
 
 IM2COL = "im2col"
@@ -67,9 +68,13 @@ def same_padding(n: int, kernel: int, stride: int) -> tuple[int, int]:
     return total // 2, total - total // 2
 
 
-def _host(kernel: jit.Kernel, xp):
-    """The kernel for NumPy arrays, its twin (array code) for CuPy ones."""
-    return kernel if xp is numpy else kernel.twin
+def _run(kernel, xp, count: int, work: int, *args) -> None:
+    """``kernel(*args, first, last)`` over ``[0, count)``: for NumPy arrays on every core
+    (``compute.ops.threads``), for CuPy ones its twin (array code) in one piece."""
+    if xp is numpy:
+        split(kernel, count, work, *args)
+    else:
+        getattr(kernel, "twin", kernel)(*args, 0, count)
 
 
 def _winograd_pays(channels: int, out_h: int, out_w: int) -> bool:
@@ -142,8 +147,8 @@ def _columns(x, kh: int, kw: int, stride: int, pads, workspace, ones_row: bool, 
     if kernel_path(x):
         kernels.im2col(x, kh, kw, stride, pads, out=col)   # writes the padding zeros itself
     else:
-        _host(im2col_into, xp)(x, stride, top, left, tap_ranges(kh, ho, h, top, stride),
-                               tap_ranges(kw, wo, w, left, stride), col)
+        _run(im2col_into, xp, n, col.size, x, stride, top, left, tap_ranges(kh, ho, h, top, stride),
+             tap_ranges(kw, wo, w, left, stride), col)
     return col, matrix
 
 
@@ -161,15 +166,15 @@ def col2im(col, x_shape: tuple[int, int, int, int], stride: int, pads: tuple[int
     _, _, h, w = x_shape
     top, _, left, _ = pads
     dx = xp.empty(tuple(x_shape), dtype=col.dtype)
-    _host(col2im_into, xp)(col, stride, top, left, tap_ranges(kh, ho, h, top, stride),
-                           tap_ranges(kw, wo, w, left, stride), dx)
+    _run(col2im_into, xp, x_shape[0], col.size, col, stride, top, left,
+         tap_ranges(kh, ho, h, top, stride), tap_ranges(kw, wo, w, left, stride), dx)
     return dx
 
 
 def _reorder(source, out, xp) -> None:
     """``out[b, a] = source[a, b]`` over the two leading axes of (A, B, ...) arrays."""
     a, b = source.shape[:2]
-    _host(swap_leading, xp)(source.reshape(a, b, -1), out.reshape(b, a, -1))
+    _run(swap_leading, xp, b, source.size, source.reshape(a, b, -1), out.reshape(b, a, -1))
 
 
 def conv2d_forward(x, weight, bias, stride: int, pads: tuple[int, int, int, int],

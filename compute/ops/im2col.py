@@ -1,5 +1,8 @@
 """The copies around im2col + GEMM on the CPU: im2col, col2im and the reorder of two leading
-axes, as numba kernels (``compute.jit``) with their NumPy twins.
+axes. col2im and the reorder are numba kernels (``compute.jit``) with NumPy twins; im2col is
+NumPy's strided copies, which measured faster than a numba loop (see :func:`im2col_into`).
+Each takes a range ``[first, last)`` of its outermost loop, so that ``compute.ops.threads``
+can run it on every core (NumPy's copies release the GIL too).
 
 Layout (``compute.ops.conv``): ``col`` (C, kh, kw, N, Ho, Wo) with ``col[c, u, v, n, i, j] =
 xpad[n, c, i*s + u, j*s + v]``. Both im2col versions write only the entries whose pixel lies
@@ -9,10 +12,9 @@ inside the image: the padding entries are those of a zero-filled buffer that no 
 Which output rows and columns a tap (u, v) reaches inside the image is :func:`tap_ranges`,
 computed once in Python and handed to kernel and twin alike.
 
-The twins are Chainer's CPU im2col (one strided slice copy per tap, ``chainer/utils/conv.py``);
-a strided NumPy copy pays a fixed cost per innermost run of Wo pixels, which the kernels do
-not (the issue 17 measurement: numba im2col 0.21-0.88x the GEMM it feeds against 0.49-1.48x,
-a numba reorder 0.02-0.29x against 0.05-0.56x, on the bench's CPU shapes).
+The NumPy versions are Chainer's CPU im2col and its adjoint (one strided slice copy or add
+per tap, ``chainer/utils/conv.py``). Measured single-threaded on the bench's shapes: the numba
+col2im 1.1-1.7x faster than its twin, the reorder about as fast as NumPy's copy.
 """
 from __future__ import annotations
 
@@ -35,73 +37,64 @@ def tap_ranges(kernel: int, out_len: int, in_len: int, pad_before: int, stride: 
                        dtype=numpy.int64).reshape(kernel, 2)
 
 
-def _im2col_twin(x, stride, top, left, rows, cols, col):
-    source = x.transpose(1, 0, 2, 3)  # channel-major, so each tap's copy is (C, N, Ho', Wo')
+def im2col_into(x, stride, top, left, rows, cols, col, first, last):
+    """Fills the in-image entries of ``col`` (C, kh, kw, N, Ho, Wo) for images ``[first,
+    last)`` from ``x`` (N, C, H, W) (any strides), one strided slice copy per tap;
+    ``rows``/``cols`` are :func:`tap_ranges`. Returns nothing. (Plain NumPy: numba loops
+    over the same runs, three orders tried, measured 1.1-3x slower single-threaded on the
+    bench's shapes.)"""
+    source = x[first:last].transpose(1, 0, 2, 3)  # channel-major: each tap's copy is (C, N, Ho', Wo')
     for u, (i0, i1) in enumerate(rows):
         for v, (j0, j1) in enumerate(cols):
             if i0 < i1 and j0 < j1:
                 ys, xs = i0 * stride + u - top, j0 * stride + v - left
-                col[:, u, v, :, i0:i1, j0:j1] = source[:, :, ys:ys + stride * (i1 - i0):stride,
-                                                       xs:xs + stride * (j1 - j0):stride]
+                col[:, u, v, first:last, i0:i1, j0:j1] = source[:, :, ys:ys + stride * (i1 - i0):stride,
+                                                                 xs:xs + stride * (j1 - j0):stride]
 
 
-def _col2im_twin(col, stride, top, left, rows, cols, dx):
-    dx[...] = 0
-    target_all = dx.transpose(1, 0, 2, 3)
+def _col2im_twin(col, stride, top, left, rows, cols, dx, first, last):
+    dx[first:last] = 0
+    target = dx[first:last].transpose(1, 0, 2, 3)
     for u, (i0, i1) in enumerate(rows):
         for v, (j0, j1) in enumerate(cols):
             if i0 < i1 and j0 < j1:
                 ys, xs = i0 * stride + u - top, j0 * stride + v - left
-                target_all[:, :, ys:ys + stride * (i1 - i0):stride,
-                           xs:xs + stride * (j1 - j0):stride] += col[:, u, v, :, i0:i1, j0:j1]
+                target[:, :, ys:ys + stride * (i1 - i0):stride,
+                       xs:xs + stride * (j1 - j0):stride] += col[:, u, v, first:last, i0:i1, j0:j1]
 
 
-def _swap_leading_twin(source, out):
-    out[...] = source.transpose(1, 0, 2)
-
-
-@jit.kernel(twin=_im2col_twin)
-def im2col_into(x, stride, top, left, rows, cols, col):
-    """Fills the in-image entries of ``col`` (C, kh, kw, N, Ho, Wo) from ``x`` (N, C, H, W)
-    (any strides), a run of ``cols[v]`` output columns at a time; ``rows``/``cols`` are
-    :func:`tap_ranges`. Returns nothing."""
-    c_count, kh, kw, n_count = col.shape[:4]
-    for c in range(c_count):
-        for u in range(kh):
-            i0, i1 = rows[u, 0], rows[u, 1]
-            for v in range(kw):
-                j0, j1 = cols[v, 0], cols[v, 1]
-                for n in range(n_count):
-                    for i in range(i0, i1):
-                        y = i * stride + u - top
-                        for j in range(j0, j1):
-                            col[c, u, v, n, i, j] = x[n, c, y, j * stride + v - left]
+def _swap_leading_twin(source, out, first, last):
+    out[first:last] = source[:, first:last].transpose(1, 0, 2)
 
 
 @jit.kernel(twin=_col2im_twin)
-def col2im_into(col, stride, top, left, rows, cols, dx):
-    """The adjoint of :func:`im2col_into`: ``dx`` (N, C, H, W) is set to the sum, for every
-    pixel, of the column entries copied from it. Returns nothing."""
-    c_count, kh, kw, n_count = col.shape[:4]
-    dx[...] = 0
+def col2im_into(col, stride, top, left, rows, cols, dx, first, last):
+    """The adjoint of :func:`im2col_into`: images ``[first, last)`` of ``dx`` (N, C, H, W) are
+    set to the sum, for every pixel, of the column entries copied from it. Returns nothing."""
+    c_count, kh, kw = col.shape[:3]
+    dx[first:last] = 0
     for c in range(c_count):
         for u in range(kh):
             i0, i1 = rows[u, 0], rows[u, 1]
             for v in range(kw):
                 j0, j1 = cols[v, 0], cols[v, 1]
-                for n in range(n_count):
+                for n in range(first, last):
                     for i in range(i0, i1):
                         y = i * stride + u - top
-                        for j in range(j0, j1):
-                            dx[n, c, y, j * stride + v - left] += col[c, u, v, n, i, j]
+                        if stride == 1:     # a contiguous run: the adds vectorise
+                            for j in range(j0, j1):
+                                dx[n, c, y, j + v - left] += col[c, u, v, n, i, j]
+                        else:
+                            for j in range(j0, j1):
+                                dx[n, c, y, j * stride + v - left] += col[c, u, v, n, i, j]
 
 
 @jit.kernel(twin=_swap_leading_twin)
-def swap_leading(source, out):
-    """``out[b, a, :] = source[a, b, :]`` for ``source`` (A, B, L) and ``out`` (B, A, L): the
-    GEMM's (F, N, Ho*Wo) rows into (N, F, Ho*Wo) and dy back. Returns nothing."""
-    a_count, b_count, length = source.shape
-    for b in range(b_count):
+def swap_leading(source, out, first, last):
+    """``out[b, a, :] = source[a, b, :]`` for ``source`` (A, B, L), ``out`` (B, A, L) and ``b``
+    in ``[first, last)``: the GEMM's (F, N, Ho*Wo) rows into (N, F, Ho*Wo) and dy back."""
+    a_count, _, length = source.shape
+    for b in range(first, last):
         for a in range(a_count):
             for i in range(length):
                 out[b, a, i] = source[a, b, i]

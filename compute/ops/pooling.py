@@ -5,6 +5,9 @@ as N*C planes and a sequence batch (N, T, F) as N planes pooled by ``size x 1`` 
 CUDA pooling kernels of ``compute.kernels`` do). Windows are 'valid' (no padding), ``(kh, kw)``
 wide, ``(sy, sx)`` apart: ``Ho = (H - kh) // sy + 1``.
 
+Each kernel takes the range ``[first, last)`` of planes it pools, so that
+``compute.ops.threads`` can run it on every core.
+
 Max pooling records, for every output, the offset ``u*kw + v`` of its window's first maximum
 (row by row), which is where backward sends the gradient; overlapping windows add theirs.
 
@@ -25,7 +28,8 @@ def _offsets(kh: int, kw: int, sy: int, sx: int, out_h: int, out_w: int):
             yield u * kw + v, slice(u, u + sy * (out_h - 1) + 1, sy), slice(v, v + sx * (out_w - 1) + 1, sx)
 
 
-def _max_forward_twin(planes, kh, kw, sy, sx, out, where):
+def _max_forward_twin(planes, kh, kw, sy, sx, out, where, first, last):
+    planes, out, where = planes[first:last], out[first:last], where[first:last]
     _, out_h, out_w = out.shape
     where[...] = 0
     for k, rows, cols in _offsets(kh, kw, sy, sx, out_h, out_w):
@@ -38,14 +42,16 @@ def _max_forward_twin(planes, kh, kw, sy, sx, out, where):
         where[better] = k
 
 
-def _max_backward_twin(grad, where, kh, kw, sy, sx, dx):
+def _max_backward_twin(grad, where, kh, kw, sy, sx, dx, first, last):
+    grad, where, dx = grad[first:last], where[first:last], dx[first:last]
     _, out_h, out_w = grad.shape
     dx[...] = 0
     for k, rows, cols in _offsets(kh, kw, sy, sx, out_h, out_w):
         dx[:, rows, cols] += grad * (where == k)
 
 
-def _avg_forward_twin(planes, kh, kw, sy, sx, out):
+def _avg_forward_twin(planes, kh, kw, sy, sx, out, first, last):
+    planes, out = planes[first:last], out[first:last]
     _, out_h, out_w = out.shape
     out[...] = 0
     for _, rows, cols in _offsets(kh, kw, sy, sx, out_h, out_w):
@@ -53,7 +59,8 @@ def _avg_forward_twin(planes, kh, kw, sy, sx, out):
     out *= 1.0 / (kh * kw)
 
 
-def _avg_backward_twin(grad, kh, kw, sy, sx, dx):
+def _avg_backward_twin(grad, kh, kw, sy, sx, dx, first, last):
+    grad, dx = grad[first:last], dx[first:last]
     _, out_h, out_w = grad.shape
     share = grad * (1.0 / (kh * kw))
     dx[...] = 0
@@ -62,13 +69,13 @@ def _avg_backward_twin(grad, kh, kw, sy, sx, dx):
 
 
 @jit.kernel(twin=_max_forward_twin)
-def max_forward(planes, kh, kw, sy, sx, out, where):
+def max_forward(planes, kh, kw, sy, sx, out, where, first, last):
     """``out`` (B, Ho, Wo): the largest value of each window of ``planes`` (B, H, W);
     ``where`` (B, Ho, Wo) int32: its offset ``u*kw + v`` (the first, on ties). (Window by
     window, 7.5 ns an output on 2048 16x16 planes with 2x2 windows; a row of outputs per window
     offset, updating ``out`` as it goes, took 21 ns.)"""
-    count, out_h, out_w = out.shape
-    for b in range(count):
+    _, out_h, out_w = out.shape
+    for b in range(first, last):
         for i in range(out_h):
             for j in range(out_w):
                 best = planes[b, i * sy, j * sx]
@@ -84,11 +91,11 @@ def max_forward(planes, kh, kw, sy, sx, out, where):
 
 
 @jit.kernel(twin=_max_backward_twin)
-def max_backward(grad, where, kh, kw, sy, sx, dx):
+def max_backward(grad, where, kh, kw, sy, sx, dx, first, last):
     """``dx`` (B, H, W): each pixel the sum of ``grad`` (B, Ho, Wo) over the windows it won."""
-    count, out_h, out_w = grad.shape
-    dx[...] = 0
-    for b in range(count):
+    _, out_h, out_w = grad.shape
+    dx[first:last] = 0
+    for b in range(first, last):
         for i in range(out_h):
             for j in range(out_w):
                 at = where[b, i, j]
@@ -96,12 +103,12 @@ def max_backward(grad, where, kh, kw, sy, sx, dx):
 
 
 @jit.kernel(twin=_avg_forward_twin)
-def avg_forward(planes, kh, kw, sy, sx, out):
+def avg_forward(planes, kh, kw, sy, sx, out, first, last):
     """``out`` (B, Ho, Wo): the mean of each window of ``planes`` (B, H, W), a row at a time."""
-    count, out_h, out_w = out.shape
+    _, out_h, out_w = out.shape
     scale = 1.0 / (kh * kw)
-    out[...] = 0
-    for b in range(count):
+    out[first:last] = 0
+    for b in range(first, last):
         for i in range(out_h):
             for u in range(kh):
                 for v in range(kw):
@@ -112,12 +119,12 @@ def avg_forward(planes, kh, kw, sy, sx, out):
 
 
 @jit.kernel(twin=_avg_backward_twin)
-def avg_backward(grad, kh, kw, sy, sx, dx):
+def avg_backward(grad, kh, kw, sy, sx, dx, first, last):
     """``dx`` (B, H, W): each pixel the sum of its windows' ``grad`` (B, Ho, Wo) / (kh*kw)."""
-    count, out_h, out_w = grad.shape
+    _, out_h, out_w = grad.shape
     scale = 1.0 / (kh * kw)
-    dx[...] = 0
-    for b in range(count):
+    dx[first:last] = 0
+    for b in range(first, last):
         for i in range(out_h):
             for u in range(kh):
                 for v in range(kw):

@@ -14,7 +14,8 @@ the transforms around them are numba kernels (``compute.jit``) with NumPy twins.
 
 Backward is the adjoint of each step, in reverse: ``dM = A dY A^T`` per tile, ``dU[e] = dM[e]
 V[e]^T`` (then ``dW = G^T dU G``), ``dV[e] = U[e]^T dM[e]`` and ``dx = B dV B^T`` added onto
-the overlapping tiles; ``db`` is the sum of dy. Forward keeps ``V`` for ``dU``.
+the overlapping tiles; ``db`` is the sum of dy. Forward keeps ``V`` for ``dU``. Each kernel
+runs its outermost loop (channels or filters) on every core (``compute.ops.threads``).
 
 Layout. The transforms vectorise over the batch: their innermost loops run over the N images
 with unit stride, whatever the image size (an 8x8 map has only 2x2 tiles; a loop over tiles
@@ -42,6 +43,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from gatescope.compute import jit
+from gatescope.compute.ops.threads import split
 from gatescope.compute.ops.workspace import row_blocks, spread_rows, zero_bordered
 
 # F(4x4, 3x3): B^T (6x6), G (6x3), A^T (4x6), Lavin and Gray's points 0, +-1, +-2, infinity.
@@ -151,15 +153,15 @@ def forward(x, weight, bias, pads: tuple[int, int, int, int], workspace: dict | 
     ``(y, saved)``: ``y`` (N, K, Ho, Wo), a new array, and what :func:`backward` needs."""
     t = tiling(x.shape, weight.shape[0], pads)
     xt = zero_bordered(workspace, "winograd_x", t.input_shape, x.dtype, np, (t.top, t.left, t.h, t.w))
-    to_batch_inner(x, t.top, t.left, xt)
+    split(to_batch_inner, t.c, x.size, x, t.top, t.left, xt)
     v = spread_rows(workspace, "winograd_v", TILE, t.c * t.tiles, x.dtype)
-    input_transform(xt, v)
+    split(input_transform, t.c, v.size, xt, v)
     u = filter_transform(weight.astype(x.dtype, copy=False))
     m = spread_rows(workspace, "winograd_m", TILE, t.filters * t.tiles, x.dtype)
     np.matmul(u, row_blocks(v, t.c, t.tiles), out=row_blocks(m, t.filters, t.tiles))
     offsets = np.zeros(t.filters, x.dtype) if bias is None else bias.astype(x.dtype, copy=False)
     y = np.empty((t.n, t.filters, t.out_h, t.out_w), dtype=x.dtype)
-    output_transform(m, offsets, y)
+    split(output_transform, t.filters, m.size, m, offsets, y)
     return y, Saved(t, v, u, bias is not None)
 
 
@@ -171,7 +173,7 @@ def backward(grad_y, saved: Saved, need_input_grad: bool = True, workspace: dict
     dtype = grad_y.dtype
     dm = spread_rows(workspace, "winograd_m", TILE, t.filters * t.tiles, dtype)   # M is spent
     grad_bias = np.empty(t.filters, dtype)
-    output_adjoint(grad_y, dm, grad_bias)
+    split(output_adjoint, t.filters, dm.size, grad_y, dm, grad_bias)
     dm_blocks, v_blocks = row_blocks(dm, t.filters, t.tiles), row_blocks(saved.tiles, t.c, t.tiles)
     grad_weight = filter_adjoint(np.matmul(dm_blocks, v_blocks.transpose(0, 2, 1)))
     grad_bias = grad_bias if saved.has_bias else None
@@ -179,7 +181,7 @@ def backward(grad_y, saved: Saved, need_input_grad: bool = True, workspace: dict
         return None, grad_weight, grad_bias
     np.matmul(saved.filters.transpose(0, 2, 1), dm_blocks, out=v_blocks)          # dV, over V
     dx = np.empty((t.n, t.c, t.h, t.w), dtype=dtype)
-    input_adjoint(saved.tiles, t.tiles_h, t.tiles_w, t.top, t.left, dx)
+    split(input_adjoint, t.c, saved.tiles.size, saved.tiles, t.tiles_h, t.tiles_w, t.top, t.left, dx)
     return dx, grad_weight, grad_bias
 
 
@@ -192,56 +194,62 @@ def _tiles_of(planes, size: int, step: int):
     return windows[:, ::step, ::step]
 
 
-def _batch_inner_twin(x, top, left, out):
+def _batch_inner_twin(x, top, left, out, first, last):
     _, _, h, w = x.shape
-    out[:, top:top + h, left:left + w, :] = x.transpose(1, 2, 3, 0)
+    out[first:last, top:top + h, left:left + w, :] = x[:, first:last].transpose(1, 2, 3, 0)
 
 
-def _input_transform_twin(xt, out):
-    d = _tiles_of(xt, ALPHA, M)
+def _input_transform_twin(xt, out, first, last):
+    d = _tiles_of(xt[first:last], ALPHA, M)
+    per_plane = d.shape[1] * d.shape[2] * d.shape[3]
     v = np.einsum("ab,ctsnbq,dq->adctsn", INPUT_T, d, INPUT_T, optimize=True).reshape(TILE, -1)
-    out[:, :v.shape[1]] = v
+    out[:, first * per_plane:last * per_plane] = v
 
 
-def _output_transform_twin(m, bias, out):
-    n, k, ho, wo = out.shape
+def _output_transform_twin(m, bias, out, first, last):
+    n, _, ho, wo = out.shape
     th, tw = -(-ho // M), -(-wo // M)
-    z = m[:, :k * th * tw * n].reshape(ALPHA, ALPHA, k, th, tw, n)
-    y = np.einsum("ia,abktsn,jb->nktisj", OUTPUT_T, z, OUTPUT_T, optimize=True).reshape(n, k, M * th, M * tw)
-    out[...] = y[:, :, :ho, :wo] + bias.reshape(1, k, 1, 1)
+    per_plane, count = th * tw * n, last - first
+    z = m[:, first * per_plane:last * per_plane].reshape(ALPHA, ALPHA, count, th, tw, n)
+    y = np.einsum("ia,abktsn,jb->nktisj", OUTPUT_T, z, OUTPUT_T, optimize=True)
+    out[:, first:last] = y.reshape(n, count, M * th, M * tw)[:, :, :ho, :wo] + bias[first:last].reshape(1, count, 1, 1)
 
 
-def _output_adjoint_twin(dy, out, grad_bias):
-    n, k, ho, wo = dy.shape
+def _output_adjoint_twin(dy, out, grad_bias, first, last):
+    n, _, ho, wo = dy.shape
     th, tw = -(-ho // M), -(-wo // M)
-    g = np.zeros((n, k, M * th, M * tw), dy.dtype)     # the last tiles' rows past Ho: no gradient
-    g[:, :, :ho, :wo] = dy
-    dm = np.einsum("ia,nktisj,jb->abktsn", OUTPUT_T, g.reshape(n, k, th, M, tw, M), OUTPUT_T,
+    count = last - first
+    g = np.zeros((n, count, M * th, M * tw), dy.dtype)  # the last tiles' rows past Ho: no gradient
+    g[:, :, :ho, :wo] = dy[:, first:last]
+    dm = np.einsum("ia,nktisj,jb->abktsn", OUTPUT_T, g.reshape(n, count, th, M, tw, M), OUTPUT_T,
                    optimize=True).reshape(TILE, -1)
-    out[:, :dm.shape[1]] = dm
-    grad_bias[...] = dy.sum(axis=(0, 2, 3))
+    per_plane = th * tw * n
+    out[:, first * per_plane:last * per_plane] = dm
+    grad_bias[first:last] = dy[:, first:last].sum(axis=(0, 2, 3))
 
 
-def _input_adjoint_twin(dv, tiles_h, tiles_w, top, left, dx):
-    n, c, h, w = dx.shape
-    v = dv[:, :c * tiles_h * tiles_w * n].reshape(ALPHA, ALPHA, c, tiles_h, tiles_w, n)
+def _input_adjoint_twin(dv, tiles_h, tiles_w, top, left, dx, first, last):
+    n, _, h, w = dx.shape
+    per_plane, count = tiles_h * tiles_w * n, last - first
+    v = dv[:, first * per_plane:last * per_plane].reshape(ALPHA, ALPHA, count, tiles_h, tiles_w, n)
     dd = np.einsum("ab,adctsn,dq->nctsbq", INPUT_T, v, INPUT_T, optimize=True)
-    padded = np.zeros((n, c, M * tiles_h + 2, M * tiles_w + 2), dx.dtype)
+    padded = np.zeros((n, count, M * tiles_h + 2, M * tiles_w + 2), dx.dtype)
     for b in range(ALPHA):          # overlapping tiles: add each tile position's share
         for q in range(ALPHA):
             padded[:, :, b:b + M * tiles_h:M, q:q + M * tiles_w:M] += dd[..., b, q]
-    dx[...] = padded[:, :, top:top + h, left:left + w]
+    dx[:, first:last] = padded[:, :, top:top + h, left:left + w]
 
 
 # --------------------------------------------------------------------------- numba kernels
 
 @jit.kernel(twin=_batch_inner_twin)
-def to_batch_inner(x, top, left, out):
-    """``out[c, top + i, left + j, n] = x[n, c, i, j]``: NCHW into the batch-innermost layout
-    (the rest of ``out`` is left as it is). Eight images at a time, so each row of ``out``
-    is written in runs of eight while eight rows of ``x`` are read."""
-    n_count, c_count, h, w = x.shape
-    for c in range(c_count):
+def to_batch_inner(x, top, left, out, first, last):
+    """``out[c, top + i, left + j, n] = x[n, c, i, j]`` for channels ``c`` in ``[first,
+    last)``: NCHW into the batch-innermost layout (the rest of ``out`` is left as it is). Eight
+    images at a time, so each row of ``out`` is written in runs of eight while eight rows of
+    ``x`` are read."""
+    n_count, _, h, w = x.shape
+    for c in range(first, last):
         for i in range(h):
             for n0 in range(0, n_count, 8):
                 n1 = min(n0 + 8, n_count)
@@ -251,11 +259,12 @@ def to_batch_inner(x, top, left, out):
 
 
 @jit.kernel(twin=_input_transform_twin)
-def input_transform(xt, out):
-    """``V = B^T d B`` for every 6x6 tile ``d`` (4 apart) of every channel plane."""
-    c_count, hp, wp, n_count = xt.shape
+def input_transform(xt, out, first, last):
+    """``V = B^T d B`` for every 6x6 tile ``d`` (4 apart) of the planes of channels ``[first,
+    last)`` of ``xt``, into their columns of the rows ``out`` (36, C*P)."""
+    _, hp, wp, n_count = xt.shape
     th, tw = (hp - 2) // 4, (wp - 2) // 4
-    for c in range(c_count):
+    for c in range(first, last):
         rows = np.empty((6, 6, n_count), xt.dtype)     # scratch, per plane
         for ti in range(th):
             for tj in range(tw):
@@ -293,11 +302,12 @@ def input_transform(xt, out):
 
 
 @jit.kernel(twin=_output_transform_twin)
-def output_transform(m, bias, out):
-    """``Y = A^T M A + b`` for every tile: rows (36, K*P) into ``out`` (N, K, Ho, Wo)."""
-    n_count, k_count, ho, wo = out.shape
+def output_transform(m, bias, out, first, last):
+    """``Y = A^T M A + b`` for every tile of filters ``[first, last)``: rows (36, K*P) into
+    ``out`` (N, K, Ho, Wo)."""
+    n_count, _, ho, wo = out.shape
     th, tw = (ho + 3) // 4, (wo + 3) // 4
-    for k in range(k_count):
+    for k in range(first, last):
         rows = np.empty((4, 6, n_count), out.dtype)     # scratch, per filter
         tile = np.empty((4, 4, n_count), out.dtype)
         b = bias[k]
@@ -336,12 +346,13 @@ def output_transform(m, bias, out):
 
 
 @jit.kernel(twin=_output_adjoint_twin)
-def output_adjoint(dy, out, grad_bias):
-    """``dM = A dY A^T`` for every tile of ``dy`` (N, K, Ho, Wo) into rows (36, K*P) (pixels
-    past Ho x Wo count as zero), and ``grad_bias`` (K,) = the sum of ``dy`` per filter."""
-    n_count, k_count, ho, wo = dy.shape
+def output_adjoint(dy, out, grad_bias, first, last):
+    """``dM = A dY A^T`` for every tile of filters ``[first, last)`` of ``dy`` (N, K, Ho, Wo),
+    into rows (36, K*P) (pixels past Ho x Wo count as zero), and ``grad_bias`` (K,) = the sum of
+    ``dy`` per filter."""
+    n_count, _, ho, wo = dy.shape
     th, tw = (ho + 3) // 4, (wo + 3) // 4
-    for k in range(k_count):
+    for k in range(first, last):
         tile = np.zeros((4, 4, n_count), dy.dtype)      # scratch, per filter
         rows = np.empty((6, 4, n_count), dy.dtype)
         total = 0.0
@@ -387,12 +398,13 @@ def output_adjoint(dy, out, grad_bias):
 
 
 @jit.kernel(twin=_input_adjoint_twin)
-def input_adjoint(dv, tiles_h, tiles_w, top, left, dx):
-    """``dd = B dV B^T`` for every tile, added onto the (overlapping) tiles of the padded input
-    and cropped: ``dx`` (N, C, H, W) is set to the sum over the tiles of each pixel."""
-    n_count, c_count, h, w = dx.shape
-    dx[...] = 0
-    for c in range(c_count):
+def input_adjoint(dv, tiles_h, tiles_w, top, left, dx, first, last):
+    """``dd = B dV B^T`` for every tile of channels ``[first, last)``, added onto the
+    (overlapping) tiles of the padded input and cropped: those channels of ``dx`` (N, C, H, W)
+    are set to the sum over the tiles of each pixel."""
+    n_count, _, h, w = dx.shape
+    dx[:, first:last] = 0
+    for c in range(first, last):
         rows = np.empty((6, 6, n_count), dx.dtype)      # scratch, per plane
         tile = np.empty((6, 6, n_count), dx.dtype)
         for ti in range(tiles_h):

@@ -232,7 +232,7 @@ def test_algorithm_rule():
 
 @pytest.mark.skipif(not jit.available(), reason="numba is not installed here")
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
-def test_im2col_kernels_match_their_twins(dtype):
+def test_im2col_kernels_match_their_twins_whole_and_in_parts(dtype):
     rng = np.random.default_rng(13)
     for x_shape, kernel, stride, pads in [((3, 2, 7, 9), 3, 1, (1, 1, 2, 0)), ((2, 3, 8, 5), 2, 3, (0, 1, 1, 1)),
                                           ((1, 1, 6, 6), 5, 1, (2, 2, 2, 2))]:
@@ -241,22 +241,36 @@ def test_im2col_kernels_match_their_twins(dtype):
         top, bottom, left, right = pads
         ho, wo = conv_ops.output_size(h, kernel, stride, top, bottom), conv_ops.output_size(w, kernel, stride, left, right)
         rows, cols = im2col.tap_ranges(kernel, ho, h, top, stride), im2col.tap_ranges(kernel, wo, w, left, stride)
-        shape = (c, kernel, kernel, n, ho, wo)
-        col, col_twin = np.zeros(shape, dtype), np.zeros(shape, dtype)
-        im2col.im2col_into(x, stride, top, left, rows, cols, col)
-        im2col.im2col_into.twin(x, stride, top, left, rows, cols, col_twin)
-        np.testing.assert_array_equal(col, col_twin)
-        d_col = rng.standard_normal(shape).astype(dtype)
-        dx, dx_twin = np.empty_like(x), np.empty_like(x)
-        im2col.col2im_into(d_col, stride, top, left, rows, cols, dx)
-        im2col.col2im_into.twin(d_col, stride, top, left, rows, cols, dx_twin)
+        d_col = rng.standard_normal((c, kernel, kernel, n, ho, wo)).astype(dtype)
+        dx, dx_twin, dx_parts = np.empty_like(x), np.empty_like(x), np.empty_like(x)
+        im2col.col2im_into(d_col, stride, top, left, rows, cols, dx, 0, n)
+        im2col.col2im_into.twin(d_col, stride, top, left, rows, cols, dx_twin, 0, n)
+        for first, last in ((0, n // 2), (n // 2, n)):
+            im2col.col2im_into(d_col, stride, top, left, rows, cols, dx_parts, first, last)
         np.testing.assert_allclose(dx, dx_twin, rtol=1e-6 if dtype == np.float32 else 1e-14)
+        np.testing.assert_array_equal(dx_parts, dx)
+        source = x.reshape(n, c, -1).transpose(1, 0, 2)
         out, out_twin = np.empty((n, c, h * w), dtype), np.empty((n, c, h * w), dtype)
-        im2col.swap_leading(x.reshape(n, c, -1).transpose(1, 0, 2), out)
-        im2col.swap_leading.twin(x.reshape(n, c, -1).transpose(1, 0, 2), out_twin)
+        im2col.swap_leading(source, out, 0, n)
+        im2col.swap_leading.twin(source, out_twin, 0, n)
         np.testing.assert_array_equal(out, x.reshape(n, c, -1))
         np.testing.assert_array_equal(out_twin, out)
-    assert im2col.im2col_into.compiled and im2col.col2im_into.compiled and im2col.swap_leading.compiled
+    assert im2col.col2im_into.compiled and im2col.swap_leading.compiled
+
+
+def test_im2col_and_col2im_in_parts_are_the_whole():
+    # compute.ops.threads cuts the images into parts; the parts must write what one call writes.
+    rng = np.random.default_rng(15)
+    x = rng.standard_normal((5, 2, 6, 7))
+    rows, cols = im2col.tap_ranges(3, 6, 6, 1, 1), im2col.tap_ranges(3, 7, 7, 1, 1)
+    whole, parts = np.zeros((2, 3, 3, 5, 6, 7)), np.zeros((2, 3, 3, 5, 6, 7))
+    im2col.im2col_into(x, 1, 1, 1, rows, cols, whole, 0, 5)
+    for first, last in ((0, 2), (2, 5)):
+        im2col.im2col_into(x, 1, 1, 1, rows, cols, parts, first, last)
+    np.testing.assert_array_equal(parts, whole)
+    padded = np.pad(x, ((0, 0), (0, 0), (1, 1), (1, 1)))
+    windows = np.lib.stride_tricks.sliding_window_view(padded, (3, 3), axis=(2, 3))  # n c i j u v
+    np.testing.assert_array_equal(whole, windows.transpose(1, 4, 5, 0, 2, 3))
 
 
 @pytest.mark.parametrize("method", conv_ops.ALGORITHMS)

@@ -107,16 +107,18 @@ def test_pool_kernels_match_their_twins(dtype, shape, window, strides):
     out_shape = (shape[0], (shape[1] - kh) // sy + 1, (shape[2] - kw) // sx + 1)
     grad = rng.standard_normal(out_shape).astype(dtype)
     results = []
-    for run in (lambda k: k, lambda k: k.twin):
+    halves = ((0, shape[0] // 2), (shape[0] // 2, shape[0]))
+    for run, ranges in ((lambda k: k, [(0, shape[0])]), (lambda k: k.twin, [(0, shape[0])]), (lambda k: k, halves)):
         best, where = np.empty(out_shape, dtype), np.empty(out_shape, np.int32)
-        run(pool_ops.max_forward)(planes, kh, kw, sy, sx, best, where)
-        max_dx = np.empty(shape, dtype)
-        run(pool_ops.max_backward)(grad, where, kh, kw, sy, sx, max_dx)
-        mean, avg_dx = np.empty(out_shape, dtype), np.empty(shape, dtype)
-        run(pool_ops.avg_forward)(planes, kh, kw, sy, sx, mean)
-        run(pool_ops.avg_backward)(grad, kh, kw, sy, sx, avg_dx)
+        max_dx, mean, avg_dx = np.empty(shape, dtype), np.empty(out_shape, dtype), np.empty(shape, dtype)
+        for part in ranges:     # parts of a call write what the whole call writes
+            run(pool_ops.max_forward)(planes, kh, kw, sy, sx, best, where, *part)
+            run(pool_ops.max_backward)(grad, where, kh, kw, sy, sx, max_dx, *part)
+            run(pool_ops.avg_forward)(planes, kh, kw, sy, sx, mean, *part)
+            run(pool_ops.avg_backward)(grad, kh, kw, sy, sx, avg_dx, *part)
         results.append((best, where, max_dx, mean, avg_dx))
-    for got, twin in zip(*results):
+    for got, twin, in_parts in zip(*results):
         np.testing.assert_allclose(got, twin, rtol=1e-6, atol=1e-6)
+        np.testing.assert_array_equal(in_parts, got)
     assert all(k.compiled for k in (pool_ops.max_forward, pool_ops.max_backward, pool_ops.avg_forward,
                                     pool_ops.avg_backward))

@@ -14,16 +14,17 @@ from gatescope.compute.ops.workspace import spread_rows
 needs_numba = pytest.mark.skipif(not jit.available(), reason="numba is not installed here")
 
 
-def _both(kernel, make_args, tol, outputs=1):
-    """Run ``kernel`` compiled and as its twin on fresh copies of the same arguments, whose
-    last ``outputs`` are written; checks they agree and returns the kernel's (the last one)."""
+def _both(kernel, make_args, tol, last_args):
+    """Run ``kernel`` compiled and as its twin on fresh copies of the same arguments; checks
+    that the arrays among the ``last_args`` arguments agree and returns the kernel's last array."""
     got, twin = make_args(), make_args()
     kernel(*got)
     kernel.twin(*twin)
-    for mine, theirs in zip(got[-outputs:], twin[-outputs:]):
+    arrays = [(a, b) for a, b in zip(got[-last_args:], twin[-last_args:]) if isinstance(a, np.ndarray)]
+    for mine, theirs in arrays:
         np.testing.assert_allclose(mine, theirs, rtol=tol, atol=tol)
     assert kernel.compiled
-    return got[-1]
+    return arrays[-1][0]
 
 
 @needs_numba
@@ -41,18 +42,28 @@ def test_kernels_match_their_twins(dtype, tol, x_shape, filters, pads):
         spread[...] = np.random.default_rng(seed).standard_normal(spread.shape)
         return spread
 
-    xt = _both(winograd.to_batch_inner, lambda: (x, t.top, t.left, np.zeros(t.input_shape, dtype)), 0)
+    # Each kernel runs over a part [first, last) of its outer loop: parts of a call must
+    # write what the whole call writes (as compute.ops.threads cuts it).
+    def parts(kernel, count, make_args, outputs=1, tol=tol):
+        whole = _both(kernel, lambda: make_args() + (0, count), tol, outputs + 2)
+        pieces = make_args()
+        for first, last in ((0, count // 2), (count // 2, count)):
+            kernel(*pieces, first, last)
+        np.testing.assert_allclose(pieces[-1], whole, rtol=tol, atol=tol)
+        return whole
+
+    xt = parts(winograd.to_batch_inner, t.c, lambda: (x, t.top, t.left, np.zeros(t.input_shape, dtype)), tol=0)
     np.testing.assert_array_equal(xt[:, t.top:t.top + t.h, t.left:t.left + t.w].transpose(3, 0, 1, 2), x)
-    _both(winograd.input_transform, lambda: (xt, rows(t.c * t.tiles, 1)), tol)
+    parts(winograd.input_transform, t.c, lambda: (xt, rows(t.c * t.tiles, 1)))
     bias = rng.standard_normal(filters).astype(dtype)
     y_shape = (t.n, filters, t.out_h, t.out_w)
-    _both(winograd.output_transform, lambda: (rows(filters * t.tiles, 2), bias, np.empty(y_shape, dtype)), tol)
+    parts(winograd.output_transform, filters, lambda: (rows(filters * t.tiles, 2), bias, np.empty(y_shape, dtype)))
     dy = rng.standard_normal(y_shape).astype(dtype)
-    grad_bias = _both(winograd.output_adjoint, lambda: (dy, rows(filters * t.tiles, 3), np.empty(filters, dtype)),
-                      tol, outputs=2)
+    grad_bias = parts(winograd.output_adjoint, filters,
+                      lambda: (dy, rows(filters * t.tiles, 3), np.empty(filters, dtype)), outputs=2)
     np.testing.assert_allclose(grad_bias, dy.sum(axis=(0, 2, 3)), rtol=tol, atol=tol)
-    _both(winograd.input_adjoint, lambda: (rows(t.c * t.tiles, 4), t.tiles_h, t.tiles_w, t.top, t.left,
-                                           np.full(x_shape, 7.0, dtype)), tol)
+    parts(winograd.input_adjoint, t.c, lambda: (rows(t.c * t.tiles, 4), t.tiles_h, t.tiles_w, t.top, t.left,
+                                                np.full(x_shape, 7.0, dtype)))
 
 
 def test_filter_transform_and_its_adjoint():
