@@ -4,19 +4,18 @@ Windows are 'valid' (no padding): the output length is ``floor((n - size) / stri
 Max and average pooling pool the last two axes of planes: an image batch (N, C, H, W) is
 viewed (no copy) as planes (N*C, H, W), a sequence batch (N, T, F) as N planes (T, F) pooled
 by ``size x 1`` windows. On NumPy arrays the planes go through ``compute.ops.pooling`` (numba
-kernels on every core, NumPy twins without numba); on CuPy arrays (or with a host kernel backend installed)
-through the pooling kernels of ``compute.kernels``, as planes ``(-1, 1, H, W)``.
+kernels on every core, NumPy twins without numba); on CuPy arrays (or with a host kernel
+backend installed) through the pooling kernels of ``compute.kernels``, as planes
+``(-1, 1, H, W)``.
 """
 from __future__ import annotations
-
-import numpy
 
 from gatescope.compute import kernels
 from gatescope.compute.backend import get_array_module
 from gatescope.compute.layers import register
 from gatescope.compute.ops import pooling as pool_ops
 from gatescope.compute.ops.dispatch import kernel_path
-from gatescope.compute.ops.threads import split
+from gatescope.compute.ops.threads import run
 from gatescope.compute.layers.base import Layer, Setting, ShapeError, describe_shape
 
 
@@ -74,12 +73,8 @@ class _Pool(Layer):
 
     @staticmethod
     def _pool(kernel, xp, planes, *args):
-        """``kernel(planes, *args, first, last)`` over all planes: for NumPy arrays on every
-        core (``compute.ops.threads``), for CuPy ones its twin (array code) in one piece."""
-        if xp is numpy:
-            split(kernel, planes.shape[0], planes.size, planes, *args)
-        else:
-            kernel.twin(planes, *args, 0, planes.shape[0])
+        """``kernel(planes, *args, first, last)`` over all planes (``compute.ops.threads.run``)."""
+        run(kernel, xp, planes.shape[0], planes.size, planes, *args)
 
 
 class _MaxPool(_Pool):

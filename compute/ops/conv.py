@@ -44,7 +44,7 @@ from gatescope.compute.backend import get_array_module
 from gatescope.compute.ops import winograd
 from gatescope.compute.ops.dispatch import kernel_path
 from gatescope.compute.ops.im2col import col2im_into, im2col_into, swap_leading, tap_ranges
-from gatescope.compute.ops.threads import split
+from gatescope.compute.ops.threads import run
 from gatescope.compute.ops.workspace import buffer, zero_bordered
 
 IM2COL = "im2col"
@@ -66,15 +66,6 @@ def same_padding(n: int, kernel: int, stride: int) -> tuple[int, int]:
     out = -(-n // stride)
     total = max((out - 1) * stride + kernel - n, 0)
     return total // 2, total - total // 2
-
-
-def _run(kernel, xp, count: int, work: int, *args) -> None:
-    """``kernel(*args, first, last)`` over ``[0, count)``: for NumPy arrays on every core
-    (``compute.ops.threads``), for CuPy ones its twin (array code) in one piece."""
-    if xp is numpy:
-        split(kernel, count, work, *args)
-    else:
-        getattr(kernel, "twin", kernel)(*args, 0, count)
 
 
 def _winograd_pays(channels: int, out_h: int, out_w: int) -> bool:
@@ -147,7 +138,7 @@ def _columns(x, kh: int, kw: int, stride: int, pads, workspace, ones_row: bool, 
     if kernel_path(x):
         kernels.im2col(x, kh, kw, stride, pads, out=col)   # writes the padding zeros itself
     else:
-        _run(im2col_into, xp, n, col.size, x, stride, top, left, tap_ranges(kh, ho, h, top, stride),
+        run(im2col_into, xp, n, col.size, x, stride, top, left, tap_ranges(kh, ho, h, top, stride),
              tap_ranges(kw, wo, w, left, stride), col)
     return col, matrix
 
@@ -166,7 +157,7 @@ def col2im(col, x_shape: tuple[int, int, int, int], stride: int, pads: tuple[int
     _, _, h, w = x_shape
     top, _, left, _ = pads
     dx = xp.empty(tuple(x_shape), dtype=col.dtype)
-    _run(col2im_into, xp, x_shape[0], col.size, col, stride, top, left,
+    run(col2im_into, xp, x_shape[0], col.size, col, stride, top, left,
          tap_ranges(kh, ho, h, top, stride), tap_ranges(kw, wo, w, left, stride), dx)
     return dx
 
@@ -174,7 +165,7 @@ def col2im(col, x_shape: tuple[int, int, int, int], stride: int, pads: tuple[int
 def _reorder(source, out, xp) -> None:
     """``out[b, a] = source[a, b]`` over the two leading axes of (A, B, ...) arrays."""
     a, b = source.shape[:2]
-    _run(swap_leading, xp, b, source.size, source.reshape(a, b, -1), out.reshape(b, a, -1))
+    run(swap_leading, xp, b, source.size, source.reshape(a, b, -1), out.reshape(b, a, -1))
 
 
 def conv2d_forward(x, weight, bias, stride: int, pads: tuple[int, int, int, int],

@@ -63,3 +63,13 @@ def split(kernel: Callable, count: int, work: int, *args) -> None:
     kernel(*args, bounds[0], bounds[1])
     for part in others:
         part.result()
+
+
+def run(kernel: Callable, xp, count: int, work: int, *args) -> None:
+    """``kernel(*args, first, last)`` over ``[0, count)`` for arrays of module ``xp``: on every
+    core (:func:`split`) for NumPy arrays; for CuPy ones the kernel's NumPy twin, which is array
+    code and runs there too, in one piece."""
+    if xp.__name__ == "numpy":
+        split(kernel, count, work, *args)
+    else:
+        getattr(kernel, "twin", kernel)(*args, 0, count)
