@@ -24,8 +24,8 @@ im2col + GEMM (layout chosen so every GEMM is one contiguous matrix product):
 - Backward: ``dW = dy @ col.T`` and ``dcol = W.T @ dy`` (the transposes are BLAS flags, not
   copies), then ``col2im`` adds ``dcol`` back onto the pixels.
 
-On the CPU the copies (im2col, col2im, the reorders) are those of ``compute.ops.im2col``,
-run on every core. On CuPy arrays (or with a host
+On the CPU the copies (im2col, col2im, the reorders) are the NumPy copies of
+``compute.ops.im2col``, run on every core. On CuPy arrays (or with a host
 kernel backend installed) im2col and col2im are the ``compute.kernels`` kernels of the same
 layout: im2col writes straight into the top rows of the column matrix, col2im is a gather
 (each pixel sums its own contributors).
@@ -153,12 +153,12 @@ def col2im(col, x_shape: tuple[int, int, int, int], stride: int, pads: tuple[int
     if kernel_path(col):
         return kernels.col2im(col, tuple(x_shape), stride, pads)
     xp = get_array_module(col)
-    _, kh, kw, _, ho, wo = col.shape
+    c, _, _, n, _, _ = col.shape
     _, _, h, w = x_shape
-    top, _, left, _ = pads
+    top, bottom, left, right = pads
+    padded = buffer(workspace, "dpadded", (c, n, h + top + bottom, w + left + right), col.dtype, xp)
     dx = xp.empty(tuple(x_shape), dtype=col.dtype)
-    run(col2im_into, xp, x_shape[0], col.size, col, stride, top, left,
-         tap_ranges(kh, ho, h, top, stride), tap_ranges(kw, wo, w, left, stride), dx)
+    run(col2im_into, xp, n, col.size, col, stride, pads, padded, dx)
     return dx
 
 
