@@ -10,6 +10,7 @@ run is reproducible from its seed on the same device, and resumable: the trainer
 """
 from __future__ import annotations
 
+import math
 import threading
 import time
 from dataclasses import asdict, dataclass, field, fields
@@ -19,8 +20,17 @@ import numpy as np
 
 from gatescope.compute.backend import to_numpy
 from gatescope.compute.datasets import Dataset, DataError, split_indices
+from gatescope.compute.datasets.checks import MAX_SEED
 from gatescope.compute.graph import Model
 from gatescope.compute.optim import OPTIMIZERS, SCHEDULES, clip_by_global_norm, global_norm, learning_rate, make_optimizer
+
+
+WHOLE_RANGES = {"epochs": (0, 100_000), "batch_size": (1, 65_536), "step_epochs": (1, 100_000),
+                "early_stopping": (0, 10_000), "steps_per_epoch": (0, 1_000_000), "seed": (0, MAX_SEED)}
+"""The bounds of every count a project file can set (the window's fields use the same): a file
+asking for 10^9 steps an epoch is refused on opening, never run. Real-valued settings are
+checked in ``TrainSettings.check``, each also for being finite (JSON's ``Infinity`` and ``NaN``
+pass a bare ``> 0``)."""
 
 
 @dataclass
@@ -56,7 +66,7 @@ class TrainSettings:
         for name, value in data.items():
             want = type(getattr(cls(), name))
             if want is float and isinstance(value, int) and not isinstance(value, bool):
-                value = float(value)
+                value = float(value) if abs(value) < 2**1000 else math.inf  # refused by check()
             if not isinstance(value, want) or (want is int and isinstance(value, bool)):
                 raise ValueError(f"training setting {name} must be a {want.__name__}, not {value!r}")
             kwargs[name] = value
@@ -75,17 +85,19 @@ class TrainSettings:
             raise ValueError(f"schedule must be one of {', '.join(SCHEDULES)}, not {self.schedule!r}")
         if self.device not in ("auto", "cpu", "gpu"):
             raise ValueError(f"device must be auto, cpu or gpu, not {self.device!r}")
-        for name, low in (("epochs", 0), ("batch_size", 1), ("step_epochs", 1), ("early_stopping", 0),
-                          ("steps_per_epoch", 0)):
-            if getattr(self, name) < low:
-                raise ValueError(f"{name} must be at least {low}")
-        if not self.learning_rate > 0:
-            raise ValueError("learning_rate must be above 0")
+        for name, (low, high) in WHOLE_RANGES.items():
+            if not low <= getattr(self, name) <= high:
+                raise ValueError(f"{name} must be from {low:,} to {high:,}, not {getattr(self, name)!r}")
+        if not (math.isfinite(self.learning_rate) and 0 < self.learning_rate <= 10):
+            raise ValueError(f"learning_rate must be above 0 and at most 10, not {self.learning_rate!r}")
+        for name in ("clip_norm", "weight_decay", "gamma"):
+            if not (math.isfinite(getattr(self, name)) and 0 <= getattr(self, name) <= 1e6):
+                raise ValueError(f"{name} must be a number from 0 to 1e6, not {getattr(self, name)!r}")
+        if not 0 <= self.momentum < 1:  # NaN fails every comparison
+            raise ValueError(f"momentum must be from 0 to below 1, not {self.momentum!r}")
         for name in ("val_fraction", "test_fraction"):
             if not 0.0 <= getattr(self, name) < 0.9:
-                raise ValueError(f"{name} must be between 0 and 0.9")
-        if self.clip_norm < 0 or self.weight_decay < 0 or not 0 <= self.momentum < 1:
-            raise ValueError("clip_norm and weight_decay must be 0 or more, momentum in 0..1")
+                raise ValueError(f"{name} must be between 0 and 0.9, not {getattr(self, name)!r}")
 
 
 @dataclass
@@ -132,9 +144,14 @@ class TrainingFailed(RuntimeError):
 
 @dataclass
 class Metrics:
+    """``predictions``: per sample, the predicted class (classification, shaped as the targets)
+    or the predicted values (regression), as host arrays; what a confusion-matrix cell or a
+    scatter of predicted against true values is drawn from."""
+
     loss: float
     accuracy: float | None
     confusion: np.ndarray | None
+    predictions: np.ndarray | None = None
 
 
 def evaluate(model: Model, x: np.ndarray, y: np.ndarray, batch_size: int = 256) -> Metrics:
@@ -142,6 +159,7 @@ def evaluate(model: Model, x: np.ndarray, y: np.ndarray, batch_size: int = 256) 
     if len(x) == 0:
         return Metrics(float("nan"), None, None)
     total, correct, count = 0.0, 0, 0
+    predictions = []
     classify = model.task == "classification"
     n_classes = model.input_shape and model.analysis.info[model.head_id].out_shape[-1]
     confusion = np.zeros((n_classes, n_classes), dtype=np.int64) if classify else None
@@ -150,12 +168,16 @@ def evaluate(model: Model, x: np.ndarray, y: np.ndarray, batch_size: int = 256) 
         out = model.forward(xb, training=False)
         total += model.loss(yb) * len(xb)
         if classify:
-            pred = to_numpy(out.argmax(axis=-1)).reshape(-1)
-            truth = np.asarray(yb).reshape(-1)
+            pred = to_numpy(out.argmax(axis=-1))
+            predictions.append(pred.astype(np.int32))
+            pred, truth = pred.reshape(-1), np.asarray(yb).reshape(-1)
             correct += int((pred == truth).sum())
             count += truth.size
             np.add.at(confusion, (truth, pred), 1)
-    return Metrics(total / len(x), correct / count if classify else None, confusion)
+        else:
+            predictions.append(np.asarray(to_numpy(out), dtype=np.float32))
+    return Metrics(total / len(x), correct / count if classify else None, confusion,
+                   np.concatenate(predictions) if predictions else None)
 
 
 @dataclass
@@ -231,6 +253,11 @@ class Trainer:
         test = (ds.x_test, ds.y_test) if ds.x_test is not None else (ds.x[sp.test], ds.y[sp.test])
         return train, val, test
 
+    @property
+    def test_size(self) -> int:
+        """How many held-out test samples there are (0: the dataset has no test split)."""
+        return len(self._parts()[2][0])
+
     def test_metrics(self) -> Metrics:
         _, _, (xt, yt) = self._parts()
         return evaluate(self.model, xt, yt, max(256, self.settings.batch_size))
@@ -257,7 +284,7 @@ class Trainer:
             model.set_rng(np.random.default_rng([s.seed, epoch, 1]))
             lr = learning_rate(s.learning_rate, s.schedule, epoch, s.epochs, s.step_epochs, s.gamma)
             epoch_start = time.perf_counter()
-            order = np.concatenate([rng.permutation(n) for _ in range(-(-steps * batch // n))])
+            batches = shuffled_batches(rng, n, batch, steps)
             losses, correct, counted = [], 0, 0
             for step in range(steps):
                 control.wait_while_paused()
@@ -266,7 +293,7 @@ class Trainer:
                                             "epoch": epoch})
                     return
                 t0 = time.perf_counter()
-                idx = order[step * batch:(step + 1) * batch]
+                idx = next(batches)
                 xb, yb = x_train[idx], y_train[idx]
                 model.zero_grads()
                 try:
@@ -320,7 +347,7 @@ class Trainer:
                       "lr": lr, "seconds": time.perf_counter() - epoch_start}
             self.state.history.append(record)
             self.state.optimizer = self.optimizer.state_dict()
-            yield Event("epoch", dict(record, confusion=val.confusion))
+            yield Event("epoch", dict(record, confusion=val.confusion, val_predictions=val.predictions))
             if s.early_stopping and len(x_val):
                 if val.loss < self.state.best_val_loss - 1e-12:
                     self.state.best_val_loss = val.loss
@@ -358,6 +385,18 @@ class Trainer:
             return
         for name, p, _ in self.model.parameters():
             p[...] = self._backup[name]
+
+
+def shuffled_batches(rng: np.random.Generator, n: int, batch: int, steps: int) -> Iterator[np.ndarray]:
+    """The sample indices of each of ``steps`` batches of ``batch``: consecutive slices of passes
+    over ``rng.permutation(n)``, one pass after another. Each permutation is drawn when the
+    steps reach it (building them all first took minutes for 10^6 steps of a small set)."""
+    pending = np.zeros(0, dtype=np.int64)
+    for _ in range(steps):
+        while len(pending) < batch:
+            pending = np.concatenate([pending, rng.permutation(n)])
+        yield pending[:batch]
+        pending = pending[batch:]
 
 
 def collect_probes(model: Model) -> dict[str, dict[str, np.ndarray]]:

@@ -1,186 +1,83 @@
 """The main window and the GUI entry point ``run_app``.
 
-The window wires the document (``studio.document``) to the widgets: palette on the left,
-canvas in the centre, inspector on the right, and dock panels for data, training, curves and
-the confusion matrix. The inside-the-network panels (``studio.inside``) and the live video
-panel (``studio.video``) are installed into every window through the same hooks colleagues
-use: ``MainWindow.add_panel``, ``add_model_hook`` and the window's signals (see the class
-docstring).
+The window arranges views (``studio.views``): Build, Train, Inside, Video, one click (or
+Ctrl+1 to Ctrl+4) apart in the tool bar, beside the run controls that work from every view.
+The policies live in controllers that can be tested without it: files and autosave
+(``studio.files``), training runs (``studio.training_control``), the dataset
+(``studio.data_control``). The inside-the-network panels (``studio.inside``) and the video
+panel (``studio.video``) are installed through the same hooks colleagues use:
+``MainWindow.add_panel``, ``add_model_hook`` and the window's signals (see the class docstring).
 """
 from __future__ import annotations
 
 import atexit
-
-import base64
 import copy
 import logging
 import os
 import sys
-import threading
 import time
 import traceback
 from dataclasses import replace
 from pathlib import Path
 from typing import Any, Callable
 
-from PySide6.QtCore import QByteArray, QMimeData, QObject, QPointF, QSettings, QStandardPaths, Qt, QTimer, Signal
-from PySide6.QtGui import QAction, QKeySequence
-from PySide6.QtWidgets import (QApplication, QDockWidget, QFileDialog, QFrame, QLabel, QMainWindow, QMenu,
-                               QMessageBox, QScrollArea, QWidget)
+import numpy as np
+
+from PySide6.QtCore import QByteArray, QMimeData, QPointF, QSettings, QStandardPaths, Qt, QTimer, Signal
+from PySide6.QtGui import QAction, QActionGroup, QKeySequence
+from PySide6.QtWidgets import QApplication, QFrame, QLabel, QMainWindow, QMenu, QScrollArea, QToolBar, QWidget
 
 from gatescope.compute.backend import DeviceError, select_device
-from gatescope.compute.datasets import Dataset, DataError, load, split_indices
+from gatescope.compute.datasets import Dataset, DataError, split_indices
 from gatescope.compute.graph import Model
-from gatescope.compute.train import TrainSettings, evaluate
+from gatescope.compute.train import TrainSettings
 from gatescope.studio import __version__, palette_data
+from gatescope.studio import help as help_pages
+from gatescope.studio.data_control import DataController, describe_source
+from gatescope.studio.dialogs import Dialogs, QuietDialogs
 from gatescope.studio.document import Document
+from gatescope.studio.files import FilesController
 from gatescope.studio.inside import InsideController, install_inside_panels
-from gatescope.studio.project import SUFFIX, Project, ProjectError, load_project
+from gatescope.studio.project import Project
 from gatescope.studio.session import dataset_reference
-from gatescope.studio.training_worker import TrainingJob, TrainingRun
+from gatescope.studio.staging import StagedUpdates
+from gatescope.studio.training_control import TrainingController, progress_of
+from gatescope.studio.training_run import TrainingJob
 from gatescope.studio.video import VideoController, install_video_panel
+from gatescope.studio.views import CENTRE, ViewHost
+from gatescope.studio.viewspec import VIEW_KEYS, VIEWS
+from gatescope.studio.wording import format_duration, plural
 from gatescope.widgets.canvas import ModelCanvas
 from gatescope.widgets.curves import ConfusionMatrixView, CurvesPanel
 from gatescope.widgets.data_panel import DataPanel
 from gatescope.widgets.inspector import Inspector
 from gatescope.widgets.palette import BlockPalette
+from gatescope.widgets.run_controls import RunControls
+from gatescope.widgets.sample_gallery import EMPTY as NO_CELL_CHOSEN
+from gatescope.widgets.sample_gallery import SampleGallery
 from gatescope.widgets.theme import ERROR, apply_dark_theme
-from gatescope.widgets.training_panel import TrainingPanel, format_duration
+from gatescope.widgets.training_panel import TrainingPanel
 
 log = logging.getLogger(__name__)
 
-AUTOSAVE_INTERVAL_MS = 3 * 60 * 1000
-AUTOSAVE_SUFFIX = ".autosave"
-MAX_RECENT = 8
 CLIPBOARD_MIME = "application/x-gatescope-blocks"
-SCREENSHOT_SIZE = (1500, 950)
+DEFAULT_SIZE = (1500, 950)
 DEFAULT_EXAMPLE = "digits-cnn"
-DOCK_STATE_KEY = "dock_state"
-# The default places of the installed panels: tabs behind Curves, and behind the confusion matrix.
-# Staged view updates (see MainWindow._stage) run this far apart: a real timer, so the paint the
-# previous update asked for (posted events) happens in a pass of its own before the next update.
-STAGE_GAP_MS = 10
-TABS_WITH_CURVES = ("Gates", "Cell state", "Gradients through time", "Filters and feature maps", "Video")
-TABS_WITH_CONFUSION = ("Gate health", "Text generation")
-
-
-class Dialogs:
-    """Every question and message the window puts to the person, in one replaceable place.
-
-    Tests (and the offscreen screenshot) pass their own object with the same methods, so
-    nothing ever blocks on a modal dialog.
-    """
-
-    def __init__(self, parent: QWidget):
-        self.parent = parent
-
-    def error(self, title: str, text: str) -> None:
-        QMessageBox.warning(self.parent, title, text)
-
-    def info(self, title: str, text: str) -> None:
-        QMessageBox.information(self.parent, title, text)
-
-    def ask_save(self, text: str) -> str:
-        """``'save'``, ``'discard'`` or ``'cancel'``."""
-        answer = QMessageBox.question(self.parent, "Unsaved changes", text,
-                                      QMessageBox.Save | QMessageBox.Discard | QMessageBox.Cancel, QMessageBox.Save)
-        return {QMessageBox.Save: "save", QMessageBox.Discard: "discard"}.get(answer, "cancel")
-
-    def ask_stop_training(self, text: str) -> bool:
-        """True to stop the run and go on, False to cancel."""
-        box = QMessageBox(QMessageBox.Question, "Training is running", text, parent=self.parent)
-        stop = box.addButton("Stop and continue", QMessageBox.AcceptRole)
-        box.addButton(QMessageBox.Cancel)
-        box.exec()
-        return box.clickedButton() is stop
-
-    def open_path(self) -> str | None:
-        path, _ = QFileDialog.getOpenFileName(self.parent, "Open project", "", f"GateScope projects (*{SUFFIX})")
-        return path or None
-
-    def save_path(self, suggested: str) -> str | None:
-        path, _ = QFileDialog.getSaveFileName(self.parent, "Save project", suggested,
-                                              f"GateScope projects (*{SUFFIX})")
-        if path and not path.endswith(SUFFIX):
-            path += SUFFIX
-        return path or None
-
-    def export_path(self, suggested: str) -> str | None:
-        path, _ = QFileDialog.getSaveFileName(self.parent, "Export to ONNX", suggested, "ONNX models (*.onnx)")
-        if path and not path.endswith(".onnx"):
-            path += ".onnx"
-        return path or None
-
-    def offer_recovery(self, paths: list[Path]) -> Path | None:
-        """Autosaved copies from a session that did not end cleanly: which to open, or None."""
-        newest = max(paths, key=lambda p: p.stat().st_mtime)
-        answer = QMessageBox.question(
-            self.parent, "Recover unsaved work?",
-            f"GateScope did not close cleanly last time. An autosaved copy was found:\n\n{newest}\n\n"
-            "Open it? (No deletes the autosaved copies.)", QMessageBox.Yes | QMessageBox.No, QMessageBox.Yes)
-        return newest if answer == QMessageBox.Yes else None
-
-    def show_exception(self, summary: str, details: str) -> None:
-        box = QMessageBox(QMessageBox.Critical, "Unexpected error",
-                          f"Something went wrong inside GateScope: {summary}\n\n"
-                          "Your project is still open; save it under a new name to be safe.", parent=self.parent)
-        box.setDetailedText(details)
-        box.exec()
-
-
-class _DatasetLoader(QObject):
-    """Loads a dataset on a plain thread; ``done(token, dataset or None, error)`` arrives queued.
-
-    ``confusion(token, matrix)`` brings the validation confusion matrix of a trained model
-    (computed by ``evaluate_saved`` on a thread too), so a reopened project shows it; ``matrix``
-    is None when there is none to show (a per-step output, or an evaluation that failed).
-    """
-
-    done = Signal(int, object, str)
-    confusion = Signal(int, object)
-
-    def evaluate_saved(self, token: int, project: Project, dataset: Dataset) -> None:
-        """Compute the validation confusion matrix of ``project``'s weights on ``dataset``."""
-        def work() -> None:
-            try:
-                model = project.build_model()
-                s = project.training
-                split = split_indices(len(dataset.x), s.val_fraction,
-                                      0.0 if dataset.x_test is not None else s.test_fraction, s.seed)
-                metrics = evaluate(model, dataset.x[split.val], dataset.y[split.val])
-            except Exception:  # noqa: BLE001 - only a picture is missing; the log says why
-                log.warning("no confusion matrix for the saved weights:\n%s", traceback.format_exc())
-                self.confusion.emit(token, None)
-                return
-            self.confusion.emit(token, metrics.confusion)
-
-        threading.Thread(target=work, name="saved-model-evaluation", daemon=True).start()
-
-    def load(self, token: int, ref: dict) -> None:
-        def work() -> None:
-            try:
-                dataset = load(ref)
-            except DataError as exc:
-                self.done.emit(token, None, str(exc))
-            except Exception as exc:  # noqa: BLE001 - a reader's surprise is a message, not a crash
-                log.error("dataset failed to load:\n%s", traceback.format_exc())
-                self.done.emit(token, None, f"the dataset could not be read: {type(exc).__name__}: {exc}")
-            else:
-                self.done.emit(token, dataset, "")
-
-        threading.Thread(target=work, name="dataset-loader", daemon=True).start()
-
-
-def _slug(name: str) -> str:
-    return "".join(c if c.isalnum() else "-" for c in name.lower()).strip("-")
+LAYOUTS_KEY = "views"            # project.panels: every view's dock arrangement
+CURVES_X_KEY = "curves_x_axis"   # project.panels: the curves' x axis, "epoch" or "step"
+VIEW_SETTING = "view"            # QSettings: the view shown last
+PASTE_STEP = 40.0
+LOCKED_MESSAGE = "Training: the model is locked while it trains. Stop the run to change it."
+SAMPLES_SHOWN = 24             # samples of a confusion-matrix cell drawn at once
 
 
 class MainWindow(QMainWindow):
     """GateScope's main window.
 
     Hooks for panels written elsewhere:
-      ``add_panel(name, widget, area)`` adds a dock with a View menu entry (its layout is saved
-      in the project with the others).
+      ``add_panel(name, widget, view, area)`` adds a panel to a view (a dock with an entry in
+      the View menu, or a central tab with ``area="centre"``); its layout is saved in the
+      project with the others. ``raise_panel(name)`` brings it to the front of its tabs.
       ``add_model_hook(fn)``: ``fn(model)`` runs on the training thread after the model is built
       and before the first step (turn on probes, pin gates there; keep it quick).
       ``selected_block()``, ``current_dataset()``, ``trained_model()``, ``document.project``.
@@ -189,7 +86,7 @@ class MainWindow(QMainWindow):
 
     With ``extra_panels`` (the default) the window installs the inside-the-network panels
     (``self.inside``, a ``studio.inside.InsideController``) and the video panel (``self.video``,
-    a ``studio.video.VideoController``) as docks in the bottom area.
+    a ``studio.video.VideoController``).
 
     Signals:
       ``projectChanged(object)``: a project was opened or created (the Project).
@@ -200,6 +97,7 @@ class MainWindow(QMainWindow):
       ``trainingStarted(dict)``, ``trainingStep(dict)`` (coalesced steps, at most 25/s, with
       ``probes`` as host NumPy arrays when recorded), ``trainingEpoch(dict)``,
       ``trainingEnded(str kind, str message)``.
+      ``viewChanged(str)``: another view is shown (``build``, ``train``, ``inside``, ``video``).
     """
 
     projectChanged = Signal(object)
@@ -211,108 +109,109 @@ class MainWindow(QMainWindow):
     trainingStep = Signal(dict)
     trainingEpoch = Signal(dict)
     trainingEnded = Signal(str, str)
+    viewChanged = Signal(str)
 
     def __init__(self, settings: QSettings | None = None, dialogs: Any = None, autosave_dir: Path | None = None,
                  extra_panels: bool = True):
         super().__init__()
         self.settings = settings or QSettings("GateScope", "GateScope")
         self.dialogs = dialogs or Dialogs(self)
-        self.autosave_dir = Path(autosave_dir) if autosave_dir else Path(
-            QStandardPaths.writableLocation(QStandardPaths.AppDataLocation)) / "autosave"
-        self._untitled_autosave = self.autosave_dir / f"untitled-{os.getpid()}-{int(time.time())}{SUFFIX}"
         self.document = Document(parent=self)
-        self.panels: dict[str, QDockWidget] = {}
         self.model_hooks: list[Callable[[Model], None]] = []
-        self.run: TrainingRun | None = None
-        self._dataset: Dataset | None = None
-        self._dataset_ref: dict | None = None
-        self._load_token = 0
+        self._block_flags: dict[str, str] = {}
         self._paste_count = 0
         self._run_started = 0.0
-        self._run_info: dict = {}
-        self._last_step_payload: dict = {}
-        self._block_flags: dict[str, str] = {}
-        # Epoch-end view updates, each run in its own event-loop pass (see _stage).
-        self._staged: dict[Any, Callable[[], None]] = {}
-        self._staged_scheduled = False
-        self.evaluating_saved = False      # the saved weights' confusion matrix is being computed
         self.inside: InsideController | None = None
         self.video: VideoController | None = None
+        self.val_predictions = None      # of the newest evaluation, per validation sample
         self.setWindowTitle("GateScope")
-        self.setDockOptions(QMainWindow.AnimatedDocks | QMainWindow.AllowTabbedDocks | QMainWindow.AllowNestedDocks)
 
+        self.training_control = TrainingController(self)
+        self.data = DataController(self)
+        autosave_dir = Path(autosave_dir) if autosave_dir else Path(
+            QStandardPaths.writableLocation(QStandardPaths.AppDataLocation)) / "autosave"
+        self.files = FilesController(self.document, self.dialogs, self.settings, autosave_dir,
+                                     may_close=self._may_close_run, store_layout=self._store_layout,
+                                     show_status=self.statusBar().showMessage, parent=self)
+        # One event-loop pass per epoch-end view update (see studio.staging).
+        self.staged = StagedUpdates(self)
+
+        self.views = ViewHost()
+        self.setCentralWidget(self.views)
         self.canvas = ModelCanvas()
-        self.setCentralWidget(self.canvas)
         self.palette = BlockPalette()
         self.palette.set_blocks(palette_data.palette_blocks(), palette_data.categories())
         self.inspector = Inspector()
         self.data_panel = DataPanel()
         self.data_panel.set_sources(palette_data.dataset_sources())
         self.training_panel = TrainingPanel(palette_data.training_fields())
+        self.run_controls = RunControls()
         self.curves = CurvesPanel()
         self.confusion = ConfusionMatrixView()
 
         self._build_menus()
-        self.add_panel("Blocks", self.palette, Qt.LeftDockWidgetArea)
-        self.add_panel("Inspector", self.inspector, Qt.RightDockWidgetArea)
-        self.add_panel("Training", self.training_panel, Qt.RightDockWidgetArea)
+        self._build_toolbar()
+        self.add_panel("Model", self.canvas, "build", CENTRE)
+        self.add_panel("Blocks", self.palette, "build", "left")
+        self.add_panel("Inspector", self.inspector, "build", "right")
+        self.add_panel("Curves", self.curves, "train", CENTRE)
+        self.add_panel("Training", self.training_panel, "train", "left")
         data_scroll = QScrollArea()  # the sample pictures need room; the dock may be shorter
         data_scroll.setWidgetResizable(True)
         data_scroll.setFrameShape(QFrame.NoFrame)
         data_scroll.setWidget(self.data_panel)
-        self.add_panel("Data", data_scroll, Qt.RightDockWidgetArea)
-        self.tabifyDockWidget(self.panels["Training"], self.panels["Data"])
-        self.panels["Training"].raise_()
-        self.add_panel("Curves", self.curves, Qt.BottomDockWidgetArea)
-        self.add_panel("Confusion matrix", self.confusion, Qt.BottomDockWidgetArea)
-        self.splitDockWidget(self.panels["Curves"], self.panels["Confusion matrix"], Qt.Horizontal)
+        self.add_panel("Data", data_scroll, "train", "left")
+        self.add_panel("Confusion matrix", self.confusion, "train", "right")
+        self.samples = SampleGallery()
+        self.add_panel("Samples", self.samples, "train", "right")
         if extra_panels:
             self.inside = install_inside_panels(self)
             self.video = install_video_panel(self)
-        for anchor, names in (("Curves", TABS_WITH_CURVES), ("Confusion matrix", TABS_WITH_CONFUSION)):
-            for name in names:
-                if name in self.panels:
-                    self.tabifyDockWidget(self.panels[anchor], self.panels[name])
-            self.panels[anchor].raise_()
-        self._size_default_docks()
-        self._default_dock_state = self.saveState()
-        self._shown_once = False
+        self.views.arrange()
 
         self.device_label = QLabel()
         self.params_label = QLabel()
         self.statusBar().addPermanentWidget(self.params_label)
         self.statusBar().addPermanentWidget(self.device_label)
 
-        self.loader = _DatasetLoader(self)
-        self.loader.done.connect(self._on_dataset_loaded)
-        self.loader.confusion.connect(self._on_saved_confusion)
         self._connect()
-        self.autosave_timer = QTimer(self)
-        self.autosave_timer.setInterval(AUTOSAVE_INTERVAL_MS)
-        self.autosave_timer.timeout.connect(self.autosave)
-        self.autosave_timer.start()
+        self._on_run_state("idle")
         self._show_device()
+        remembered = self.settings.value(VIEW_SETTING, "build")
+        self.show_view(remembered if remembered in VIEW_KEYS else "build")
         self._apply_project()
 
-    # ----------------------------------------------------------------- panels
-    def add_panel(self, name: str, widget: QWidget, area: Qt.DockWidgetArea = Qt.BottomDockWidgetArea
-                  ) -> QDockWidget:
-        """Put ``widget`` in a movable, closable dock called ``name`` with an entry in the View menu.
+    # ----------------------------------------------------------------- panels and views
+    @property
+    def panels(self) -> dict[str, QWidget]:
+        """Panel name -> its widget, in every view."""
+        return self.views.panels
 
-        The dock's place is saved in the project's panel layout with the others. Returns the dock
-        (tabify it with ``tabifyDockWidget`` if it should share a place).
-        """
-        if name in self.panels:
-            raise ValueError(f"a panel called {name!r} exists already")
-        dock = QDockWidget(name, self)
-        dock.setObjectName(f"panel-{_slug(name)}")
-        dock.setWidget(widget)
-        dock.setFeatures(QDockWidget.DockWidgetMovable | QDockWidget.DockWidgetClosable
-                         | QDockWidget.DockWidgetFloatable)
-        self.addDockWidget(area, dock)
-        self.view_menu.addAction(dock.toggleViewAction())
-        self.panels[name] = dock
+    def add_panel(self, name: str, widget: QWidget, view: str = "inside", area: str = "right"):
+        """Put ``widget`` into ``view`` as panel ``name`` (see ``studio.views.ViewHost.add_panel``),
+        with an entry in the View menu for a dock. Returns the dock (None for a central tab)."""
+        dock = self.views.add_panel(view, name, widget, area)
+        if dock is not None:
+            self._panel_menus[view].addAction(dock.toggleViewAction())
         return dock
+
+    def raise_panel(self, name: str) -> None:
+        """Bring panel ``name`` to the front of its tab group (in its own view)."""
+        self.views.raise_panel(name)
+
+    def show_view(self, key: str) -> None:
+        """Show view ``key`` (``build``, ``train``, ``inside``, ``video``) and remember it."""
+        self.views.show_view(key)
+        self._view_actions[key].setChecked(True)
+        self.settings.setValue(VIEW_SETTING, key)
+
+    @property
+    def current_view(self) -> str:
+        return self.views.current
+
+    def restore_default_layout(self) -> None:
+        """View > Reset layout: every view as it was arranged by default."""
+        self.views.reset()
 
     def add_model_hook(self, hook: Callable[[Model], None]) -> None:
         """Call ``hook(model)`` on the training thread before each run's first step."""
@@ -345,7 +244,7 @@ class MainWindow(QMainWindow):
 
     def current_dataset(self) -> Dataset | None:
         """The loaded dataset of the project (host arrays), or None while none is loaded."""
-        return self._dataset
+        return self.data.dataset
 
     def trained_model(self) -> Model | None:
         """A CPU model with the project's trained weights, or None when it has none that fit."""
@@ -357,7 +256,11 @@ class MainWindow(QMainWindow):
     def project(self) -> Project:
         return self.document.project
 
-    # ----------------------------------------------------------------- menus
+    @property
+    def training(self) -> bool:
+        return self.training_control.running
+
+    # ----------------------------------------------------------------- menus and tool bar
     def _build_menus(self) -> None:
         bar = self.menuBar()
         file_menu = bar.addMenu("&File")
@@ -391,18 +294,62 @@ class MainWindow(QMainWindow):
         self.delete_action.setShortcuts([QKeySequence(QKeySequence.Delete), QKeySequence(Qt.Key_Backspace)])
         self.select_all_action = self._action(edit, "Select &All", self.canvas.select_all, QKeySequence.SelectAll)
         edit.addSeparator()
-        self.layout_action = self._action(edit, "Auto &Layout", self.document.auto_layout, QKeySequence("Ctrl+L"))
+        self.layout_action = self._action(edit, "Auto &Layout", self.auto_layout, QKeySequence("Ctrl+L"))
         self.fit_action = self._action(edit, "&Fit to View", self.canvas.fit_to_view, QKeySequence("Ctrl+0"))
+        self.zoom_in_action = self._action(edit, "Zoom &In", lambda: self.canvas.zoom_by(1.25), QKeySequence.ZoomIn)
+        self.zoom_in_action.setShortcuts(QKeySequence.keyBindings(QKeySequence.ZoomIn) + [QKeySequence("Ctrl+=")])
+        self.zoom_out_action = self._action(edit, "Zoom O&ut", lambda: self.canvas.zoom_by(0.8), QKeySequence.ZoomOut)
+        self.graph_actions = (self.cut_action, self.paste_action, self.delete_action, self.layout_action)
         for action in (self.cut_action, self.copy_action, self.paste_action, self.delete_action,
                        self.select_all_action):
             action.setShortcutContext(Qt.WidgetWithChildrenShortcut)
             self.canvas.addAction(action)
 
+        run = bar.addMenu("&Run")
+        self.train_action = self._action(run, "&Train", self.start_training, QKeySequence("F5"))
+        self.pause_action = self._action(run, "&Pause", self.pause_training, QKeySequence("F6"))
+        self.resume_action = self._action(run, "&Resume", self.resume_training, QKeySequence("F7"))
+        self.stop_action = self._action(run, "&Stop", self.stop_training, QKeySequence("Shift+F5"))
+
         self.view_menu = bar.addMenu("&View")
-        self._action(self.view_menu, "Restore Default Layout", self.restore_default_layout)
+        self._view_group = QActionGroup(self)
+        self._view_actions: dict[str, QAction] = {}
+        for spec in VIEWS:
+            action = self._action(self.view_menu, spec.title, lambda key=spec.key: self.show_view(key),
+                                  QKeySequence(spec.shortcut))
+            action.setCheckable(True)
+            action.setStatusTip(spec.tip)
+            action.setToolTip(f"{spec.tip} ({spec.shortcut})")
+            self._view_group.addAction(action)
+            self._view_actions[spec.key] = action
         self.view_menu.addSeparator()
-        help_menu = bar.addMenu("&Help")
-        self._action(help_menu, "&About GateScope", self.about)
+        self._panel_menus: dict[str, QMenu] = {}
+        for spec in VIEWS:
+            self._panel_menus[spec.key] = self.view_menu.addMenu(f"{spec.title} panels")
+        self.view_menu.addSeparator()
+        self.reset_layout_action = self._action(self.view_menu, "&Reset Layout", self.restore_default_layout)
+        self.help_menu = bar.addMenu("&Help")
+        self.getting_started_action = self._action(self.help_menu, "&Getting Started", self.getting_started,
+                                                   QKeySequence.HelpContents)
+        self.shortcuts_action = self._action(self.help_menu, "&Keyboard Shortcuts", self.keyboard_shortcuts)
+        self.help_menu.addSeparator()
+        self._action(self.help_menu, "&About GateScope", self.about)
+
+    def _build_toolbar(self) -> None:
+        bar = QToolBar("Views")
+        bar.setObjectName("workspaces")
+        bar.setMovable(False)
+        bar.setFloatable(False)
+        bar.setToolButtonStyle(Qt.ToolButtonTextOnly)
+        for spec in VIEWS:
+            bar.addAction(self._view_actions[spec.key])
+        spacer = QWidget()
+        spacer.setSizePolicy(spacer.sizePolicy().horizontalPolicy().Expanding,
+                             spacer.sizePolicy().verticalPolicy().Preferred)
+        bar.addWidget(spacer)
+        bar.addWidget(self.run_controls)
+        self.addToolBar(Qt.TopToolBarArea, bar)
+        self.toolbar = bar
 
     def _action(self, menu: QMenu, text: str, slot: Callable, shortcut=None) -> QAction:
         action = QAction(text, self)
@@ -413,23 +360,22 @@ class MainWindow(QMainWindow):
         return action
 
     def _fill_examples(self) -> None:
+        """Each bundled example with the first sentence of its description (all of it in the tooltip)."""
         from gatescope.assets import example_names, example_path
         self.examples_menu.clear()
+        self.examples_menu.setToolTipsVisible(True)
         names = example_names()
         if not names:
             self.examples_menu.addAction("(no examples installed)").setEnabled(False)
         for name in names:
-            self.examples_menu.addAction(name, lambda n=name: self.open_path(example_path(n), as_example=True))
+            description = help_pages.example_description(example_path(name))
+            text = f"{name} — {help_pages.first_sentence(description)}" if description else name
+            action = self.examples_menu.addAction(text, lambda n=name: self.open_path(example_path(n), as_example=True))
+            action.setToolTip(description)
+            action.setStatusTip(description)
 
     def recent_files(self) -> list[str]:
-        value = self.settings.value("recent_files", [])
-        if isinstance(value, str):
-            value = [value]
-        return [str(v) for v in (value or [])]
-
-    def _remember_recent(self, path: Path) -> None:
-        recent = [str(path)] + [p for p in self.recent_files() if p != str(path)]
-        self.settings.setValue("recent_files", recent[:MAX_RECENT])
+        return self.files.recent_files()
 
     def _fill_recent(self) -> None:
         self.recent_menu.clear()
@@ -443,20 +389,35 @@ class MainWindow(QMainWindow):
     def _connect(self) -> None:
         doc = self.document
         doc.changed.connect(self._on_graph_changed)
-        doc.modifiedChanged.connect(self._on_modified_changed)
+        doc.modifiedChanged.connect(lambda _modified: self._update_title())
         self.canvas.blockDropped.connect(self._on_block_dropped)
-        self.canvas.wireRequested.connect(doc.connect_blocks)
+        self.canvas.wireRequested.connect(self._on_wire_requested)
         self.canvas.blocksMoved.connect(doc.move)
-        self.canvas.deleteRequested.connect(doc.remove)
+        self.canvas.deleteRequested.connect(self._on_delete_requested)
         self.canvas.selectionChanged.connect(self._on_selection_changed)
         self.palette.blockActivated.connect(self._on_palette_activated)
         self.inspector.settingEdited.connect(doc.set_setting)
         self.training_panel.settingEdited.connect(self._on_training_setting)
-        self.training_panel.trainRequested.connect(self.start_training)
-        self.training_panel.pauseRequested.connect(self.pause_training)
-        self.training_panel.resumeRequested.connect(self.resume_training)
-        self.training_panel.stopRequested.connect(self.stop_training)
+        self.run_controls.trainRequested.connect(self.start_training)
+        self.run_controls.pauseRequested.connect(self.pause_training)
+        self.run_controls.resumeRequested.connect(self.resume_training)
+        self.run_controls.stopRequested.connect(self.stop_training)
         self.data_panel.datasetRequested.connect(self.choose_dataset)
+        self.curves.xAxisChanged.connect(self._on_curves_axis)
+        self.confusion.cellClicked.connect(self.show_cell_samples)
+        self.views.viewChanged.connect(self.viewChanged)
+        self.files.projectLoaded.connect(self.set_project)
+        runs = self.training_control
+        runs.started.connect(self._on_run_started)
+        runs.steps.connect(self._on_run_steps)
+        runs.epoch.connect(self._on_run_epoch)
+        runs.ended.connect(self._on_run_ended)
+        runs.stateChanged.connect(self._on_run_state)
+        runs.progressChanged.connect(self._on_run_progress)
+        self.data.loaded.connect(self._on_dataset_loaded)
+        self.data.failed.connect(self._on_dataset_failed)
+        self.data.busyChanged.connect(self.data_panel.set_busy)
+        self.data.savedConfusion.connect(self._on_saved_confusion)
 
     # ----------------------------------------------------------------- the project
     def _apply_project(self) -> None:
@@ -466,29 +427,44 @@ class MainWindow(QMainWindow):
         self.canvas.select([])
         self._on_graph_changed()
         self.training_panel.set_settings(project.training.to_dict())
-        self.training_panel.set_state("idle")
-        done = project.trainer.get("epochs_done", 0) if project.weights else 0
-        self.training_panel.set_progress(1 if done else 0, 1, f"Trained for {done} epochs." if done else "Ready.")
+        self._show_trained_state()
+        self.curves.set_task(self.document.analysis.task or "classification")
         self.curves.set_history(project.history, project.steps_per_epoch)
         if len(project.step_numbers):
             self.curves.add_steps(project.step_numbers, project.step_losses)
+        axis = project.panels.get(CURVES_X_KEY)
+        if axis in ("epoch", "step"):
+            self.curves.set_x_axis(axis)
+        self.confusion.set_task(self.document.analysis.task or "classification")
         self.confusion.set_matrix(None, [])
-        state = project.panels.get(DOCK_STATE_KEY)
-        if isinstance(state, str):
-            try:
-                self.restoreState(QByteArray(base64.b64decode(state.encode("ascii"))))
-            except (ValueError, UnicodeEncodeError):
-                log.warning("the project's panel layout could not be read; using the default layout")
-        self._dataset = None
-        self._dataset_ref = None
+        self.samples.show_message(NO_CELL_CHOSEN)
+        self.val_predictions = None
+        if LAYOUTS_KEY in project.panels:       # else the arrangement the person has stays
+            self.views.restore_layouts(project.panels[LAYOUTS_KEY])
+        self.data.clear()
         self.data_panel.set_reference(project.dataset)
         self.choose_dataset(project.dataset, from_project=True)
         QTimer.singleShot(0, self.canvas.fit_to_view)
         self._update_title()
         self.projectChanged.emit(project)
 
-    def _on_modified_changed(self, modified: bool) -> None:
-        self._update_title()
+    def _show_trained_state(self) -> None:
+        """The run controls and training panel as a project that just opened has them."""
+        project = self.project
+        done = project.trainer.get("epochs_done", 0) if project.weights else 0
+        last = project.trainer.get("last_run") if isinstance(project.trainer.get("last_run"), dict) else {}
+        fraction = progress_of(done, last.get("planned_epochs"))
+        self.run_controls.set_state("idle")
+        self.training_panel.set_locked(False)
+        if done:
+            planned = last.get("planned_epochs")
+            label = f"{done} of {planned} epochs" if planned and planned > done else plural(done, "epoch")
+            self.run_controls.set_progress(fraction, label)
+            self.training_panel.set_message(f"Trained for {plural(done, 'epoch')}.")
+        else:
+            self.run_controls.set_progress(0.0, "Ready")
+            self.training_panel.set_message("Ready: press Train (F5).")
+        self.training_panel.set_result(describe_test_result(last.get("test")))
 
     def _update_title(self) -> None:
         project = self.project
@@ -496,156 +472,104 @@ class MainWindow(QMainWindow):
         self.setWindowTitle(f"{name}[*] — GateScope")  # Qt shows [*] as a star while modified
         self.setWindowModified(self.document.modified)
 
+    def _store_layout(self, project: Project) -> None:
+        project.panels[LAYOUTS_KEY] = self.views.layouts()
+        project.panels[CURVES_X_KEY] = self.curves.x_axis
+
     def set_project(self, project: Project) -> None:
         """Replace the open project with ``project`` (no questions asked; see ``may_close_project``)."""
         self.document.set_project(project)
         self._paste_count = 0
         self._apply_project()
 
-    def may_close_project(self) -> bool:
-        """Ask before the open project goes: stop a run, save changes. False if the person cancels."""
-        if self.run is not None:
+    def _may_close_run(self) -> bool:
+        if self.training_control.running:
             if not self.dialogs.ask_stop_training("Training is running. Stop it and keep the weights so far?"):
                 return False
             self.stop_training_and_wait()
-        if self.document.modified:
-            name = self.project.path.name if self.project.path else "this untitled project"
-            answer = self.dialogs.ask_save(f"Save the changes to {name}?")
-            if answer == "cancel":
-                return False
-            if answer == "save" and not self.save():
-                return False
         return True
+
+    def may_close_project(self) -> bool:
+        """Ask before the open project goes: stop a run, save changes. False if the person cancels."""
+        return self.files.may_close_project()
 
     def new_project(self) -> None:
         """An empty project (digits as its dataset)."""
-        if self.may_close_project():
-            self._remove_autosave()
-            self.set_project(Project())
+        self.files.new_project()
 
     def open_dialog(self) -> None:
-        path = self.dialogs.open_path()
-        if path:
-            self.open_path(path)
+        self.files.open_dialog()
 
     def open_path(self, path, as_example: bool = False) -> bool:
-        """Open the project at ``path``; a file that cannot be opened leaves the current project as it was.
-
-        ``as_example``: opened as an untitled copy, so saving never overwrites the bundled example.
-        """
-        if not self.may_close_project():
-            return False
-        try:
-            project = load_project(path)
-        except ProjectError as exc:
-            self.dialogs.error("Cannot open the project", str(exc))
-            return False
-        self._remove_autosave()
-        if as_example:
-            project.path = None
-        else:
-            self._remember_recent(Path(path))
-        self.set_project(project)
-        self.statusBar().showMessage(f"Opened {Path(path).name}", 5000)
-        return True
+        """Open the project at ``path``; a file that cannot be opened leaves the current project as it was."""
+        return self.files.open_path(path, as_example=as_example)
 
     def save(self) -> bool:
-        """Save to the project's file (asking for one if it has none). True when saved."""
-        if self.project.path is None:
-            return self.save_as()
-        return self._save_to(self.project.path)
+        return self.files.save()
 
     def save_as(self) -> bool:
-        suggested = str(self.project.path or Path.home() / f"{self.project.name or 'untitled'}{SUFFIX}")
-        path = self.dialogs.save_path(suggested)
-        return bool(path) and self._save_to(Path(path))
-
-    def _save_to(self, path: Path) -> bool:
-        self.project.panels[DOCK_STATE_KEY] = base64.b64encode(bytes(self.saveState())).decode("ascii")
-        old_autosave = self.autosave_path()
-        try:
-            weights_kept = self.document.save(path)
-        except ProjectError as exc:
-            self.dialogs.error("Cannot save", str(exc))
-            return False
-        old_autosave.unlink(missing_ok=True)
-        self._remove_autosave()
-        self._remember_recent(Path(path))
-        self._update_title()
-        note = "" if weights_kept else " (without weights: the model changed since it was trained)"
-        self.statusBar().showMessage(f"Saved {Path(path).name}{note}", 5000)
-        return True
-
-    # ----------------------------------------------------------------- autosave and recovery
-    def autosave_path(self) -> Path:
-        """Where this project is autosaved: beside its file, or in the app data folder when untitled."""
-        if self.project.path is not None:
-            return self.project.path.with_name(self.project.path.name + AUTOSAVE_SUFFIX)
-        return self._untitled_autosave
+        return self.files.save_as()
 
     def autosave(self) -> Path | None:
-        """Write the project to its autosave file when it has unsaved changes; the path written, or None."""
-        if not self.document.modified:
-            return None
-        path = self.autosave_path()
-        try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            self.document.write_copy(path)
-        except (ProjectError, OSError) as exc:
-            self.statusBar().showMessage(f"Autosave failed: {exc}", 8000)
-            return None
-        self.statusBar().showMessage("Autosaved", 2000)
-        return path
+        return self.files.autosave()
 
-    def _remove_autosave(self) -> None:
-        self.autosave_path().unlink(missing_ok=True)
+    def autosave_path(self) -> Path:
+        return self.files.autosave_path()
 
-    def recovery_candidates(self, opened: Path | None) -> list[Path]:
-        """Autosaved copies left by a session that did not end cleanly."""
-        found = sorted(self.autosave_dir.glob(f"*{SUFFIX}")) if self.autosave_dir.is_dir() else []
-        if opened is not None:
-            side = opened.with_name(opened.name + AUTOSAVE_SUFFIX)
-            if side.exists() and (not opened.exists() or side.stat().st_mtime >= opened.stat().st_mtime):
-                found.append(side)
-        return found
+    @property
+    def autosave_timer(self) -> QTimer:
+        return self.files.timer
 
     def offer_recovery(self, opened: Path | None = None) -> bool:
-        """Offer autosaved copies; open the chosen one (marked unsaved). True if one was recovered."""
-        candidates = self.recovery_candidates(opened)
-        if not candidates:
-            return False
-        chosen = self.dialogs.offer_recovery(candidates)
-        recovered = False
-        if chosen is not None:
-            try:
-                project = load_project(chosen)
-            except ProjectError as exc:
-                self.dialogs.error("Cannot recover", str(exc))
-            else:
-                if chosen.name.endswith(AUTOSAVE_SUFFIX):
-                    project.path = chosen.with_name(chosen.name[:-len(AUTOSAVE_SUFFIX)])
-                else:
-                    project.path = None
-                    self._untitled_autosave = chosen
-                self.set_project(project)
-                self.document.mark_modified()
-                recovered = True
-        for path in candidates:
-            if path != chosen:
-                path.unlink(missing_ok=True)
-        return recovered
+        return self.files.offer_recovery(opened)
 
     # ----------------------------------------------------------------- graph edits and selection
+    def _editing_refused(self) -> bool:
+        """True (and the reason shown) while the structure is locked by a run."""
+        if self.training_control.running:
+            self.statusBar().showMessage(LOCKED_MESSAGE, 5000)
+            return True
+        return False
+
     def _on_block_dropped(self, block_type: str, pos: QPointF) -> None:
+        if self._editing_refused():
+            return
         block_id = self.document.add_block(block_type, pos.x(), pos.y())
         self.canvas.select([block_id])
         self.canvas.setFocus()
 
     def _on_palette_activated(self, block_type: str) -> None:
+        if self._editing_refused():
+            return
         centre = self.canvas.view_centre()
         n = len(self.project.graph.blocks)
         block_id = self.document.add_block(block_type, centre.x() - 100 + 20 * (n % 5), centre.y() - 40 + 20 * (n % 5))
         self.canvas.select([block_id])
+
+    def _on_delete_requested(self, block_ids: list, wires: list) -> None:
+        if not self._editing_refused():
+            self.document.remove(block_ids, wires)
+
+    def _on_wire_requested(self, src: str, dst: str, port: int) -> None:
+        if self._editing_refused():
+            return
+        graph = self.project.graph
+        replaced = next((w.src for w in graph.wires if w.dst == dst and w.port == port and w.src != src), None)
+        if self.document.connect_blocks(src, dst, port) and replaced is not None:
+            self.statusBar().showMessage(
+                f"The wire from {self.block_name(replaced)} into {self.block_name(dst)} was replaced by one from "
+                f"{self.block_name(src)} (an input takes one wire; {self.undo_action.shortcut().toString()} "
+                "puts it back).", 8000)
+
+    def block_name(self, block_id: str) -> str:
+        """A block as the canvas names it: its type and id ("LSTM b1")."""
+        return palette_data.block_name(self.project.graph, block_id)
+
+    def auto_layout(self) -> None:
+        if self._editing_refused():
+            return
+        self.document.auto_layout()
+        QTimer.singleShot(0, self.canvas.fit_to_view)
 
     def _on_graph_changed(self) -> None:
         project, analysis = self.project, self.document.analysis
@@ -655,8 +579,12 @@ class MainWindow(QMainWindow):
         self._refresh_inspector()
         errors = analysis.errors()
         self.params_label.setText(f"{analysis.total_params:,} parameters" +
-                                  (f" · {len(errors)} problem{'s' if len(errors) > 1 else ''}" if errors else ""))
+                                  (f" · {plural(len(errors), 'problem')}" if errors else ""))
         self._refresh_train_blocker()
+        task = analysis.task
+        if task is not None and not self.training_control.running:
+            self.curves.set_task(task)
+            self.confusion.set_task(task)
         self.graphAnalysed.emit(analysis)
 
     def _on_selection_changed(self, ids: list) -> None:
@@ -668,7 +596,7 @@ class MainWindow(QMainWindow):
         ids = self.canvas.selected_ids()
         analysis = self.document.analysis
         if len(ids) != 1:
-            text = palette_data.model_summary(analysis)
+            text = palette_data.model_summary(analysis, self.project.graph)
             if len(ids) > 1:
                 text = f"{len(ids)} blocks selected.\n\n" + text
             self.inspector.show_nothing(text)
@@ -678,27 +606,33 @@ class MainWindow(QMainWindow):
                                   palette_data.block_fields(block.type), block.settings)
         status = self.block_status().get(block.id, {})
         self.inspector.show_result(status.get("shape", ""), status.get("params", ""), status.get("formula", ""),
-                                   status.get("error"), status.get("warning"))
+                                   status.get("error"), status.get("warning"), status.get("size_formula", ""))
+        self.inspector.set_locked(self.training_control.running)
 
     def _refresh_train_blocker(self) -> None:
-        if self.run is None:
-            self.training_panel.set_blocked(self.train_blocker())
+        if not self.training_control.running:
+            reason = self.train_blocker()
+            self.run_controls.set_blocked(reason)
+            self.training_panel.set_blocked(reason)
 
     def train_blocker(self) -> str | None:
         """Why Train cannot be pressed now (the first problem), or None."""
         analysis = self.document.analysis
-        first = analysis.first_error()
+        first = palette_data.first_problem(analysis, self.project.graph)
         if first:
             return first
-        if self._dataset is None:
-            return None if self._dataset_ref is not None else "no dataset is loaded; choose one in the Data panel"
-        shape = tuple(self._dataset.sample_shape)
+        dataset = self.data.dataset
+        if dataset is None:
+            if self.data.busy:
+                return None     # the run loads it itself when Train is pressed before it arrives
+            return "no dataset is loaded; choose one in the Data panel of the Train view"
+        shape = tuple(dataset.sample_shape)
         wanted = analysis.info[analysis.input_id].out_shape
         if tuple(wanted) != shape:
             return (f"the dataset's samples have shape {list(shape)} but the Input block expects {list(wanted)}; "
-                    f"set the Input shape to {', '.join(map(str, shape))}")
-        if analysis.task != self._dataset.task:
-            return (f"the dataset is for {self._dataset.task} but the model ends in a {analysis.task} block")
+                    f"set the Input block's shape to {', '.join(map(str, shape))}")
+        if analysis.task != dataset.task:
+            return (f"the dataset is for {dataset.task} but the model ends in a {analysis.task} block")
         return None
 
     # ----------------------------------------------------------------- clipboard
@@ -714,44 +648,40 @@ class MainWindow(QMainWindow):
         self._paste_count = 0
 
     def cut(self) -> None:
+        if self._editing_refused():
+            return
         ids = self.canvas.selected_ids()
         if ids:
             self.copy()
             self.document.remove(ids)
 
     def paste(self) -> None:
+        """Paste the copied blocks beside the originals: each paste one step further down and
+        right, so copies never land exactly on what they were copied from."""
+        if self._editing_refused():
+            return
         mime = QApplication.clipboard().mimeData()
         if mime is None or not mime.hasFormat(CLIPBOARD_MIME):
             return
         self._paste_count += 1
-        offset = 40.0 * self._paste_count
+        offset = PASTE_STEP * self._paste_count
         ids = self.document.paste(bytes(mime.data(CLIPBOARD_MIME)).decode("utf-8"), (offset, offset))
         if ids:
             self.canvas.select(ids)
+            self.canvas.ensure_visible(ids)
 
     # ----------------------------------------------------------------- data
     def choose_dataset(self, ref: dict, from_project: bool = False) -> None:
-        """Load the dataset ``ref`` on a worker thread; the panel shows it or says why it cannot."""
+        """Load the dataset ``ref`` on the data worker; the panel shows it or says why it cannot."""
         resolved = dataset_reference(replace(self.project, dataset=dict(ref)))
-        self._load_token += 1
-        self.evaluating_saved = False
-        self._pending_ref = (dict(ref), from_project)
-        if from_project:
-            self._dataset_ref = dict(ref)  # Train may start meanwhile: the run loads it itself
-        self.data_panel.set_busy(True)
-        self.loader.load(self._load_token, resolved)
+        self.data.choose(ref, resolved, from_project)
+        self._refresh_train_blocker()
 
-    def _on_dataset_loaded(self, token: int, dataset: Dataset | None, error: str) -> None:
-        if token != self._load_token:
-            return  # a newer choice was made meanwhile
-        ref, from_project = self._pending_ref
-        self.data_panel.set_busy(False)
-        if dataset is None:
-            self.data_panel.show_error(error)
-            if from_project:
-                self._dataset_ref = None
-                self._refresh_train_blocker()
-            return
+    @property
+    def evaluating_saved(self) -> bool:
+        return self.data.evaluating_saved
+
+    def _on_dataset_loaded(self, dataset: Dataset, ref: dict, from_project: bool) -> None:
         settings = self.project.training
         try:
             split = split_indices(len(dataset.x), settings.val_fraction,
@@ -762,24 +692,70 @@ class MainWindow(QMainWindow):
         n_test = len(dataset.x_test) if dataset.x_test is not None else len(split.test)
         summary, samples, labels = palette_data.dataset_view(dataset, len(split.train), len(split.val), n_test)
         self.data_panel.show_dataset(summary, samples, labels)
-        self._dataset, self._dataset_ref = dataset, ref
         if not from_project and ref != self.project.dataset:
             self.project.dataset = ref
             self.document.mark_modified()
         self._refresh_train_blocker()
-        if (self.project.weights and self.train_blocker() is None and self.run is None
-                and dataset.task == "classification" and self.document.weights_fit()):
-            saved = replace(self.project, graph=copy.deepcopy(self.project.graph),
-                            weights={k: v.copy() for k, v in self.project.weights.items()})
-            self.evaluating_saved = True
-            self.loader.evaluate_saved(token, saved, dataset)
+        if (self.project.weights and self.train_blocker() is None and not self.training_control.running
+                and self.document.weights_fit()):
+            self.data.evaluate_saved(self.project)
         self.datasetLoaded.emit(dataset)
 
-    def _on_saved_confusion(self, token: int, matrix) -> None:
-        if token == self._load_token:
-            self.evaluating_saved = False
-        if matrix is not None and token == self._load_token and self.run is None and self._dataset is not None:
-            self.confusion.set_matrix(matrix, list(self._dataset.class_names))
+    def _on_dataset_failed(self, message: str, ref: dict, from_project: bool) -> None:
+        if from_project or self.data.dataset is None:
+            self.data_panel.show_error(message)
+        else:
+            # Never a half-changed project: the panel goes back to the dataset still in use.
+            self.data_panel.set_reference(self.data.ref)
+            self.data_panel.show_error(f"{message}\n\nThe project keeps {describe_source(self.data.ref)}.")
+        self._refresh_train_blocker()
+
+    def validation_split(self):
+        """The validation indices of the dataset in use, as the trainer splits it (or None)."""
+        dataset, s = self.data.dataset, self.project.training
+        if dataset is None:
+            return None
+        try:
+            return split_indices(len(dataset.x), s.val_fraction,
+                                 0.0 if dataset.x_test is not None else s.test_fraction, s.seed).val
+        except DataError:
+            return None
+
+    def validation_targets(self):
+        indices = self.validation_split()
+        return None if indices is None else self.data.dataset.y[indices]
+
+    def show_cell_samples(self, true_class: int, predicted_class: int) -> None:
+        """A click on a confusion-matrix cell: the validation samples that landed there, in the
+        Samples panel."""
+        dataset, split, predictions = self.data.dataset, self.validation_split(), self.val_predictions
+        names = list(dataset.class_names) if dataset is not None else []
+        name = lambda k: names[k] if k < len(names) else str(k)  # noqa: E731
+        if dataset is None or split is None or predictions is None or len(predictions) != len(split):
+            self.samples.show_message("Train the model (or open a trained one) first: the samples come from "
+                                      "its predictions on the validation set.")
+            self.raise_panel("Samples")
+            return
+        positions = palette_data.cell_samples(dataset.y[split], predictions, true_class, predicted_class)
+        verdict = "right" if true_class == predicted_class else "wrong"
+        title = (f"True class {name(true_class)}, predicted {name(predicted_class)} ({verdict}): "
+                 f"{plural(len(positions), 'validation sample')}"
+                 + (f", the first {SAMPLES_SHOWN} shown" if len(positions) > SAMPLES_SHOWN else "") + ".")
+        if np.ndim(dataset.y) > 1:
+            title += " (Targets are per step: a sample counts if any of its steps landed in the cell.)"
+        indices = split[positions[:SAMPLES_SHOWN]]
+        kind, shown, captions = palette_data.gallery_view(dataset, indices)
+        self.samples.set_samples(kind, shown, captions, title, indices)
+        self.raise_panel("Samples")
+
+    def _on_saved_confusion(self, metrics) -> None:
+        if metrics is None or self.training_control.running or self.data.dataset is None:
+            return
+        self.val_predictions = metrics.predictions
+        if metrics.confusion is not None:
+            self.confusion.set_matrix(metrics.confusion, list(self.data.dataset.class_names))
+        else:
+            self.confusion.set_predictions(metrics.predictions, self.validation_targets())
 
     # ----------------------------------------------------------------- training
     def _on_training_setting(self, name: str, value: Any) -> None:
@@ -795,6 +771,11 @@ class MainWindow(QMainWindow):
         if name == "device":
             self._show_device()
 
+    def _on_curves_axis(self, axis: str) -> None:
+        if self.project.panels.get(CURVES_X_KEY) != axis:
+            self.project.panels[CURVES_X_KEY] = axis
+            self.document.mark_modified()
+
     def _show_device(self) -> None:
         try:
             device = select_device(self.project.training.device)
@@ -807,17 +788,15 @@ class MainWindow(QMainWindow):
         self.device_label.setToolTip(device.reason)
         self.device_label.setStyleSheet("")
 
-    @property
-    def training(self) -> bool:
-        return self.run is not None
-
     def start_training(self) -> bool:
-        """Start a run of ``epochs`` epochs on a worker thread. False (with the reason shown) if it cannot."""
-        if self.run is not None:
+        """Start a run of ``epochs`` epochs on the training worker. False (with the reason shown) if it cannot."""
+        if self.training_control.running:
             return False
         reason = self.train_blocker()
         if reason:
+            self.run_controls.set_blocked(reason)
             self.training_panel.set_blocked(reason)
+            self.statusBar().showMessage(f"Cannot train: {reason}", 8000)
             return False
         try:
             select_device(self.project.training.device)
@@ -830,52 +809,59 @@ class MainWindow(QMainWindow):
         job = TrainingJob(graph=copy.deepcopy(project.graph), settings=replace(project.training),
                           dataset_ref=dataset_reference(project), epochs=project.training.epochs,
                           weights={k: v.copy() for k, v in project.weights.items()} if keep else {},
-                          state=project.train_state() if keep else None, dataset=self._dataset,
+                          state=project.train_state() if keep else None, dataset=self.data.dataset,
                           model_hooks=list(self.model_hooks))
         if not keep:
             self.curves.clear()
             self.confusion.set_matrix(None, [])
-        self.run = TrainingRun(job, self)
-        worker = self.run.worker
-        worker.started.connect(self._on_run_started, Qt.QueuedConnection)
-        worker.steps.connect(self._on_run_steps, Qt.QueuedConnection)
-        worker.epoch.connect(self._on_run_epoch, Qt.QueuedConnection)
-        worker.ended.connect(self._on_run_ended, Qt.QueuedConnection)
+        self.training_panel.set_result("")
         self._run_started = time.perf_counter()
-        self._run_info = {}
-        self.training_panel.set_state("running")
-        self.training_panel.set_progress(0, 1, "Starting…")
-        self.run.start()
-        return True
+        return self.training_control.start(job)
 
     def pause_training(self) -> None:
-        if self.run is not None:
-            self.run.pause()
-            self.training_panel.set_state("paused")
-            self.training_panel.set_message("Paused. Resume goes on from the same step.")
+        self.training_control.pause()
 
     def resume_training(self) -> None:
-        if self.run is not None:
-            self.run.resume()
-            self.training_panel.set_state("running")
+        self.training_control.resume()
 
     def stop_training(self) -> None:
-        if self.run is not None:
-            self.run.stop()
-            self.training_panel.set_message("Stopping after this step…")
+        self.training_control.stop()
 
     def stop_training_and_wait(self, timeout_ms: int = 60000) -> None:
-        """Stop the run, wait for its thread, and take in its weights (used before closing)."""
-        if self.run is None:
-            return
-        run = self.run
-        run.stop()
-        run.wait(timeout_ms)
-        QApplication.sendPostedEvents()  # the worker's last queued signals: keep its weights
-        QApplication.processEvents()
+        """Stop the run, wait for it to end, and take in its weights (used before closing)."""
+        self.training_control.stop_and_wait(timeout_ms / 1000)
+
+    def _on_run_state(self, state: str) -> None:
+        running = state != "idle"
+        self.run_controls.set_state(state)
+        self.pause_action.setEnabled(state == "running")
+        self.resume_action.setEnabled(state == "paused")
+        self.stop_action.setEnabled(running)
+        self.train_action.setEnabled(not running)
+        self.training_panel.set_locked(running)
+        self.canvas.set_locked(LOCKED_MESSAGE if running else "")
+        self.document.locked = running
+        self.inspector.set_locked(running)
+        self.palette.setEnabled(not running)
+        for action in self.graph_actions + (self.undo_action, self.redo_action, self.new_action):
+            action.setEnabled(not running)
+        if not running:
+            self.undo_action.setEnabled(self.document.undo_stack.canUndo())
+            self.redo_action.setEnabled(self.document.undo_stack.canRedo())
+
+    def _on_run_progress(self, fraction: float, text: str) -> None:
+        info = self.training_control.info
+        label = "Starting"
+        if info:
+            epoch = int(self.training_control.last_step.get("epoch", info.get("first_epoch", 0))) + 1
+            last = info.get("first_epoch", 0) + info.get("epochs", 0)
+            label = f"Epoch {epoch} of {last}"
+            if self.training_control.state == "paused":
+                label = f"Paused · {label}"
+        self.run_controls.set_progress(fraction, label)
+        self.training_panel.set_message(text)
 
     def _on_run_started(self, info: dict) -> None:
-        self._run_info = dict(info)
         self.curves.set_steps_per_epoch(int(info["steps_per_epoch"]))
         self.statusBar().showMessage(f"Training on the {info['device_description']}", 5000)
         if info.get("note"):
@@ -884,78 +870,49 @@ class MainWindow(QMainWindow):
 
     def _on_run_steps(self, payload: dict) -> None:
         self.curves.add_steps(payload["global_steps"], payload["losses"])
-        last, info = payload["last"], self._run_info
-        steps, epochs = int(info.get("steps_per_epoch", 1)), int(info.get("epochs", 1))
-        done = (last["epoch"] - info.get("first_epoch", 0)) * steps + last["step"] + 1
-        total = max(1, steps * epochs)
-        elapsed = time.perf_counter() - self._run_started
-        eta = elapsed / max(done, 1) * (total - done)
-        self.training_panel.set_progress(
-            done, total, f"epoch {last['epoch'] + 1}, step {last['step'] + 1}/{steps} · loss {last['loss']:.4f} · "
-                         f"{last['samples_per_s']:,.0f} samples/s · ETA {format_duration(eta)}")
-        self._last_step_payload = payload
         self.trainingStep.emit(payload)
 
     def _on_run_epoch(self, record: dict) -> None:
         # One epoch dirties several views (loss and accuracy plots, the confusion matrix, the
         # panels that follow trainingEpoch). Done and painted in one event-loop pass they stalled
         # the GUI for 70-100 ms; each is its own pass instead, so input and timers get in between.
-        curve_record = {k: v for k, v in record.items() if k not in ("confusion", "class_names")}
+        curve_record = {k: v for k, v in record.items() if k not in ("confusion", "class_names", "val_predictions")}
         self.curves.add_epoch(curve_record, plots=("loss",))
-        self._stage("accuracy", lambda: self.curves.redraw_plots(("accuracy",)))
+        self.staged.add("accuracy", lambda: self.curves.redraw_plots(("accuracy",)))
+        self.val_predictions = record.get("val_predictions")
         if record.get("confusion") is not None:
             matrix, names = record["confusion"], record.get("class_names", [])
             # Keyed: a newer epoch's matrix replaces one not yet shown.
-            self._stage("confusion", lambda: self.confusion.set_matrix(matrix, names))
-        self._stage(("epoch", object()), lambda: self.trainingEpoch.emit(record))
-
-    def _stage(self, key: Any, update: Callable[[], None]) -> None:
-        """Run ``update`` in a later event-loop pass, one staged update per pass (``STAGE_GAP_MS``
-        apart, so each one's repaint is a pass of its own), in order;
-        a pending update with the same ``key`` is replaced (it would be superseded anyway)."""
-        self._staged.pop(key, None)
-        self._staged[key] = update
-        if not self._staged_scheduled:
-            self._staged_scheduled = True
-            QTimer.singleShot(STAGE_GAP_MS, self, self._run_staged)
-
-    def _run_staged(self) -> None:
-        self._staged_scheduled = False
-        if not self._staged:
-            return
-        key = next(iter(self._staged))
-        update = self._staged.pop(key)
-        if self._staged:
-            self._staged_scheduled = True
-            QTimer.singleShot(STAGE_GAP_MS, self, self._run_staged)
-        update()
-
-    def _flush_staged(self) -> None:
-        """Run every staged update now (a run ended: its last epoch shows before trainingEnded)."""
-        while self._staged:
-            key = next(iter(self._staged))
-            self._staged.pop(key)()
+            self.staged.add("confusion", lambda: self.confusion.set_matrix(matrix, names))
+        elif self.val_predictions is not None and self.data.dataset is not None:
+            predicted, true = self.val_predictions, self.validation_targets()
+            self.staged.add("confusion", lambda: self.confusion.set_predictions(predicted, true))
+        self.staged.add(("epoch", object()), lambda: self.trainingEpoch.emit(record))
 
     def _on_run_ended(self, kind: str, message: str, result: object) -> None:
-        self._flush_staged()
-        run, self.run = self.run, None
-        if run is not None:
-            run.wait(5000)
-            run.deleteLater()
+        self.staged.flush()
+        info = self.training_control.info
+        planned = int(info.get("first_epoch", 0)) + int(info.get("epochs", 0)) if info else None
+        test = None
         if isinstance(result, dict):
-            self.project.take_train_state(result["state"], result["weights"])
+            test = result.get("test")
+            self.project.take_train_state(result["state"], result["weights"],
+                                          last_run={"planned_epochs": planned, "ended": kind, "test": test})
             self.document.mark_modified()
-        self.training_panel.set_state("idle")
         self._refresh_train_blocker()
-        seconds = time.perf_counter() - self._run_started
+        seconds = self.training_control.elapsed_s()
+        done = self.project.trainer.get("epochs_done", 0)
         if kind == "failed":
             self.training_panel.set_message(f"Training failed: {message}")
             self.statusBar().showMessage(f"Training failed: {message}", 10000)
+            self.run_controls.set_progress(self.run_controls.fraction, "Failed")
         else:
-            done = self.project.trainer.get("epochs_done", 0)
-            self.training_panel.set_progress(1 if kind == "finished" else 0, 1,
-                                             f"{message[:1].upper()}{message[1:]} after {format_duration(seconds)}; "
-                                             f"{done} epochs trained in all.")
+            self.training_panel.set_message(f"{message[:1].upper()}{message[1:]} after {format_duration(seconds)}; "
+                                            f"{plural(done, 'epoch')} trained in all.")
+            label = "Done" if kind == "finished" else f"Stopped at {done} of {planned} epochs" \
+                if planned else "Stopped"
+            self.run_controls.set_progress(progress_of(done, planned) if kind != "finished" else 1.0, label)
+            self.training_panel.set_result(describe_test_result(test))
         self.trainingEnded.emit(kind, message)
 
     # ----------------------------------------------------------------- other commands
@@ -977,6 +934,15 @@ class MainWindow(QMainWindow):
             return
         self.statusBar().showMessage(f"Exported {Path(path).name}", 5000)
 
+    def getting_started(self) -> None:
+        """Help > Getting Started (F1): the four views and what to do in each."""
+        self.dialogs.show_help("Getting started", help_pages.GETTING_STARTED)
+
+    def keyboard_shortcuts(self) -> None:
+        """Help > Keyboard Shortcuts: every action with a key, read from the menus themselves."""
+        actions = [a for menu in self.menuBar().findChildren(QMenu) for a in menu.actions()] + self.actions()
+        self.dialogs.show_help("Keyboard shortcuts", help_pages.shortcuts_html(actions))
+
     def about(self) -> None:
         try:
             device = select_device(self.project.training.device).description
@@ -986,65 +952,36 @@ class MainWindow(QMainWindow):
                           f"GateScope {__version__}\n\nA playground for convolutional and recurrent networks: "
                           f"build, train and look inside.\n\nComputing on: {device}")
 
-    def restore_default_layout(self) -> None:
-        self.restoreState(self._default_dock_state)
-        for dock in self.panels.values():
-            dock.show()
-        self._size_default_docks()
-
-    def _size_default_docks(self) -> None:
-        """The default share of each dock area (palette, inspector over training, curves beside
-        the confusion matrix)."""
-        self.resizeDocks([self.panels["Blocks"]], [200], Qt.Horizontal)
-        self.resizeDocks([self.panels["Inspector"]], [330], Qt.Horizontal)
-        self.resizeDocks([self.panels["Curves"], self.panels["Confusion matrix"]], [880, 380], Qt.Horizontal)
-        self.resizeDocks([self.panels["Curves"]], [300], Qt.Vertical)
-        self.resizeDocks([self.panels["Inspector"], self.panels["Training"]], [240, 480], Qt.Vertical)
-
-    def showEvent(self, event) -> None:
-        """On first show, size the docks again: before a window is on screen Qt gives the
-        inspector only what the training form leaves over."""
+    def showEvent(self, event) -> None:  # noqa: N802 - Qt override
+        """On first show, size the docks to the window: before a window is on screen Qt does not
+        know how wide it is."""
         super().showEvent(event)
-        if not self._shown_once:
-            self._shown_once = True
-            if not isinstance(self.project.panels.get(DOCK_STATE_KEY), str):
-                QTimer.singleShot(0, self._size_default_docks)
+        self.views.size_when_shown()
 
     def closeEvent(self, event) -> None:  # noqa: N802 - Qt override
         if not self.may_close_project():
             event.ignore()
             return
-        self.autosave_timer.stop()
-        self._remove_autosave()
+        self.files.shutdown()
         for controller in (self.inside, self.video):
             if controller is not None:
                 controller.shutdown()
+        self.training_control.shutdown()
+        self.data.shutdown()
         event.accept()
 
 
+def describe_test_result(test: dict | None) -> str:
+    """The last run's held-out test result as the training panel shows it, or ''."""
+    if not isinstance(test, dict) or test.get("loss") is None:
+        return ""
+    samples = plural(int(test.get("samples", 0)), "held-out test sample")
+    if test.get("accuracy") is not None:
+        return f"Test accuracy {test['accuracy']:.1%} (loss {test['loss']:.4g}) on {samples}."
+    return f"Test loss (mean squared error) {test['loss']:.4g} on {samples}."
+
+
 # ----------------------------------------------------------------------------- entry point
-class QuietDialogs(Dialogs):
-    """For the offscreen screenshot: messages go to the log, questions take the safe answer."""
-
-    def error(self, title: str, text: str) -> None:
-        log.warning("%s: %s", title, text)
-
-    def info(self, title: str, text: str) -> None:
-        log.info("%s: %s", title, text)
-
-    def ask_save(self, text: str) -> str:
-        return "discard"
-
-    def ask_stop_training(self, text: str) -> bool:
-        return True
-
-    def offer_recovery(self, paths: list[Path]) -> Path | None:
-        return None
-
-    def show_exception(self, summary: str, details: str) -> None:
-        log.error("unexpected error: %s\n%s", summary, details)
-
-
 def initial_project_path(file: str | os.PathLike | None) -> Path | None:
     """``file`` itself, else the bundled digits-cnn example, else the first example, else None."""
     if file:
@@ -1092,11 +1029,13 @@ def install_exception_hook(window: MainWindow) -> None:
     sys.excepthook = hook
 
 
-def run_app(file: str | os.PathLike | None = None, screenshot: str | os.PathLike | None = None) -> int:
+def run_app(file: str | os.PathLike | None = None, screenshot: str | os.PathLike | None = None,
+            view: str | None = None, size: tuple[int, int] | None = None) -> int:
     """Open the main window on ``file`` (default: the bundled example) and run until it closes.
 
-    With ``screenshot``: build the window offscreen at a fixed size, render it to that PNG
-    and return 0 without showing anything or asking anything.
+    With ``screenshot``: build the window offscreen as a person opening ``file`` gets it, show
+    ``view`` at ``size`` (default ``DEFAULT_SIZE``), render it to that PNG and return 0 without
+    asking anything (see ``studio.screenshot``). ``view`` without a screenshot opens in that view.
     """
     if screenshot is not None and QApplication.instance() is None:
         os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
@@ -1104,15 +1043,18 @@ def run_app(file: str | os.PathLike | None = None, screenshot: str | os.PathLike
     app.setApplicationName("GateScope")
     app.setOrganizationName("GateScope")
     apply_dark_theme(app)
-    window = MainWindow(dialogs=QuietDialogs(None) if screenshot is not None else None)
+    if screenshot is not None:
+        from gatescope.studio.screenshot import render
+        return render(file, Path(screenshot), view or "build", size or DEFAULT_SIZE)
+    window = MainWindow()
     path = initial_project_path(file)
     if path is not None and not window.open_path(path, as_example=file is None):
         if file is not None:
             return 1
-    if screenshot is not None:
-        return _screenshot(app, window, Path(screenshot))
+    if view is not None:
+        window.show_view(view)
     install_exception_hook(window)
-    show_at_size(window)
+    show_at_size(window, size or DEFAULT_SIZE)
     window.offer_recovery(path if file else None)
     return app.exec()
 
@@ -1124,8 +1066,8 @@ def wait_until_settled(window: MainWindow, timeout_s: float = 10.0) -> bool:
     deadline = time.perf_counter() + timeout_s
 
     def settled() -> bool:
-        loaded = window.data_panel.summary.text() not in ("", "Loading…")
-        evaluated = not window.evaluating_saved
+        loaded = not window.data.busy
+        evaluated = not window.data.evaluating_saved
         looked_inside = window.inside is None or not window.inside.busy
         return loaded and evaluated and looked_inside
 
@@ -1139,20 +1081,11 @@ def wait_until_settled(window: MainWindow, timeout_s: float = 10.0) -> bool:
     return True
 
 
-def show_at_size(window: MainWindow, size: tuple[int, int] = SCREENSHOT_SIZE) -> None:
+def show_at_size(window: MainWindow, size: tuple[int, int] = DEFAULT_SIZE) -> None:
     """Show the window at ``size``. (Before it is first shown, the dock layout can hold the
     window taller than asked, so the size is set again once it is on screen.)"""
     window.resize(*size)
     window.show()
     QApplication.processEvents()
     window.resize(*size)
-
-
-def _screenshot(app: QApplication, window: MainWindow, out: Path) -> int:
-    show_at_size(window)
-    wait_until_settled(window)
-    window.canvas.fit_to_view()
-    app.processEvents()
-    ok = window.grab().save(str(out))
-    window.close()
-    return 0 if ok else 1
+    QApplication.processEvents()

@@ -74,6 +74,7 @@ class Document(QObject):
         self.undo_stack = QUndoStack(self)
         self.undo_stack.cleanChanged.connect(self._on_clean_changed)
         self._extra_modified = False
+        self.locked = False           # while a run trains the graph: edits are refused
         self.project = project or Project()
         self.analysis: Analysis = analyse(self.project.graph)
 
@@ -158,6 +159,8 @@ class Document(QObject):
         self.changed.emit()
 
     def _push(self, text: str, graph: GraphSpec, positions: dict, merge_key: Any = None) -> None:
+        if self.locked:
+            return          # the window says why (studio.app.LOCKED_MESSAGE); nothing changes
         before = self._snapshot()
         self.undo_stack.push(_GraphCommand(self, text, before, (copy.deepcopy(graph), dict(positions)), merge_key))
 

@@ -5,9 +5,9 @@ convolution and text-generation panels show, and when.
 probes on, forward and backward with the sample's target, on its own copy of the model (so a
 training run on another thread is never disturbed) and fills the panels from what the layers
 recorded. The copy gets the newest weights: those of the live model being trained when there
-is one, else the project's saved weights, else a fresh initialisation. A run takes place on a
-worker thread (always while training), or on the GUI thread when the last one took under 20 ms; requests that arrive
-while one runs are merged into one more run.
+is one, else the project's saved weights, else a fresh initialisation. A run takes place on the
+probe worker (``studio.worker``; always while training), or on the GUI thread when the last one
+took under 20 ms; requests that arrive while one runs are merged into one more run.
 
 During training, ``on_training_event`` takes the trainer's events: every step event that
 carries probes (the trainer gathers them at most every 0.2 s) updates the gate health from
@@ -25,14 +25,12 @@ from __future__ import annotations
 
 import copy
 import json
-import queue
 import time
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
-from PySide6.QtCore import QObject, Qt, QTimer, Signal
+from PySide6.QtCore import QObject, Signal
 
 from gatescope.compute.backend import to_numpy
 from gatescope.compute.datasets import Dataset, DataError
@@ -40,8 +38,11 @@ from gatescope.compute.generate import generate
 from gatescope.compute.graph import GraphSpec, Model
 from gatescope.compute.train import collect_probes
 from gatescope.studio.inside_math import (describe_input, gate_health, health_findings, label_text, pinned_gates,
+                                          pinned_notes,
                                 probe_pool, sample_probe, unwrap_probes)
 from gatescope.studio.project import Project
+from gatescope.studio.wording import plural
+from gatescope.studio.worker import Worker
 from gatescope.widgets.inside.cell_state import EMPTY_NO_BLOCK as CELL_NO_BLOCK
 from gatescope.widgets.inside.cell_state import CellStatePanel
 from gatescope.widgets.inside.common import InputSequence, gate_label
@@ -152,13 +153,14 @@ class InsideController(QObject):
         self.flags: dict[str, str] = {}
         self.loads_datasets = True
         self._closed = False
+        self._generated_once = False                # the automatic generation of a trained text model
         self.last_result: ProbeResult | None = None
         self.last_error: str | None = None
         self._training_probes: dict[str, dict[str, Any]] = {}
         self._training_step: int | None = None
         self._probe_training = False
         self._pool: tuple[np.ndarray, np.ndarray] | None = None
-        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="inside-probe")
+        self.worker = Worker("inside-probe", self)
         self._in_flight = 0
         self._pending: ProbeRequest | None = None
         self._last_run_s: float | None = None
@@ -166,11 +168,8 @@ class InsideController(QObject):
         self._refresh_cost_s = 0.0                  # the last refresh's probe run + panel filling
         self._model_cache: tuple[str, Model] | None = None
         self._fresh_weights: dict[str, np.ndarray] = {}
-        self._results: queue.SimpleQueue = queue.SimpleQueue()
-        self._poll = QTimer(self)                   # collects worker results on the GUI thread
-        self._poll.setInterval(10)
-        self._poll.timeout.connect(self._collect_results)
         self.gates.blockChosen.connect(self._on_block_chosen)
+        self.convolution.blockChosen.connect(self._on_conv_chosen)
         self.gates.sampleChanged.connect(self.set_probe_sample)
         self.gates.nextSampleRequested.connect(self.next_test_sample)
         self.text_generation.generateRequested.connect(self.generate)
@@ -187,6 +186,7 @@ class InsideController(QObject):
             self.gradients.clear_current()
             self.flags_clear()
             self._training_probes = {}
+            self._generated_once = False
         if dataset is not None or project_changed:
             self.set_dataset(dataset)
         self._pick_default_blocks()
@@ -295,15 +295,6 @@ class InsideController(QObject):
         turns on its probes and makes its weights the ones probe runs read."""
         self.set_model(model)
 
-    def attach_training_run(self, run) -> None:
-        """Follow a ``studio.training_worker.TrainingRun``: its started, steps, epoch and ended
-        signals (queued to the GUI thread)."""
-        worker = run.worker
-        worker.started.connect(self.on_training_started)
-        worker.steps.connect(self.on_training_steps)
-        worker.epoch.connect(self.on_training_epoch)
-        worker.ended.connect(self.on_training_ended)
-
     def on_training_started(self, data: dict | None = None) -> None:
         self.on_training_event(("start", data or {}))
 
@@ -347,29 +338,20 @@ class InsideController(QObject):
             # run on the GUI thread competes with the trainer and stalls the event loop.
             self._apply(self._run_probe(request))
             return
-        self._submit(self._job, request)
+        self._submit(self._run_probe, request)
 
     def _submit(self, job, *args) -> None:
+        """Run ``job(*args)`` (a probe run or a generation: both return their result and never
+        raise) on the probe worker; its result comes back to ``_on_job_done`` on the GUI thread."""
         if self._closed:
             return
         self._in_flight += 1
-        self._poll.start()
-        self._executor.submit(job, *args)
+        self.worker.submit(job, *args, done=self._on_job_done, failed=self._on_job_failed)
 
-    def _job(self, request: ProbeRequest) -> None:
-        self._results.put(self._run_probe(request))
-
-    def _collect_results(self) -> None:
-        # A queue polled by a GUI-thread timer rather than a cross-thread signal: results are
-        # plain Python objects and never travel through Qt's event marshalling.
-        while True:
-            try:
-                result = self._results.get_nowait()
-            except queue.Empty:
-                break
-            self._on_job_done(result)
-        if not self._in_flight:
-            self._poll.stop()
+    def _on_job_failed(self, message: str, details: str) -> None:
+        # The jobs catch everything themselves; this keeps the count right should one not.
+        self._in_flight -= 1
+        self.last_error = message
 
     def _on_job_done(self, result) -> None:
         self._in_flight -= 1
@@ -515,7 +497,8 @@ class InsideController(QObject):
         blocks = []
         self._direction_keys = {}
         for bid, info in result.recurrent.items():
-            label = f"{bid} · {info['type']} ({info['settings'].get('hidden_size', info['settings'].get('filters'))} units)"
+            units = info['settings'].get('hidden_size', info['settings'].get('filters'))
+            label = f"{info['type']} {bid} ({plural(int(units), 'unit') if units is not None else 'units unknown'})"
             if info["settings"].get("bidirectional"):
                 # A bidirectional block is two layers: each direction is a choice of its own.
                 backward = f"{bid}{BACKWARD_KEY}"
@@ -585,6 +568,10 @@ class InsideController(QObject):
     def _show_conv(self, result: ProbeResult) -> None:
         if self.conv_block not in result.conv:
             self.conv_block = next(iter(result.conv), None)
+        if self.project is not None:
+            types = {b.id: b.type for b in self.project.graph.blocks}
+            self.convolution.set_blocks([(bid, f"{types.get(bid, 'Conv')} {bid}") for bid in result.conv],
+                                        self.conv_block)
         if self.conv_block is None:
             self.convolution.show_message(CONV_NO_BLOCK)
             return
@@ -627,7 +614,8 @@ class InsideController(QObject):
                                                       for g, v in pins.items())
                 direction = (" (backward direction)" if self.recurrent_direction else " (forward direction)") \
                     if backward else ""
-                self.gate_health.set_health(health, findings, family_of(types.get(bid, "")), f"{bid}{direction}: {where}")
+                self.gate_health.set_health(health, findings, family_of(types.get(bid, "")), f"{bid}{direction}: {where}",
+                                            notes=pinned_notes(health, pins))
         if self.recurrent_block is None or self.recurrent_block not in sources:
             self.gate_health.show_message(HEALTH_EMPTY)
         elif not gate_health(sources[self.recurrent_block]):
@@ -671,6 +659,13 @@ class InsideController(QObject):
             if self.last_result is not None:
                 self._apply(self.last_result)
 
+    def _on_conv_chosen(self, block_id: str) -> None:
+        """A choice in the filters panel's list of convolution blocks."""
+        if block_id and block_id != self.conv_block:
+            self.conv_block = block_id
+            if self.last_result is not None:
+                self._apply(self.last_result)
+
     # ----------------------------------------------------------------- text generation
     def can_generate(self) -> tuple[bool, str]:
         """Whether the current model reads one-hot characters and predicts them; if not, why."""
@@ -690,6 +685,12 @@ class InsideController(QObject):
         available, why = self.can_generate()
         if available:
             self.text_generation.set_available(True)
+            if (not self._generated_once and not self.training and self.project is not None
+                    and self.project.weights):
+                # A trained character model opened: show what it writes, as a person would ask first.
+                self._generated_once = True
+                panel = self.text_generation
+                self.generate(panel.prefix_edit.text(), panel.temperature_spin.value(), panel.length_spin.value())
         else:
             self.text_generation.set_available(False, why)
 
@@ -707,7 +708,7 @@ class InsideController(QObject):
         self._submit(self._generate_job, request, vocab, prefix, float(temperature), int(length))
 
     def _generate_job(self, request: ProbeRequest, vocab: list[str], prefix: str, temperature: float,
-                      length: int) -> None:
+                      length: int) -> GenerationResult:
         result = GenerationResult(prefix, vocab=vocab)
         try:
             model, _ = self._model_for(request)
@@ -720,7 +721,7 @@ class InsideController(QObject):
             result.error = str(exc)
         except Exception as exc:  # noqa: BLE001 - reported in the panel, never raised on a thread
             result.error = f"{type(exc).__name__}: {exc}"
-        self._results.put(result)
+        return result
 
     def _show_generation(self, result: GenerationResult) -> None:
         self.text_generation.set_busy(False)
@@ -733,18 +734,18 @@ class InsideController(QObject):
     def shutdown(self) -> None:
         """Stop the worker thread (waits for a run under way); later requests are ignored."""
         self._closed = True
-        self._poll.stop()
-        self._executor.shutdown(wait=True)
+        self.worker.shutdown()
 
 
-# Dock titles and where each panel starts.
+# Panel titles and where each starts in the Inside view: the gates and the filters share the
+# central area as tabs; the others are docks on the right (studio.views.DEFAULT_ARRANGEMENT).
 PANEL_TITLES = {
-    "gates": ("Gates", Qt.BottomDockWidgetArea),
-    "cell_state": ("Cell state", Qt.BottomDockWidgetArea),
-    "gradients": ("Gradients through time", Qt.BottomDockWidgetArea),
-    "gate_health": ("Gate health", Qt.RightDockWidgetArea),
-    "convolution": ("Filters and feature maps", Qt.BottomDockWidgetArea),
-    "text_generation": ("Text generation", Qt.RightDockWidgetArea),
+    "gates": ("Gates", "centre"),
+    "convolution": ("Filters and feature maps", "centre"),
+    "cell_state": ("Cell state", "right"),
+    "gradients": ("Gradients through time", "right"),
+    "gate_health": ("Gate health", "right"),
+    "text_generation": ("Text generation", "right"),
 }
 
 
@@ -773,14 +774,19 @@ def install_inside_panels(window) -> InsideController:
     controller = InsideController(window)
     controller.loads_datasets = False
     for key, (title, area) in PANEL_TITLES.items():
-        window.add_panel(title, controller.panels[key], area)
+        window.add_panel(title, controller.panels[key], "inside", area)
 
     def follow_project(project: Project) -> None:
         controller.set_project(project, window.current_dataset())
         controller.select_blocks(window.selected_block() or [])
+        # In front: the gates of the first recurrent block, or the filters of a model without one.
+        window.raise_panel(PANEL_TITLES["gates" if controller.recurrent_block or not controller.conv_block
+                                              else "convolution"][0])
 
     def follow_dataset(dataset: Dataset) -> None:
         controller.set_dataset(dataset)
+        # A character model's headline is its text; any other recurrent model's, its memory.
+        window.raise_panel(PANEL_TITLES["text_generation" if dataset.vocab else "cell_state"][0])
         controller.graph_changed()
 
     def follow_graph(_analysis) -> None:

@@ -121,6 +121,15 @@ def health_findings(health: dict[str, dict[str, float]], pinned: dict[str, str] 
     return findings
 
 
+def pinned_notes(health: dict[str, dict[str, float]], pinned: dict[str, str]) -> list[str]:
+    """For each gate in ``health`` that an override pins (name -> "0"/"1"): a sentence saying so.
+    A pinned gate is constant on purpose: its bars show it frozen, and that is the pin, not a
+    stuck gate."""
+    return [f"{GATE_WORDS.get(name, name)} is pinned to {value} by an override, so it is constant on purpose "
+            "(its units show as never moving); unpin it in the inspector to let it learn"
+            for name, value in pinned.items() if name in health]
+
+
 def pinned_gates(settings: dict[str, Any]) -> dict[str, str]:
     """Gate name -> "0" or "1" for every gate a block's settings pin (``pin_forget`` = "1", ...)."""
     return {key[4:]: str(value) for key, value in settings.items()

@@ -15,10 +15,14 @@ from gatescope.compute.datasets import BUILTINS, Dataset, builtin_names
 from gatescope.compute.graph import Analysis, Block, GraphSpec
 from gatescope.compute.layers.base import Setting
 from gatescope.compute.optim import OPTIMIZERS, SCHEDULES
+from gatescope.compute.train import WHOLE_RANGES
+from gatescope.studio.wording import article, plural
 
-# Short forms of the settings that say most about a block, for the line under its title.
+# Short forms of the settings that say most about a block, for the line under its title
+# (a count with its noun goes through ``plural``: "1 unit", "8 filters").
+_COUNTED = {"filters": "filter", "units": "unit"}
 _DETAIL_FORMS = {
-    "filters": "{} filters", "units": "{} units", "hidden_size": "{} hidden", "kernel_size": "kernel {}",
+    "hidden_size": "{} hidden", "kernel_size": "kernel {}",
     "size": "size {}", "stride": "stride {}", "rate": "rate {}", "shape": "{}", "padding": "{}",
     "slope": "slope {}", "return_sequences": "all steps",
 }
@@ -79,6 +83,9 @@ def block_detail(block: Block) -> str:
         value = block.settings.get(setting.name, setting.default)
         if setting.name == "stride" and value == 0:  # pooling's "0 = the window size"
             value = block.settings.get("size", 2)
+        if setting.name in _COUNTED and isinstance(value, int):
+            parts.append(plural(value, _COUNTED[setting.name]))
+            continue
         form = _DETAIL_FORMS.get(setting.name)
         if form is None or (setting.kind == "bool" and not value):
             continue
@@ -123,28 +130,50 @@ def shape_text(shape: tuple[int, ...] | None, time_distributed: bool = False) ->
 
 
 def params_text(count: int) -> str:
-    return "no parameters" if count == 0 else f"{count:,} parameter{'s' if count != 1 else ''}"
+    return "no parameters" if count == 0 else plural(count, "parameter")
 
 
 def block_status(analysis: Analysis) -> dict[str, dict]:
     """Per-block results as the canvas and inspector show them."""
     out = {}
     for bid, info in analysis.info.items():
-        out[bid] = {"shape": shape_text(info.out_shape, info.time_distributed) if not info.error else "",
-                    "params": params_text(info.param_count) if info.out_shape is not None and not info.error else "",
-                    "formula": info.param_formula if not info.error else "",
+        ok = not info.error
+        out[bid] = {"shape": shape_text(info.out_shape, info.time_distributed) if ok else "",
+                    "params": params_text(info.param_count) if info.out_shape is not None and ok else "",
+                    "formula": info.param_formula if ok else "",
+                    "size_formula": info.size_formula if ok else "",
                     "error": info.error, "warning": info.warning}
     return out
 
 
-def model_summary(analysis: Analysis) -> str:
+def block_name(graph: GraphSpec, block_id: str) -> str:
+    """A block as the canvas shows it: its type and its id ("LSTM b1")."""
+    try:
+        return f"{graph.block(block_id).type} {block_id}"
+    except KeyError:
+        return block_id
+
+
+def problems(analysis: Analysis, graph: GraphSpec) -> list[str]:
+    """Every problem of the graph, one sentence each, a block's named as the canvas shows it
+    ("LSTM b1: is part of a cycle; ...")."""
+    return list(analysis.graph_errors) + [f"{block_name(graph, bid)}: {info.error}"
+                                          for bid, info in analysis.info.items() if info.error]
+
+
+def first_problem(analysis: Analysis, graph: GraphSpec) -> str | None:
+    found = problems(analysis, graph)
+    return found[0] if found else None
+
+
+def model_summary(analysis: Analysis, graph: GraphSpec) -> str:
     """One paragraph for the inspector when no block is selected."""
     if not analysis.info:
         return "The model is empty. Drag an Input block from the palette to start."
-    lines = [f"{len(analysis.info)} blocks, {analysis.total_params:,} parameters."]
-    errors = analysis.errors()
-    if errors:
-        lines.append(f"{len(errors)} problem{'s' if len(errors) > 1 else ''}: " + errors[0])
+    lines = [f"{plural(len(analysis.info), 'block')}, {plural(analysis.total_params, 'parameter')}."]
+    found = problems(analysis, graph)
+    if found:
+        lines.append(f"{plural(len(found), 'problem')}: " + found[0])
     else:
         lines.append("The model is complete and can be trained.")
     lines.append("Select a block to see and change its settings.")
@@ -155,9 +184,10 @@ def model_summary(analysis: Analysis) -> str:
 def training_fields() -> list[dict]:
     """Form fields of the training settings a person usually changes."""
     return [
-        {"name": "epochs", "kind": "int", "label": "Epochs", "minimum": 1, "maximum": 100000,
+        {"name": "epochs", "kind": "int", "label": "Epochs", "minimum": 1, "maximum": WHOLE_RANGES["epochs"][1],
          "help": "Passes over the training data each time Train is pressed; a trained model goes on from where it is."},
-        {"name": "batch_size", "kind": "int", "label": "Batch size", "minimum": 1, "maximum": 65536,
+        {"name": "batch_size", "kind": "int", "label": "Batch size", "minimum": 1,
+         "maximum": WHOLE_RANGES["batch_size"][1],
          "help": "Samples per step."},
         {"name": "optimizer", "kind": "choice", "label": "Optimizer", "choices": list(OPTIMIZERS),
          "help": "sgd (with momentum), adam or adamw."},
@@ -171,9 +201,9 @@ def training_fields() -> list[dict]:
          "help": "L2 penalty on the weights (decoupled for adamw)."},
         {"name": "val_fraction", "kind": "float", "label": "Validation share", "minimum": 0.0, "maximum": 0.89,
          "help": "Share of the samples kept aside to check the model each epoch."},
-        {"name": "early_stopping", "kind": "int", "label": "Early stopping", "minimum": 0, "maximum": 10000,
+        {"name": "early_stopping", "kind": "int", "label": "Early stopping", "minimum": 0, "maximum": WHOLE_RANGES["early_stopping"][1],
          "help": "Stop after this many epochs without a better validation loss; 0 turns it off."},
-        {"name": "seed", "kind": "int", "label": "Seed", "minimum": 0, "maximum": 2**31 - 1,
+        {"name": "seed", "kind": "int", "label": "Seed", "minimum": 0, "maximum": WHOLE_RANGES["seed"][1],
          "help": "Fixes the initial weights and the shuffling: the same seed gives the same run."},
         {"name": "device", "kind": "choice", "label": "Device", "choices": ["auto", "cpu", "gpu"],
          "help": "auto uses the GPU when CuPy finds one, else the CPU."},
@@ -198,9 +228,10 @@ def dataset_view(dataset: Dataset, n_train: int, n_val: int, n_test: int, n_samp
     """``(summary, samples, labels)`` for the data panel: host copies only."""
     shape = dataset.sample_shape
     from gatescope.compute.layers.base import describe_shape
-    lines = [f"{len(dataset.x):,} samples, each a {describe_shape(shape)}",
-             f"task: {dataset.task}" + (f", {dataset.n_classes} classes" if dataset.task == "classification" else ""),
-             f"split: {n_train:,} train, {n_val:,} validation, {n_test:,} test"]
+    lines = [f"{plural(len(dataset.x), 'sample')}, each {article(describe_shape(shape))}",
+             f"Task: {dataset.task}" + (f", {plural(dataset.n_classes, 'class', 'classes')}"
+                                        if dataset.task == "classification" else ""),
+             f"Split: {n_train:,} train, {n_val:,} validation, {n_test:,} test"]
     if dataset.description:
         lines.append(dataset.description)
     summary: dict[str, Any] = {"title": dataset.name, "lines": lines, "kind": "image"}
@@ -228,3 +259,37 @@ def dataset_view(dataset: Dataset, n_train: int, n_val: int, n_test: int, n_samp
         else:
             labels.append("")
     return summary, samples, labels
+
+
+def gallery_view(dataset: Dataset, indices: np.ndarray) -> tuple[str, list, list[str]]:
+    """``(kind, samples, captions)`` of ``dataset.x[indices]`` as the samples panel draws them
+    (``widgets.sample_gallery``): characters as text, other sequences as lines, images as grey
+    or colour tiles, clips as frames."""
+    samples, captions = [], []
+    kind = "sequence"
+    for i in indices:
+        x = np.asarray(dataset.x[int(i)], dtype=np.float32)
+        captions.append(f"#{int(i)}")
+        if x.ndim == 2 and dataset.vocab and x.shape[1] == len(dataset.vocab):
+            kind = "text"
+            samples.append("".join(dataset.vocab[int(k)] if row.any() else "" for k, row in zip(x.argmax(1), x)))
+        elif x.ndim == 3:
+            kind = "image"
+            samples.append(np.moveaxis(x, 0, -1) if x.shape[0] == 3 else (x[0] if x.shape[0] == 1 else x.mean(0)))
+        elif x.ndim == 4:
+            kind = "clip"
+            samples.append(np.moveaxis(x, 1, -1) if x.shape[1] == 3 else (x[:, 0] if x.shape[1] == 1 else x.mean(1)))
+        else:
+            samples.append(x.reshape(len(x), -1) if x.ndim == 2 else x.reshape(-1, 1))
+    return kind, samples, captions
+
+
+def cell_samples(targets: np.ndarray, predictions: np.ndarray, true_class: int, predicted_class: int
+                 ) -> np.ndarray:
+    """Positions (in the validation split) of the samples whose true class is ``true_class`` and
+    predicted class ``predicted_class``; for per-step targets, the samples with such a step."""
+    targets, predictions = np.asarray(targets), np.asarray(predictions)
+    hit = (targets == true_class) & (predictions == predicted_class)
+    if hit.ndim > 1:
+        hit = hit.reshape(len(hit), -1).any(axis=1)
+    return np.flatnonzero(hit)

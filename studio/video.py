@@ -1025,13 +1025,13 @@ def install_video_panel(window) -> VideoController:
     ``trainingEnded`` and ``graphAnalysed`` signals (a new project, new weights, an edit that
     changes the model); the model is rebuilt at most every half second while editing.
     """
-    from PySide6.QtCore import QCoreApplication, Qt
+    from PySide6.QtCore import QCoreApplication
 
     from gatescope.widgets.video_panel import VideoPanel
 
     panel = VideoPanel()
     controller = VideoController(panel, parent=window)
-    window.add_panel("Video", panel, Qt.BottomDockWidgetArea)
+    window.add_panel("Video", panel, "video", "centre")
 
     refresh = QTimer(controller)
     refresh.setSingleShot(True)

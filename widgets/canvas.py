@@ -119,9 +119,9 @@ class BlockItem(QGraphicsObject):
 
     def _refresh_tooltip(self) -> None:
         if self.error:
-            self.setToolTip(f"<b>{self.block_type}</b> cannot work: {self.error}")
+            self.setToolTip(f"<b>{self.block_type} {self.block_id}</b> cannot work: {self.error}")
         elif self.warning:
-            self.setToolTip(f"<b>{self.block_type}</b>: {self.warning}")
+            self.setToolTip(f"<b>{self.block_type} {self.block_id}</b>: {self.warning}")
         else:
             self.setToolTip(f"<b>{self.block_type}</b> ({self.block_id})")
 
@@ -158,9 +158,15 @@ class BlockItem(QGraphicsObject):
         painter.setFont(title_font)
         painter.setPen(QColor(theme.TEXT))
         metrics = QFontMetricsF(title_font)
-        painter.drawText(QPointF(42, 24), metrics.elidedText(self.block_type, Qt.ElideRight, BLOCK_WIDTH - 50))
+        title = metrics.elidedText(self.block_type, Qt.ElideRight, BLOCK_WIDTH - 50)
+        painter.drawText(QPointF(42, 24), title)
         painter.setFont(body_font)
         body = QFontMetricsF(body_font)
+        # The id beside the type: "LSTM b1" is how messages name the block.
+        id_left = 42 + metrics.horizontalAdvance(title) + 6
+        painter.setPen(QColor(theme.MUTED))
+        painter.drawText(QPointF(id_left, 24), body.elidedText(self.block_id, Qt.ElideRight,
+                                                               max(0.0, BLOCK_WIDTH - 8 - id_left)))
         painter.setPen(QColor(theme.MUTED))
         if self.detail:
             painter.drawText(QPointF(14, 46), body.elidedText(self.detail, Qt.ElideRight, BLOCK_WIDTH - 24))
@@ -277,6 +283,7 @@ class ModelCanvas(QGraphicsView):
         self._press_positions: dict[str, QPointF] = {}
         self._pan_from: QPointF | None = None
         self._space_down = False
+        self.locked_message = ""
         self.setRenderHints(QPainter.Antialiasing | QPainter.TextAntialiasing)
         self.setDragMode(QGraphicsView.RubberBandDrag)
         self.setTransformationAnchor(QGraphicsView.AnchorUnderMouse)
@@ -300,6 +307,7 @@ class ModelCanvas(QGraphicsView):
                 item = self.blocks.get(data["id"])
                 if item is None:
                     item = BlockItem(data)
+                    item.setFlag(QGraphicsItem.ItemIsMovable, not self.locked)
                     self.blocks[data["id"]] = item
                     self._scene.addItem(item)
                 else:
@@ -317,6 +325,18 @@ class ModelCanvas(QGraphicsView):
         self._update_scene_rect()
         self._on_selection_changed()
         self.viewport().update()
+
+    def set_locked(self, message: str) -> None:
+        """With a ``message``, the graph cannot be edited (blocks stay selectable, the view can
+        pan and zoom) and the message is shown across the top; an empty message unlocks."""
+        self.locked_message = message
+        for item in self.blocks.values():
+            item.setFlag(QGraphicsItem.ItemIsMovable, not message)
+        self.viewport().update()
+
+    @property
+    def locked(self) -> bool:
+        return bool(self.locked_message)
 
     def set_status(self, status: dict[str, dict]) -> None:
         """Per-block analysis results (see the module docstring)."""
@@ -382,6 +402,34 @@ class ModelCanvas(QGraphicsView):
         factor = min(MAX_ZOOM, max(MIN_ZOOM, factor))
         self.scale(factor / self.zoom(), factor / self.zoom())
 
+    def zoom_by(self, factor: float) -> None:
+        """Zoom in (``factor`` > 1) or out about the view's centre (Ctrl+plus, Ctrl+minus)."""
+        anchor = self.transformationAnchor()
+        self.setTransformationAnchor(QGraphicsView.AnchorViewCenter)
+        self.set_zoom(self.zoom() * factor)
+        self.setTransformationAnchor(anchor)
+
+    def ensure_visible(self, block_ids: list[str]) -> None:
+        """Scroll so the blocks ``block_ids`` are on screen (pasted ones, say)."""
+        rect = QRectF()
+        for bid in block_ids:
+            if bid in self.blocks:
+                rect = rect.united(self.blocks[bid].sceneBoundingRect())
+        if not rect.isNull():
+            self.ensureVisible(rect, 30, 30)
+
+    def visible_block_position(self, scene_pos: QPointF) -> QPointF:
+        """Where a block dropped with its centre at ``scene_pos`` goes: moved inside the visible
+        part of the canvas, so a drop at an edge never leaves it half outside."""
+        seen = self.mapToScene(self.viewport().rect()).boundingRect().adjusted(8, 8, -8, -8)
+        x = scene_pos.x() - BLOCK_WIDTH / 2
+        y = scene_pos.y() - BLOCK_HEIGHT / 2
+        if seen.width() > BLOCK_WIDTH:
+            x = min(max(x, seen.left()), seen.right() - BLOCK_WIDTH)
+        if seen.height() > BLOCK_HEIGHT:
+            y = min(max(y, seen.top()), seen.bottom() - BLOCK_HEIGHT)
+        return QPointF(x, y)
+
     def view_centre(self) -> QPointF:
         """The scene point at the middle of the view: where new blocks appear."""
         return self.mapToScene(self.viewport().rect().center())
@@ -418,6 +466,8 @@ class ModelCanvas(QGraphicsView):
             painter.drawPoints(points)
 
     def drawForeground(self, painter: QPainter, rect: QRectF) -> None:  # noqa: N802 - Qt override
+        if self.locked_message:
+            self._draw_banner(painter, self.locked_message)
         if self.blocks:
             return
         painter.save()
@@ -430,8 +480,27 @@ class ModelCanvas(QGraphicsView):
                          "Drag blocks here from the palette,\nthen wire an output port (right) to an input port (left).")
         painter.restore()
 
+    def _draw_banner(self, painter: QPainter, text: str) -> None:
+        painter.save()
+        painter.resetTransform()
+        font = QFont(painter.font())
+        font.setPointSizeF(10)
+        painter.setFont(font)
+        metrics = QFontMetricsF(font)
+        width = min(self.viewport().width() - 20.0, metrics.horizontalAdvance(text) + 28)
+        box = QRectF((self.viewport().width() - width) / 2, 10, width, metrics.height() * 2 + 10)
+        painter.setPen(QPen(QColor(theme.WARNING), 1.2))
+        painter.setBrush(QBrush(QColor(37, 41, 49, 235)))
+        painter.drawRoundedRect(box, 6, 6)
+        painter.setPen(QColor(theme.WARNING))
+        painter.drawText(box.adjusted(10, 4, -10, -4), Qt.AlignCenter | Qt.TextWordWrap, text)
+        painter.restore()
+
     # ----------------------------------------------------------------- drops from the palette
     def dragEnterEvent(self, event) -> None:  # noqa: N802 - Qt override
+        if self.locked:
+            event.ignore()
+            return
         if event.mimeData().hasFormat(BLOCK_MIME):
             event.acceptProposedAction()
         else:
@@ -450,7 +519,7 @@ class ModelCanvas(QGraphicsView):
         block_type = bytes(event.mimeData().data(BLOCK_MIME)).decode("utf-8")
         scene_pos = self.mapToScene(event.position().toPoint())
         event.acceptProposedAction()
-        self.blockDropped.emit(block_type, QPointF(scene_pos.x() - BLOCK_WIDTH / 2, scene_pos.y() - BLOCK_HEIGHT / 2))
+        self.blockDropped.emit(block_type, self.visible_block_position(scene_pos))
 
     # ----------------------------------------------------------------- mouse: wires, moves, pan
     def _port_at(self, view_pos) -> PortItem | None:
@@ -471,7 +540,7 @@ class ModelCanvas(QGraphicsView):
             self.viewport().setCursor(Qt.ClosedHandCursor)
             event.accept()
             return
-        if event.button() == Qt.LeftButton:
+        if event.button() == Qt.LeftButton and not self.locked:
             port = self._port_at(event.position().toPoint())
             if port is not None:
                 self._drag_from = port

@@ -4,24 +4,32 @@ Thin shells around pyqtgraph items, fed plain NumPy arrays and floats:
 
 ``CurvesPanel``: ``set_history(epochs)`` with epoch records (dicts with ``epoch``,
 ``train_loss``, ``val_loss``, ``train_accuracy``, ``val_accuracy``; None where unknown),
-``add_steps(steps, losses)`` for per-step training losses, ``add_epoch(record)``, ``clear()``.
-``ConfusionMatrixView``: ``set_matrix(matrix, class_names)``.
+``add_steps(steps, losses)`` for per-step training losses, ``add_epoch(record)``, ``clear()``,
+``set_task("classification" | "regression")`` (a regression has no accuracy to plot: its loss is
+the mean squared error), ``set_x_axis("epoch" | "step")``; ``xAxisChanged(str)`` when the person
+chooses the other axis.
+``ConfusionMatrixView``: ``set_matrix(matrix, class_names)`` for classification; clicking a cell
+emits ``cellClicked(true_class, predicted_class)`` (the window shows the samples that landed
+there). For regression (``set_task("regression")``) it plots ``set_predictions(predicted, true)``
+of the validation set against each other instead, on the line y = x where they would be right.
 """
 from __future__ import annotations
 
 import numpy as np
 import pyqtgraph as pg
-from PySide6.QtCore import QPointF, QRectF, Qt
+from PySide6.QtCore import QPointF, QRectF, Qt, Signal
 from PySide6.QtGui import QColor, QFont, QPainter
 from PySide6.QtWidgets import QComboBox, QHBoxLayout, QLabel, QVBoxLayout, QWidget
 
 from gatescope.widgets import theme
+from gatescope.widgets.axes import plot_axes
 
 MAX_STEP_POINTS = 20000
+MIN_PLOT_WIDTH, MIN_PLOT_HEIGHT = 220, 160   # below this a curve's axes crowd out its line
 
 
 def _plot(title: str, y_label: str, legend_offset: tuple[int, int]) -> pg.PlotWidget:
-    plot = pg.PlotWidget(background=theme.BACKGROUND)
+    plot = pg.PlotWidget(background=theme.BACKGROUND, axisItems=plot_axes(bottom="integer"))
     plot.setTitle(title, color=theme.TEXT, size="10pt")
     plot.showGrid(x=True, y=True, alpha=0.15)
     plot.setLabel("left", y_label, color=theme.MUTED)
@@ -34,18 +42,24 @@ def _plot(title: str, y_label: str, legend_offset: tuple[int, int]) -> pg.PlotWi
     return plot
 
 
+AXES = {"epoch": "by epoch", "step": "by step"}
+
+
 class CurvesPanel(QWidget):
     """Loss and accuracy plots; the x axis is the epoch or the training step (a menu chooses)."""
+
+    xAxisChanged = Signal(str)
 
     def __init__(self, parent=None):
         super().__init__(parent)
         layout = QVBoxLayout(self)
         layout.setContentsMargins(4, 4, 4, 4)
         top = QHBoxLayout()
-        top.addWidget(QLabel("x axis"))
+        top.addWidget(QLabel("X axis"))
         self.axis_choice = QComboBox()
-        self.axis_choice.addItems(["by epoch", "by step"])
+        self.axis_choice.addItems(list(AXES.values()))
         self.axis_choice.currentTextChanged.connect(self._redraw)
+        self.axis_choice.currentTextChanged.connect(lambda _text: self.xAxisChanged.emit(self.x_axis))
         top.addWidget(self.axis_choice)
         self.summary = QLabel()
         self.summary.setObjectName("muted")
@@ -73,8 +87,28 @@ class CurvesPanel(QWidget):
                                                     symbolBrush=theme.VALIDATION_COLOUR, symbolPen=None, **symbol),
         }
         self.accuracy_plot.setYRange(0, 1.0, padding=0.02)
+        for plot in (self.loss_plot, self.accuracy_plot):
+            plot.setMinimumSize(MIN_PLOT_WIDTH, MIN_PLOT_HEIGHT)
         self._axis_state: dict[str, tuple] = {}
+        self.task = "classification"
         self.clear()
+
+    def set_task(self, task: str) -> None:
+        """What the model does: a regression shows only its loss (the mean squared error)."""
+        if task == self.task:
+            return
+        self.task = task
+        self.accuracy_plot.setVisible(task == "classification")
+        self.loss_plot.setLabel("left", "mean squared error" if task == "regression" else "loss", color=theme.MUTED)
+        self._redraw()
+
+    @property
+    def x_axis(self) -> str:
+        """``epoch`` or ``step``."""
+        return "step" if self.axis_choice.currentText() == AXES["step"] else "epoch"
+
+    def set_x_axis(self, axis: str) -> None:
+        self.axis_choice.setCurrentText(AXES[axis])
 
     # ----------------------------------------------------------------- data in
     def clear(self) -> None:
@@ -153,25 +187,23 @@ class CurvesPanel(QWidget):
                 legend.addItem(self.items["train_loss_steps"], "train (each step)")
             else:
                 self.items["train_loss_steps"].setData([], [])
-        epochs = [r["epoch"] for r in self.epochs]
-        whole_epochs = None if by_step or not epochs or len(epochs) > 15 else [[(e, str(e)) for e in epochs]]
         label = "training step" if by_step else "epoch"
-        # Axis changes re-lay the plots out: only when needed, per plot.
+        # Axis changes re-lay the plots out: only when needed, per plot. (The axes are
+        # IntegerAxis: epochs and steps are whole numbers, no 1.5 ticks.)
         for name, plot in (("loss", self.loss_plot), ("accuracy", self.accuracy_plot)):
-            if name in plots and (whole_epochs, label) != self._axis_state.get(name):
-                self._axis_state[name] = (whole_epochs, label)
-                plot.getAxis("bottom").setTicks(whole_epochs)  # epochs are whole numbers: no 1.5 ticks
+            if name in plots and label != self._axis_state.get(name):
+                self._axis_state[name] = label
                 plot.setLabel("bottom", label, color=theme.MUTED)
         if self.epochs:
             last = self.epochs[-1]
-            parts = [f"epoch {last['epoch']}"]
+            parts = [f"Epoch {last['epoch']}"]
             if last.get("val_accuracy") is not None:
                 parts.append(f"validation accuracy {last['val_accuracy']:.1%}")
             if last.get("val_loss") is not None:
-                parts.append(f"validation loss {last['val_loss']:.4f}")
-            self.summary.setText("   ".join(parts))
+                parts.append(f"validation {'MSE' if self.task == 'regression' else 'loss'} {last['val_loss']:.4f}")
+            self.summary.setText(" · ".join(parts))
         else:
-            self.summary.setText("no training yet: press Train")
+            self.summary.setText("No training yet: press Train (F5).")
 
 
 class _CountsItem(pg.GraphicsObject):
@@ -215,10 +247,14 @@ class _CountsItem(pg.GraphicsObject):
 
 
 class ConfusionMatrixView(QWidget):
-    """Counts of true class (rows) against predicted class (columns), darker = more."""
+    """Counts of true class (rows) against predicted class (columns), darker = more; or, for a
+    regression, predicted against true values (see the module docstring)."""
+
+    cellClicked = Signal(int, int)
 
     def __init__(self, parent=None):
         super().__init__(parent)
+        self.task = "classification"
         layout = QVBoxLayout(self)
         layout.setContentsMargins(4, 4, 4, 4)
         self.caption = QLabel()
@@ -241,19 +277,68 @@ class ConfusionMatrixView(QWidget):
         self.plot.addItem(self.image)
         self.counts = _CountsItem()
         self.plot.addItem(self.counts)
+        self.plot.setMinimumSize(200, 200)
+        self.plot.scene().sigMouseClicked.connect(self._on_click)
         layout.addWidget(self.plot, 1)
+        self.scatter_plot = pg.PlotWidget(background=theme.BACKGROUND)
+        self.scatter_plot.setMenuEnabled(False)
+        theme.plain_axes(self.scatter_plot)
+        self.scatter_plot.showGrid(x=True, y=True, alpha=0.15)
+        self.scatter_plot.setLabel("bottom", "true value", color=theme.MUTED)
+        self.scatter_plot.setLabel("left", "predicted value", color=theme.MUTED)
+        self.scatter_plot.setMinimumSize(200, 200)
+        self.diagonal = self.scatter_plot.plot([], [], pen=pg.mkPen(theme.MUTED, width=1, style=Qt.DashLine))
+        self.points = pg.ScatterPlotItem(size=5, pen=None, brush=pg.mkBrush(theme.TRAIN_COLOUR))
+        self.scatter_plot.addItem(self.points)
+        self.scatter_plot.hide()
+        layout.addWidget(self.scatter_plot, 1)
         self.matrix = np.zeros((0, 0), dtype=np.int64)
+        self.class_names: list[str] = []
         self._ticks: list = []
         self.set_matrix(None, [])
 
+    def set_task(self, task: str) -> None:
+        """``classification`` (a confusion matrix) or ``regression`` (predicted against true)."""
+        if task == self.task:
+            return
+        self.task = task
+        self.set_matrix(None, [])
+        self.set_predictions(None, None)
+
+    def set_predictions(self, predicted: np.ndarray | None, true: np.ndarray | None) -> None:
+        """A regression's validation predictions against the true values (None clears)."""
+        if self.task != "regression":
+            return
+        self.plot.hide()
+        if predicted is None or true is None or np.size(predicted) == 0:
+            self.points.clear()
+            self.diagonal.setData([], [])
+            self.scatter_plot.hide()
+            self.caption.setText("Regression: after the first epoch the validation set's predictions are "
+                                 "drawn here against the true values (right ones lie on the dashed line).")
+            return
+        p = np.asarray(predicted, dtype=np.float64).reshape(-1)
+        t = np.asarray(true, dtype=np.float64).reshape(-1)[:len(p)]
+        self.points.setData(t, p)
+        low, high = float(min(t.min(), p.min())), float(max(t.max(), p.max()))
+        self.diagonal.setData([low, high], [low, high])
+        self.scatter_plot.show()
+        rmse = float(np.sqrt(np.mean((p - t) ** 2)))
+        self.caption.setText(f"Validation set: {len(p):,} predictions against the true values; "
+                             f"root mean squared error {rmse:.4g}. Right predictions lie on the dashed line.")
+
     def set_matrix(self, matrix: np.ndarray | None, class_names: list[str]) -> None:
         """Show ``matrix[true, predicted]`` (None clears); counts are written in when it is small."""
+        if self.task == "regression":
+            return
+        self.scatter_plot.hide()
         if matrix is None or np.size(matrix) == 0:
             self.matrix = np.zeros((0, 0), dtype=np.int64)
             self.image.clear()
             self.counts.set_counts(self.matrix, np.zeros((0, 0), dtype=bool))
             self.plot.hide()
-            self.caption.setText("The confusion matrix of the validation set appears after the first epoch.")
+            self.caption.setText("The confusion matrix of the validation set appears here when the model is "
+                                 "trained (after the first epoch of a run).")
             return
         self.plot.show()
         self.matrix = np.asarray(matrix)
@@ -263,6 +348,7 @@ class ConfusionMatrixView(QWidget):
         self.image.setImage(share.T, levels=(0.0, 1.0))  # ImageItem is column-major: x = predicted
         self.image.setRect(0, 0, n, n)
         names = list(class_names) + [str(i) for i in range(len(class_names), n)]
+        self.class_names = names
         ticks = [(i + 0.5, names[i]) for i in range(n)]
         if ticks != self._ticks:  # the same classes every epoch: leave the axes (and layout) alone
             self._ticks = ticks
@@ -272,5 +358,14 @@ class ConfusionMatrixView(QWidget):
         self.counts.set_counts(self.matrix, share > 0.6)  # viridis is bright above 0.6: dark text there
         total = int(self.matrix.sum())
         correct = int(np.trace(self.matrix))
-        self.caption.setText(f"validation set: {correct} of {total} right ({correct / max(total, 1):.1%}); "
-                             "rows: true class, columns: predicted")
+        self.caption.setText(f"Validation set: {correct:,} of {total:,} right ({correct / max(total, 1):.1%}). "
+                             "Rows: true class, columns: predicted. Click a cell to see its samples.")
+
+    def _on_click(self, event) -> None:
+        if self.matrix.size == 0 or not self.plot.isVisible():
+            return
+        point = self.plot.getPlotItem().vb.mapSceneToView(event.scenePos())
+        column, row = int(np.floor(point.x())), int(np.floor(point.y()))
+        n = self.matrix.shape[0]
+        if 0 <= row < n and 0 <= column < n:
+            self.cellClicked.emit(row, column)

@@ -1,8 +1,9 @@
 """The inspector: the selected block's settings, output shape, parameter count and problems.
 
 Fed plain data by the application: ``show_block(block_id, block_type, summary, fields, values)``
-(fields as in ``widgets.forms``), then ``show_result(shape, params, formula, error, warning)``
-after every analysis. Emits ``settingEdited(block_id, name, value)`` for every valid edit.
+(fields as in ``widgets.forms``), then ``show_result(shape, params, formula, error, warning, size_formula)`` after every analysis,
+and ``set_locked(locked)`` while the model trains. The form scrolls when the panel is short;
+the arithmetic and the error text below it always wrap, never elide. Emits ``settingEdited(block_id, name, value)`` for every valid edit.
 """
 from __future__ import annotations
 
@@ -50,13 +51,22 @@ class Inspector(QScrollArea):
         self.formula_label.setObjectName("muted")
         self.formula_label.setWordWrap(True)
         self.formula_label.setTextInteractionFlags(Qt.TextSelectableByMouse)
+        self.size_label = QLabel()
+        self.size_label.setObjectName("muted")
+        self.size_label.setWordWrap(True)
+        self.size_label.setTextInteractionFlags(Qt.TextSelectableByMouse)
+        self.locked_label = QLabel()
+        self.locked_label.setObjectName("warning")
+        self.locked_label.setWordWrap(True)
+        self.locked_label.hide()
         self.error_label = QLabel()
         self.error_label.setObjectName("error")
         self.error_label.setWordWrap(True)
         self.warning_label = QLabel()
         self.warning_label.setObjectName("warning")
         self.warning_label.setWordWrap(True)
-        for w in (self.shape_label, self.params_label, self.formula_label, self.error_label, self.warning_label):
+        for w in (self.shape_label, self.size_label, self.params_label, self.formula_label, self.error_label,
+                  self.warning_label, self.locked_label):
             layout.addWidget(w)
         layout.addStretch(1)
         self.form: SettingsForm | None = None
@@ -70,7 +80,8 @@ class Inspector(QScrollArea):
         self.block_id = self._block_type = None
         self.title.setText("Model")
         self.summary.setText(message)
-        for w in (self.shape_label, self.params_label, self.formula_label, self.error_label, self.warning_label):
+        for w in (self.shape_label, self.size_label, self.params_label, self.formula_label, self.error_label,
+                  self.warning_label):
             w.clear()
             w.hide()
 
@@ -89,9 +100,13 @@ class Inspector(QScrollArea):
         if self.form is not None:
             self.form.set_values(values)
 
-    def show_result(self, shape: str, params: str, formula: str, error: str | None, warning: str | None) -> None:
-        """The analysis of the shown block: output shape, parameters, arithmetic, problems."""
+    def show_result(self, shape: str, params: str, formula: str, error: str | None, warning: str | None,
+                    size_formula: str = "") -> None:
+        """The analysis of the shown block: output shape and the arithmetic that gives its size
+        (conv and pool blocks), parameters and their arithmetic, problems."""
         self.shape_label.setText(f"<b>Output</b>&nbsp; {shape}" if shape else "<b>Output</b>&nbsp; unknown")
+        self.size_label.setText(f"Output size: {size_formula}" if size_formula else "")
+        self.size_label.setVisible(bool(size_formula))
         self.params_label.setText(f"<b>Parameters</b>&nbsp; {params}" if params else "")
         self.formula_label.setText(formula)
         self.error_label.setText(f"Cannot work: {error}" if error else "")
@@ -101,6 +116,14 @@ class Inspector(QScrollArea):
         self.formula_label.setVisible(bool(formula))
         self.error_label.setVisible(bool(error))
         self.warning_label.setVisible(bool(warning))
+
+    def set_locked(self, locked: bool) -> None:
+        """While the model trains its settings cannot change (the reason is shown)."""
+        if self.form is not None:
+            self.form.setEnabled(not locked)
+        self.locked_label.setText("The model is locked while it trains; stop the run to change settings."
+                                  if locked and self.form is not None else "")
+        self.locked_label.setVisible(bool(locked and self.form is not None))
 
     def _drop_form(self) -> None:
         if self.form is not None:

@@ -1,8 +1,9 @@
 """The dark theme: one palette of colours shared by every widget, and the application style sheet."""
 from __future__ import annotations
 
+from PySide6.QtCore import Qt
 from PySide6.QtGui import QColor, QPalette
-from PySide6.QtWidgets import QApplication
+from PySide6.QtWidgets import QApplication, QProxyStyle, QStyle, QStyleFactory
 
 BACKGROUND = "#1e2127"
 PANEL = "#252931"
@@ -79,6 +80,11 @@ QLabel#error {{ color: {ERROR}; }}
 QLabel#warning {{ color: {WARNING}; }}
 QLabel#muted {{ color: {MUTED}; }}
 QLabel#heading {{ font-weight: bold; font-size: 13px; }}
+QLabel#result {{ color: {GOOD}; font-weight: bold; }}
+QToolBar#workspaces {{ background: {PANEL}; border: none; spacing: 4px; padding: 2px 6px; }}
+QToolBar#workspaces QToolButton {{ padding: 4px 14px; border: 1px solid transparent; border-radius: 4px; }}
+QToolBar#workspaces QToolButton:checked {{ background: {RAISED}; border-color: {ACCENT}; font-weight: bold; }}
+QToolBar#workspaces QToolButton:hover {{ border-color: {BORDER}; }}
 QStatusBar {{ background: {PANEL}; }}
 QMenuBar {{ background: {PANEL}; }}
 QMenuBar::item:selected, QMenu::item:selected {{ background: {RAISED}; }}
@@ -89,11 +95,21 @@ QScrollArea {{ border: none; }}
 """
 
 
+class _Style(QProxyStyle):
+    """Fusion, with tab names never elided: a dock tab reading "Confusion ma…" or "Gate hea…"
+    names nothing; a row of tabs too long for its panel scrolls instead."""
+
+    def styleHint(self, hint, option=None, widget=None, data=None):  # noqa: N802 - Qt override
+        if hint == QStyle.SH_TabBar_ElideMode:
+            return int(Qt.ElideNone.value) if hasattr(Qt.ElideNone, "value") else int(Qt.ElideNone)
+        return super().styleHint(hint, option, widget, data)
+
+
 def apply_dark_theme(app: QApplication) -> None:
     """Give ``app`` the Fusion style with the dark palette and style sheet, and pyqtgraph matching colours."""
     import pyqtgraph as pg
 
-    app.setStyle("Fusion")
+    app.setStyle(_Style(QStyleFactory.create("Fusion")))
     palette = QPalette()
     roles = {
         QPalette.Window: BACKGROUND, QPalette.WindowText: TEXT, QPalette.Base: BACKGROUND,

@@ -64,6 +64,15 @@ class _Conv(Layer):
                              f"({padded_size}); use more padding or a smaller kernel")
         return tuple(conv_ops.output_size(n, k, s, *self._pads(n)) for n in spatial)
 
+    def size_formula(self, in_shapes):
+        spatial = self._spatial(in_shapes[0])
+        k, s = self.settings["kernel_size"], self.settings["stride"]
+        lines = [conv_ops.output_size_formula(n, k, s, *self._pads(n)) for n in spatial]
+        names = ("height", "width") if len(spatial) == 2 else ("length",)
+        if len(lines) == 2 and spatial[0] == spatial[1]:
+            return f"height and width: {lines[0]}"
+        return "; ".join(f"{name}: {line}" for name, line in zip(names, lines))
+
     def param_formula(self, in_shapes):
         channels = self._channels(in_shapes[0])
         k, filters = self.settings["kernel_size"], self.settings["filters"]
@@ -100,6 +109,10 @@ class Conv2D(_Conv):
     @staticmethod
     def _channels(shape):
         return shape[0]
+
+    @staticmethod
+    def _spatial(shape):
+        return tuple(shape[1:])
 
     def _fan_in(self, channels):
         return self.settings["kernel_size"] ** 2 * channels
@@ -154,6 +167,10 @@ class Conv1D(_Conv):
     @staticmethod
     def _channels(shape):
         return shape[1]
+
+    @staticmethod
+    def _spatial(shape):
+        return (shape[0],)
 
     def _fan_in(self, channels):
         return self.settings["kernel_size"] * channels

@@ -59,6 +59,17 @@ class _Pool(Layer):
             shape[a] = (shape[a] - size) // self.stride + 1
         return tuple(shape)
 
+    def size_formula(self, in_shapes):
+        shape = list(in_shapes[0])
+        axes = [a - 1 for a in self._spatial_axes(len(shape) + 1)]
+        size, stride = self.settings["size"], self.stride
+        lines = [f"floor(({shape[a]} - {size}) / {stride}) + 1 = {(shape[a] - size) // stride + 1}" for a in axes]
+        if len(axes) == 2:
+            if shape[axes[0]] == shape[axes[1]]:
+                return f"height and width: {lines[0]}"
+            return f"height: {lines[0]}; width: {lines[1]}"
+        return f"{'length' if len(axes) == 1 else 'size'}: {lines[0]}" if lines else ""
+
     def _planes(self, shape: tuple[int, ...]):
         """(plane shape ``(B, 1, H, W)``, window ``(kh, kw)``, stride ``(sy, sx)``): the
         input's last two axes are the plane; a 1-D window spans one row."""

@@ -57,6 +57,14 @@ def output_size(n: int, kernel: int, stride: int, pad_before: int, pad_after: in
     return (n + pad_before + pad_after - kernel) // stride + 1
 
 
+def output_size_formula(n: int, kernel: int, stride: int, pad_before: int, pad_after: int) -> str:
+    """``output_size`` written out as the lectures write it: ``floor((8 + 2x1 - 3) / 1) + 1 = 8``
+    (padding ``p`` on both sides), ``floor((8 + 0 + 1 - 2) / 2) + 1 = 4`` when 'same' padding
+    puts the odd zero after."""
+    pads = f"2x{pad_before}" if pad_before == pad_after else f"{pad_before} + {pad_after}"
+    return f"floor(({n} + {pads} - {kernel}) / {stride}) + 1 = {output_size(n, kernel, stride, pad_before, pad_after)}"
+
+
 def same_padding(n: int, kernel: int, stride: int) -> tuple[int, int]:
     """Padding ``(before, after)`` that makes the output ``ceil(n / s)`` long.
 

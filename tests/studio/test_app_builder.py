@@ -2,6 +2,7 @@
 
 Dialogs are replaced by ``FakeDialogs``, so nothing ever waits on a modal window.
 """
+import shutil
 import sys
 from pathlib import Path
 
@@ -12,6 +13,7 @@ from PySide6.QtGui import QDragEnterEvent, QDropEvent
 from PySide6.QtTest import QTest
 from PySide6.QtWidgets import QApplication, QLabel
 
+from gatescope.assets import example_path
 from gatescope.compute.graph import GraphSpec
 from gatescope.studio.app import MainWindow, install_exception_hook, run_app
 from gatescope.studio.project import Project, load_project, save_project
@@ -135,7 +137,7 @@ def test_build_break_undo_train_save_reopen(make_window, tmp_path, qtbot):
     canvas = window.canvas
     assert canvas.blocks[conv_id].shape_text == "image 8x6x6"
     assert canvas.blocks[dense_id].params_text == "2,890 parameters"
-    assert window.training_panel.train_button.isEnabled()
+    assert window.run_controls.train_button.isEnabled()
     assert "parameters" in window.params_label.text()
 
     # Make it invalid in the inspector: a 9x9 kernel on an 8x8 image.
@@ -144,19 +146,19 @@ def test_build_break_undo_train_save_reopen(make_window, tmp_path, qtbot):
     form.editors["filters"].setValue(4)
     form.editors["kernel_size"].setValue(9)
     assert canvas.blocks[conv_id].error
-    assert not window.training_panel.train_button.isEnabled()
-    assert conv_id in window.training_panel.blocked_label.text()
+    assert not window.run_controls.train_button.isEnabled()
+    assert f"Conv2D {conv_id}" in window.training_panel.blocked_label.text()   # named as the canvas shows it
     assert window.inspector.error_label.isVisibleTo(window.inspector)
     key(window, Qt.Key_Z)  # undo: the kernel goes back to 3 (typing one setting is one step)
     assert window.project.graph.block(conv_id).settings["kernel_size"] == 3
-    assert canvas.blocks[conv_id].error is None and window.training_panel.train_button.isEnabled()
+    assert canvas.blocks[conv_id].error is None and window.run_controls.train_button.isEnabled()
     assert canvas.blocks[conv_id].shape_text == "image 4x6x6"
 
     # Train two epochs with the Train button; the curves get points and the weights come in.
     window.training_panel.form.editors["epochs"].setValue(2)
     window.training_panel.form.editors["batch_size"].setValue(64)
     with qtbot.waitSignal(window.trainingEnded, timeout=60000) as ended:
-        QTest.mouseClick(window.training_panel.train_button, Qt.LeftButton)
+        QTest.mouseClick(window.run_controls.train_button, Qt.LeftButton)
     assert ended.args[0] == "finished", ended.args
     assert list(window.curves.curve_data("train_loss")[0]) == [1, 2]
     assert len(window.curves.curve_data("val_accuracy")[1]) == 2
@@ -166,7 +168,7 @@ def test_build_break_undo_train_save_reopen(make_window, tmp_path, qtbot):
     window.curves.axis_choice.setCurrentText("by epoch")
     assert window.confusion.matrix.sum() > 0
     assert window.project.trained and window.document.modified
-    assert window.training_panel.progress.value() == 1000
+    assert window.run_controls.progress.value() == 1000
 
     # Ctrl+S asks for a path (untitled), saves; the title loses its star.
     path = tmp_path / "small.gscope"
@@ -281,34 +283,42 @@ def test_autosave_and_recovery(make_window, tmp_path):
     window.document.add_block("Dropout", 10, 10)
     written = window.autosave()
     assert written is not None and written.exists() and written.parent == tmp_path / "autosave"
-    # The session "crashes": the window goes without closing cleanly; a new one offers the copy.
     window.autosave_timer.stop()
+    # A second window while the first still runs: the first one's autosave is live work, not a crash's.
     second = make_window()
-    second.dialogs.recover = written
+    assert second.files.recovery_candidates(None) == []
+    # A session that crashed left its copy behind, with no live owner: that one is offered.
+    left = written.with_name("untitled-1-1" + written.suffix)
+    shutil.copy(written, left)
+    second.dialogs.recover = left
     assert second.offer_recovery()
     assert [b.type for b in second.project.graph.blocks][-1] == "Dropout"
     assert second.document.modified
     saved = tmp_path / "recovered.gscope"
     second.dialogs.save_to = str(saved)
     assert second.save()
-    assert not written.exists()  # a clean save removes the autosaved copy
+    assert not left.exists()     # a clean save removes the recovered autosaved copy
+    assert written.exists()      # the first window's own copy is still its own
 
 
 def test_dock_layout_saved_and_restored_and_panels_added(window, tmp_path):
     extra = QLabel("notes")
-    dock = window.add_panel("Notes", extra)
-    assert dock.toggleViewAction() in window.view_menu.actions()
+    dock = window.add_panel("Notes", extra, "train", "right")
+    assert dock.toggleViewAction() in window._panel_menus["train"].actions()
     with pytest.raises(ValueError):
         window.add_panel("Gates", QLabel("twice"))                # installed with every window
-    window.panels["Curves"].hide()
+    window.show_view("train")
+    confusion = window.views.docks["Confusion matrix"]
+    confusion.hide()
+    window.views.docks["Data"].setFloating(True)
     window.set_project(small_project())
     window.dialogs.save_to = str(tmp_path / "layout.gscope")
     assert window.save_as()
-    assert "dock_state" in load_project(tmp_path / "layout.gscope").panels
-    window.restore_default_layout()
-    assert window.panels["Curves"].isVisible()
-    window.open_path(tmp_path / "layout.gscope")
-    assert not window.panels["Curves"].isVisible()
+    assert set(load_project(tmp_path / "layout.gscope").panels["views"]) == {"build", "train", "inside", "video"}
+    window.restore_default_layout()                               # View > Reset layout
+    assert confusion.isVisible() and not window.views.docks["Data"].isFloating()
+    window.open_path(tmp_path / "layout.gscope")                  # the project's own arrangement
+    assert not confusion.isVisible()
 
 
 def test_training_failure_keeps_weights_and_says_why(window, qtbot):
@@ -336,12 +346,12 @@ def test_pause_resume_stop(window, qtbot):
     assert window.start_training()
     qtbot.waitUntil(lambda: len(steps) > 0, timeout=20000)
     window.pause_training()
-    assert window.training_panel.resume_button.isEnabled()
+    assert window.run_controls.resume_button.isEnabled()
     window.resume_training()
     with qtbot.waitSignal(window.trainingEnded, timeout=30000) as ended:
         window.stop_training()
     assert ended.args[0] == "stopped"
-    assert window.project.trained and window.training_panel.train_button.isEnabled()
+    assert window.project.trained and window.run_controls.train_button.isEnabled()
     assert steps[-1]["losses"].dtype == np.float64 and steps[-1]["last"]["samples_per_s"] > 0
 
 
@@ -349,7 +359,7 @@ def test_closing_while_training_asks_and_stops(window, qtbot):
     window.set_project(small_project())
     window.training_panel.form.editors["epochs"].setValue(500)
     assert window.start_training()
-    qtbot.waitUntil(lambda: window.training_panel.progress.value() > 0, timeout=20000)
+    qtbot.waitUntil(lambda: window.run_controls.progress.value() > 0, timeout=20000)
     window.dialogs.stop_answer = False
     assert not window.close()
     assert window.training
@@ -380,12 +390,25 @@ def test_export_without_module_is_a_message(window, monkeypatch):
     assert window.dialogs.errors and "ONNX" in window.dialogs.errors[-1][0]
 
 
-def test_screenshot_renders_png(tmp_path):
+def test_screenshot_renders_the_view_asked_for_at_the_size_asked_for(tmp_path, capsys):
+    from PySide6.QtGui import QImage
+    from gatescope.studio.cli import main
     path = tmp_path / "project.gscope"
     small_project(path)
     out = tmp_path / "shot.png"
     assert run_app(str(path), screenshot=str(out)) == 0
     assert out.exists() and out.stat().st_size > 10000
+    assert main(["--screenshot", str(tmp_path / "inside.png"), str(example_path("adding-lstm")),
+                 "--view", "inside", "--size", "1280x800"]) == 0
+    image = QImage(str(tmp_path / "inside.png"))
+    assert (image.width(), image.height()) == (1280, 800)
+    settings = QSettings("GateScope", "GateScope")
+    before = settings.value("view")
+    assert main(["--screenshot", str(tmp_path / "train.png"), "--view", "train", "--size", "1600x1000"]) == 0
+    assert settings.value("view") == before          # a picture never changes the person's settings
+    with pytest.raises(SystemExit) as usage:
+        main(["--screenshot", str(tmp_path / "x.png"), "--size", "big"])
+    assert usage.value.code == 2 and "WIDTHxHEIGHT" in capsys.readouterr().err
 
 
 def test_gui_stays_responsive_while_training(window, qtbot):

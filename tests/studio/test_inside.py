@@ -69,8 +69,8 @@ def test_a_bidirectional_block_shows_either_direction(qtbot, controller):
     controller.set_project(project, dataset)
     settle(qtbot, controller)
     combo = controller.gates.block_combo
-    assert [combo.itemText(i) for i in range(combo.count())] == ["b1 · LSTM (6 units), forward",
-                                                                 "b1 · LSTM (6 units), backward"]
+    assert [combo.itemText(i) for i in range(combo.count())] == ["LSTM b1 (6 units), forward",
+                                                                 "LSTM b1 (6 units), backward"]
     model = Model(project.graph, seed=project.training.seed)
     model.layers["b1"].probe = [0]
     model.forward(controller._pool[0][controller.sample:controller.sample + 1])
@@ -269,8 +269,12 @@ def test_install_registers_docks_and_follows_the_window(qtbot):
             self.project, self.docks, self.model_hooks, self.flags = project, {}, [], {}
             self.dataset = None
 
-        def add_panel(self, name, widget, area):
+        def add_panel(self, name, widget, view, area):
+            assert view == "inside"
             self.docks[name] = widget
+
+        def raise_panel(self, name):
+            assert name in self.docks
 
         def add_model_hook(self, hook):
             self.model_hooks.append(hook)

@@ -13,7 +13,8 @@ from PySide6.QtCore import QSettings, QStandardPaths, Qt
 from PySide6.QtTest import QTest
 
 from gatescope.assets import example_path
-from gatescope.studio.app import TABS_WITH_CONFUSION, TABS_WITH_CURVES, MainWindow
+from gatescope.studio.app import MainWindow
+from gatescope.studio.views import DEFAULT_ARRANGEMENT
 
 QStandardPaths.setTestModeEnabled(True)
 
@@ -70,15 +71,18 @@ def inside_settled(qtbot, window):
     qtbot.waitUntil(lambda: not window.inside.busy and window.inside.last_result is not None, timeout=15000)
 
 
-def test_every_panel_is_a_dock_with_a_tidy_default_place(window):
-    view_entries = {a.text() for a in window.view_menu.actions()}
-    for name in TABS_WITH_CURVES + TABS_WITH_CONFUSION + ("Curves", "Confusion matrix"):
-        assert name in window.panels and name in view_entries
-        assert window.dockWidgetArea(window.panels[name]) == Qt.BottomDockWidgetArea
-    curves_tabs = {d.windowTitle() for d in window.tabifiedDockWidgets(window.panels["Curves"])}
-    assert set(TABS_WITH_CURVES) <= curves_tabs
-    assert not window.panels["Curves"].visibleRegion().isEmpty()        # raised by default
-    assert window.panels["Gates"].visibleRegion().isEmpty()
+def test_every_panel_has_its_place_in_a_view_and_a_view_menu_entry(window):
+    docks = window.views.docks
+    menu_entries = {a.text() for m in window._panel_menus.values() for a in m.actions()}
+    for view, areas in DEFAULT_ARRANGEMENT.items():
+        for stacks in areas.values():
+            for stack in stacks:
+                for name in stack:
+                    assert name in docks and window.views.view_of[name] == view and name in menu_entries
+    assert window.views.view_of["Gates"] == "inside" and window.views.view_of["Video"] == "video"
+    window.show_view("inside")
+    assert not window.panels["Gates"].visibleRegion().isEmpty()        # the gates in front
+    assert window.views.current == "inside"
 
 
 def test_adding_lstm_train_look_inside_and_pin_the_gates(window, qtbot):
@@ -91,7 +95,7 @@ def test_adding_lstm_train_look_inside_and_pin_the_gates(window, qtbot):
     inside = window.inside
 
     # The video dock is there and says what it needs.
-    video = window.panels["Video"].widget()
+    video = window.panels["Video"]
     assert "train the model" in video.message.text()
 
     # Click the LSTM block on the canvas: the gates and cell-state panels follow it.
@@ -106,7 +110,7 @@ def test_adding_lstm_train_look_inside_and_pin_the_gates(window, qtbot):
     steps = []
     window.trainingStep.connect(steps.append)
     with qtbot.waitSignal(window.trainingEnded, timeout=30000) as ended:
-        window.training_panel.train_button.click()
+        window.run_controls.train_button.click()
     assert ended.args[0] == "finished"
     assert any("probes" in payload for payload in steps)
     inside_settled(qtbot, window)

@@ -123,10 +123,24 @@ def test_gate_health_bars_and_findings(qtbot, tmp_path):
     np.testing.assert_allclose(panel.bars["saturated_high"].opts["height"], [20.0, 95.0])
     np.testing.assert_allclose(panel.bars["frozen_units"].opts["height"], [0.0, 50.0])
     ticks = [label for _, label in panel.plot.getAxis("bottom")._tickLevels[0]]
-    assert ticks == ["input gate i_t", "forget gate f_t"]
+    assert ticks == ["i_t", "f_t"]        # the lectures' symbols: full names overlapped in a narrow panel
     assert "95% saturated" in panel.findings_label.text()
     panel.export_data(tmp_path / "health.csv")
     np.testing.assert_allclose(read_csv(tmp_path / "health.csv"), [[0, 0.1, 0.2, 0.0], [1, 0.0, 0.95, 0.5]])
+
+
+def test_gate_health_says_a_pinned_gate_is_pinned_not_that_no_gate_is_stuck(qtbot):
+    from gatescope.studio.inside_math import health_findings, pinned_notes
+    panel = GateHealthPanel()
+    qtbot.addWidget(panel)
+    health = {"input": {"saturated": 1.0, "saturated_low": 1.0, "saturated_high": 0.0, "frozen_units": 1.0},
+              "forget": {"saturated": 1.0, "saturated_low": 0.0, "saturated_high": 1.0, "frozen_units": 1.0},
+              "output": {"saturated": 0.1, "saturated_low": 0.05, "saturated_high": 0.05, "frozen_units": 0.0}}
+    pins = {"forget": "1", "input": "0"}
+    panel.set_health(health, health_findings(health, pins), notes=pinned_notes(health, pins))
+    text = panel.findings_label.text()
+    assert "No gate is stuck" not in text
+    assert "forget gate f_t is pinned to 1" in text and "input gate i_t is pinned to 0" in text
 
 
 def test_conv_filters_normalised_per_filter_and_maps(qtbot, tmp_path):

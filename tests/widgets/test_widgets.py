@@ -10,7 +10,8 @@ from gatescope.widgets.data_panel import DataPanel
 from gatescope.widgets.forms import SettingsForm, parse_shape
 from gatescope.widgets.inspector import Inspector
 from gatescope.widgets.palette import BLOCK_MIME, BlockPalette
-from gatescope.widgets.training_panel import TrainingPanel, format_duration
+from gatescope.widgets.run_controls import RunControls
+from gatescope.widgets.training_panel import TrainingPanel
 
 BLOCKS = [
     {"id": "in1", "type": "Input", "category": "Input", "detail": "1x8x8", "inputs": 0, "has_output": True,
@@ -181,21 +182,35 @@ def test_confusion_matrix(qtbot):
     assert view.matrix.size == 0
 
 
-def test_training_panel_states_and_blocking(qtbot):
+def test_run_controls_states_blocking_and_progress(qtbot):
+    controls = RunControls()
+    qtbot.addWidget(controls)
+    controls.set_blocked("Conv2D conv2d1: kernel too large")
+    assert not controls.train_button.isEnabled()
+    assert "kernel too large" in controls.train_button.toolTip()
+    controls.set_blocked(None)
+    assert controls.train_button.isEnabled()
+    controls.set_state("running")
+    assert not controls.train_button.isEnabled() and controls.pause_button.isEnabled() and controls.stop_button.isEnabled()
+    controls.set_state("paused")
+    assert controls.resume_button.isEnabled() and not controls.pause_button.isEnabled()
+    controls.set_progress(0.5, "Epoch 3 of 20")
+    assert controls.progress.value() == 500 and controls.progress.format() == "Epoch 3 of 20 · 50%"
+    controls.set_progress(0.0, "Ready")
+    assert controls.progress.format() == "Ready"
+
+
+def test_training_panel_locks_its_form_and_says_why_train_is_off(qtbot):
     panel = TrainingPanel([{"name": "epochs", "kind": "int", "label": "Epochs", "minimum": 1, "maximum": 100}])
     qtbot.addWidget(panel)
-    panel.set_blocked("conv2d1: kernel too large")
-    assert not panel.train_button.isEnabled()
-    assert "kernel too large" in panel.blocked_label.text()
-    panel.set_blocked(None)
-    assert panel.train_button.isEnabled()
-    panel.set_state("running")
-    assert not panel.train_button.isEnabled() and panel.pause_button.isEnabled() and panel.stop_button.isEnabled()
-    panel.set_state("paused")
-    assert panel.resume_button.isEnabled() and not panel.pause_button.isEnabled()
-    panel.set_progress(5, 10, "ETA 3 s")
-    assert panel.progress.value() == 500
-    assert format_duration(75) == "1 min 15 s" and format_duration(4000) == "1 h 06 min"
+    panel.set_blocked("Conv2D conv2d1: kernel too large")
+    assert "kernel too large" in panel.blocked_label.text() and not panel.blocked_label.isHidden()
+    panel.set_locked(True)
+    assert not panel.form.isEnabled()
+    panel.set_result("Test accuracy 98.9% on 360 held-out test samples.")
+    assert not panel.result.isHidden()
+    panel.set_result("")
+    assert panel.result.isHidden()
 
 
 def test_data_panel_shows_dataset_and_errors(qtbot):

@@ -14,10 +14,12 @@ from typing import Sequence
 import numpy as np
 import pyqtgraph as pg
 from PySide6.QtCore import QRectF, Qt, Signal
-from PySide6.QtWidgets import (QFileDialog, QHBoxLayout, QLabel, QPushButton, QSizePolicy,
+from PySide6.QtWidgets import (QFileDialog, QFrame, QLabel, QPushButton, QScrollArea, QSizePolicy,
                                QStackedWidget, QVBoxLayout, QWidget)
 
 from gatescope.widgets import theme
+from gatescope.widgets.axes import plot_axes
+from gatescope.widgets.flow_layout import FlowLayout
 
 # Gate names as the recurrent layers record them -> how the lectures write them.
 GATE_LABELS = {
@@ -44,6 +46,11 @@ def gate_label(name: str, family: str = "LSTM") -> str:
     if name == "candidate" and family.upper() == "GRU":
         return GRU_CANDIDATE_LABEL
     return GATE_LABELS.get(name, name.replace("_", " "))
+
+
+def gate_symbol(name: str, family: str = "LSTM") -> str:
+    """Gate ``name`` as the lectures' symbol alone: ``i_t``, ``f_t``, ``C̃_t``, ``h̃_t``."""
+    return gate_label(name, family).replace(" (tanh)", "").split(" ")[-1]
 
 
 def gate_range(name: str) -> tuple[float, float]:
@@ -135,6 +142,7 @@ def fill_input_strip(plot: pg.PlotItem, sequence: InputSequence, max_frames: int
     """
     plot.clear()
     plot.hideAxis("bottom")
+    plot.audit_min_height = 30          # a strip under a title: thin on purpose (studio.layout_audit)
     if sequence.kind == "signal":
         values = sequence.values.reshape(len(sequence.values), -1)
         for f in range(min(values.shape[1], len(LINE_COLOURS))):
@@ -161,12 +169,27 @@ def fill_input_strip(plot: pg.PlotItem, sequence: InputSequence, max_frames: int
         plot.getAxis("left").setTicks([[], []])
 
 
+class _Controls:
+    """The panel's control row as subclasses see it: ``addWidget`` puts a control before the
+    save buttons. The row is a ``FlowLayout``: in a narrow dock it wraps instead of cutting
+    buttons off."""
+
+    def __init__(self, flow: FlowLayout):
+        self.flow = flow
+
+    def addWidget(self, widget: QWidget) -> None:  # noqa: N802 - QBoxLayout's name
+        self.flow.insertWidget(self.flow.break_index(), widget)
+
+
 class InsidePanel(QWidget):
     """Frame of an "inside the network" panel: title, explanation, controls, content or message.
 
-    Subclasses put their controls into ``controls`` (a QHBoxLayout, before the save buttons)
-    and their view into ``set_content(widget)``, and implement ``data_table()``. While there
-    is nothing to show, ``show_message(text)`` replaces the view by ``text`` (what to do).
+    Subclasses put their controls into ``controls`` (``addWidget``: before the save buttons,
+    wrapping onto a second row when the panel is narrow) and their view into
+    ``set_content(widget, min_height)``, and implement ``data_table()``. The view scrolls when
+    the panel is shorter than ``min_height`` (its plots keep a readable size rather than being
+    squashed). While there is nothing to show, ``show_message(text)`` replaces the view by
+    ``text`` (what to do). "Save picture" saves the view alone, not the panel's buttons.
 
     Signals: ``pictureSaved(path)``, ``dataSaved(path)`` after an export.
     """
@@ -189,22 +212,19 @@ class InsidePanel(QWidget):
         layout.addWidget(self.title_label)
         layout.addWidget(self.explanation_label)
 
-        self.controls = QHBoxLayout()
-        self.controls.setSpacing(6)
         self.save_picture_button = QPushButton("Save picture…")
         self.save_picture_button.setToolTip("Save what the panel shows as a PNG image")
         self.save_data_button = QPushButton("Save data…")
         self.save_data_button.setToolTip("Save the numbers behind the panel as a CSV table")
         self.save_picture_button.clicked.connect(self._ask_picture_path)
         self.save_data_button.clicked.connect(self._ask_data_path)
-        self._controls_end = QHBoxLayout()
-        self._controls_end.addStretch(1)
-        self._controls_end.addWidget(self.save_picture_button)
-        self._controls_end.addWidget(self.save_data_button)
-        row = QHBoxLayout()
-        row.addLayout(self.controls)
-        row.addLayout(self._controls_end, 1)
-        layout.addLayout(row)
+        self.controls_row = QWidget()
+        flow = FlowLayout(self.controls_row)
+        flow.addStretch()
+        flow.addWidget(self.save_picture_button)
+        flow.addWidget(self.save_data_button)
+        self.controls = _Controls(flow)
+        layout.addWidget(self.controls_row)
 
         self._stack = QStackedWidget()
         self.message_label = QLabel()
@@ -216,12 +236,25 @@ class InsidePanel(QWidget):
         self._stack.addWidget(self.message_label)
         layout.addWidget(self._stack, 1)
         self._content: QWidget | None = None
+        self._scroll: QScrollArea | None = None
 
     # ----------------------------------------------------------------- content / message
-    def set_content(self, widget: QWidget) -> None:
-        """The view shown while the panel has data."""
+    def set_content(self, widget: QWidget, min_height: int = 0) -> None:
+        """The view shown while the panel has data; it scrolls in a panel shorter than
+        ``min_height`` (see ``set_content_min_height``)."""
         self._content = widget
-        self._stack.addWidget(widget)
+        self._scroll = QScrollArea()
+        self._scroll.setWidgetResizable(True)
+        self._scroll.setFrameShape(QFrame.NoFrame)
+        self._scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarAlwaysOff)
+        self._scroll.setWidget(widget)
+        self._stack.addWidget(self._scroll)
+        self.set_content_min_height(min_height)
+
+    def set_content_min_height(self, pixels: int) -> None:
+        """The least height the view needs to stay readable (it scrolls below that)."""
+        if self._content is not None:
+            self._content.setMinimumHeight(max(0, int(pixels)))
 
     def show_message(self, text: str) -> None:
         """Replace the view by ``text``, a sentence saying what to do to fill the panel."""
@@ -231,7 +264,7 @@ class InsidePanel(QWidget):
 
     def show_content(self) -> None:
         if self._content is not None:
-            self._stack.setCurrentWidget(self._content)
+            self._stack.setCurrentWidget(self._scroll)
         self.save_data_button.setEnabled(True)
 
     @property
@@ -255,7 +288,8 @@ class InsidePanel(QWidget):
     def export_picture(self, path: str | Path) -> Path:
         """Save the panel as drawn now to a PNG at ``path``; OSError if it cannot be written."""
         path = Path(path)
-        if not self.grab().save(str(path), "PNG"):
+        shown = self._content if self._content is not None and not self.is_empty else self._stack
+        if not shown.grab().save(str(path), "PNG"):
             raise OSError(f"cannot write the picture to {path}")
         self.pictureSaved.emit(str(path))
         return path
@@ -287,7 +321,7 @@ class InsidePanel(QWidget):
 
 def heatmap_plot(layout: pg.GraphicsLayout, row: int, col: int, title: str) -> tuple[pg.PlotItem, pg.ImageItem]:
     """A plot at ``(row, col)`` of ``layout`` holding one row-major ImageItem (rows down)."""
-    plot = layout.addPlot(row=row, col=col, title=title)
+    plot = layout.addPlot(row=row, col=col, title=title, axisItems=plot_axes(bottom="integer", left="integer"))
     image = pg.ImageItem(axisOrder="row-major")
     plot.addItem(image)
     plot.getViewBox().invertY(True)
@@ -312,6 +346,8 @@ class ColourBar(pg.PlotItem):
     ``values``: the (low, high) the strip spans; ``set_values`` changes them. Horizontal bars
     run low -> high left to right, vertical ones bottom to top.
     """
+
+    audit_exempt = True     # its strip is thin on purpose (studio.layout_audit)
 
     def __init__(self, colormap: pg.ColorMap, values: tuple[float, float], label: str,
                  orientation: str = "horizontal"):

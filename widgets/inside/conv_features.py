@@ -13,13 +13,14 @@ from pathlib import Path
 import numpy as np
 import pyqtgraph as pg
 from PySide6.QtCore import QPointF, QRectF, Signal
-from PySide6.QtWidgets import QLabel, QSpinBox, QVBoxLayout, QWidget
+from PySide6.QtWidgets import QComboBox, QLabel, QSpinBox, QVBoxLayout, QWidget
 
 from gatescope.widgets.inside.common import (ColourBar, InsidePanel, diverging_colormap, heatmap_plot, sequential_colormap,
                                    set_heatmap, write_csv)
 
-EMPTY_NO_BLOCK = "Select a convolution block (Conv2D or Conv1D) on the canvas to see its filters."
-EMPTY_NO_DATA = "Train, or press Run once, to see this block's filters and feature maps."
+EMPTY_NO_BLOCK = ("This model has no convolution block (Conv2D or Conv1D): add one in the Build view "
+                  "to see its filters.")
+EMPTY_NO_DATA = "Train the model, or choose a probe sample, to see this block's filters and feature maps."
 
 
 def normalise_each(tiles: np.ndarray) -> np.ndarray:
@@ -51,10 +52,12 @@ def mosaic(tiles: np.ndarray, columns: int | None = None, gap: int = 1, fill: fl
 class ConvFeaturesPanel(InsidePanel):
     """Filter grid (left) and feature-map grid (right) of one convolution block.
 
-    Signal: ``frameChanged(t)`` when the person picks another time step of a video clip.
+    Signals: ``frameChanged(t)`` when the person picks another time step of a video clip;
+    ``blockChosen(block_id)`` when they pick another convolution block in the list.
     """
 
     frameChanged = Signal(int)
+    blockChosen = Signal(str)
 
     def __init__(self, parent: QWidget | None = None):
         super().__init__("Convolution: filters and feature maps",
@@ -68,6 +71,12 @@ class ConvFeaturesPanel(InsidePanel):
         self.frame_spin.setPrefix("frame t = ")
         self.frame_spin.setToolTip("Which time step of the video clip to show the feature maps of")
         self.frame_spin.valueChanged.connect(self._on_frame)
+        self.block_combo = QComboBox()
+        self.block_combo.setToolTip("The convolution block whose filters are shown")
+        self.block_combo.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToContents)
+        self.block_combo.currentIndexChanged.connect(self._on_block_index)
+        self.controls.addWidget(QLabel("Block:"))
+        self.controls.addWidget(self.block_combo)
         self.controls.addWidget(self.channel_spin)
         self.controls.addWidget(self.frame_spin)
 
@@ -103,6 +112,20 @@ class ConvFeaturesPanel(InsidePanel):
         self.show_message(EMPTY_NO_BLOCK)
 
     # ----------------------------------------------------------------- data
+    def set_blocks(self, blocks: list[tuple[str, str]], current: str | None = None) -> None:
+        """The convolution blocks to choose from, as ``(block_id, label)``; ``current`` selected."""
+        self.block_combo.blockSignals(True)
+        self.block_combo.clear()
+        for block_id, label in blocks:
+            self.block_combo.addItem(label, block_id)
+        index = self.block_combo.findData(current) if current is not None else -1
+        self.block_combo.setCurrentIndex(index if index >= 0 else (0 if blocks else -1))
+        self.block_combo.blockSignals(False)
+
+    def _on_block_index(self, index: int) -> None:
+        if index >= 0:
+            self.blockChosen.emit(self.block_combo.itemData(index))
+
     def set_filters(self, filters: np.ndarray, caption: str = "") -> None:
         """Filters ``(F, C, kh, kw)`` (Conv2D) or ``(F, C, k)`` (Conv1D), as the block stores them."""
         self.filters = np.asarray(filters, dtype=np.float32)

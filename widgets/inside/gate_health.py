@@ -12,9 +12,9 @@ import pyqtgraph as pg
 from PySide6.QtWidgets import QLabel, QVBoxLayout, QWidget
 
 from gatescope.widgets import theme
-from gatescope.widgets.inside.common import InsidePanel, gate_label
+from gatescope.widgets.inside.common import InsidePanel, gate_symbol
 
-EMPTY = "Select a recurrent block, then train or press Run once to check the health of its gates."
+EMPTY = "Select an LSTM or GRU block, then train the model (or choose a probe sample) to check its gates."
 
 # Bars drawn per gate: key in the health dict, legend text, colour.
 MEASURES = (
@@ -43,7 +43,8 @@ class GateHealthPanel(InsidePanel):
         column.addWidget(self.caption_label)
         column.addWidget(self.plot_widget, 1)
         column.addWidget(self.findings_label)
-        self.set_content(content)
+        self.plot_widget.setMinimumHeight(160)
+        self.set_content(content, min_height=240)
         self.plot = self.plot_widget.getPlotItem()
         theme.plain_axes(self.plot)
         self.plot.setMenuEnabled(False)
@@ -61,9 +62,10 @@ class GateHealthPanel(InsidePanel):
         self.show_message(EMPTY)
 
     def set_health(self, health: dict[str, dict[str, float]], findings: list[str] | None = None,
-                   family: str = "LSTM", caption: str = "") -> None:
+                   family: str = "LSTM", caption: str = "", notes: list[str] | None = None) -> None:
         """Show ``health``: gate name -> {"saturated_low", "saturated_high", "frozen_units"} as
-        fractions 0..1, in drawing order; ``findings``: sentences about problems found."""
+        fractions 0..1, in drawing order; ``findings``: sentences about problems found;
+        ``notes``: sentences about gates pinned on purpose (shown, never as a problem)."""
         if not health:
             self.show_message(EMPTY)
             return
@@ -90,12 +92,18 @@ class GateHealthPanel(InsidePanel):
             else:
                 self.bars[key].setOpts(height=heights)
         self._drawn_names = names
-        self.plot.getAxis("bottom").setTicks([[(float(i), gate_label(n, family)) for i, n in enumerate(names)], []])
+        # The lectures' symbols on the axis (i_t, f_t, ...): the full names overlapped in a narrow panel.
+        self.plot.getAxis("bottom").setTicks([[(float(i), gate_symbol(n, family)) for i, n in enumerate(names)], []])
         self.plot.setXRange(-0.6, len(names) - 0.4, padding=0)
         self.plot.setYRange(0, 100, padding=0.02)
+        notes = list(notes or [])
+        pinned = "\n".join("📌 " + n for n in notes)
         if self.findings:
-            self.findings_label.setText("\n".join("⚠ " + f for f in self.findings))
+            self.findings_label.setText("\n".join(["⚠ " + f for f in self.findings] + ([pinned] if pinned else [])))
             style = f"color: {theme.WARNING};"
+        elif notes:
+            self.findings_label.setText("✓ No learned gate is stuck.\n" + pinned)
+            style = f"color: {theme.TEXT};"
         else:
             self.findings_label.setText("✓ No gate is stuck: every gate still moves with its input.")
             style = f"color: {theme.GOOD};"
