@@ -157,6 +157,8 @@ CASES = [
     ((2, 3, 9, 7), 2, 5, 1, "same", True),
     ((2, 2, 7, 8), 3, 3, 2, 1, True),
     ((2, 2, 6, 7), 2, 2, 2, "same", False),
+    ((2, 2, 17, 16), 3, 3, 1, "same", True),       # maps of 16x16 and more: im2col per image
+    ((2, 1, 20, 20), 2, 5, 1, "valid", False),
 ]
 
 
