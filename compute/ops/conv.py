@@ -79,7 +79,8 @@ def same_padding(n: int, kernel: int, stride: int) -> tuple[int, int]:
 def _winograd_pays(channels: int, out_h: int, out_w: int) -> bool:
     """Whether Winograd F(4x4, 3x3) beats im2col + GEMM for ``channels`` input channels and
     an Ho x Wo output: the rule :func:`algorithm` applies, read off these measurements
-    (forward+backward, Winograd time / im2col time, one BLAS thread, this machine):
+    (forward+backward, Winograd time / im2col time, CPU time of one thread with one BLAS
+    thread, on the 2-core development machine while other work loaded it):
 
     - 16 to 128 channels: 0.50-0.98 on 4x4 to 32x32 maps, N = 16 to 64, 1 to 128 filters;
     - 8 channels: 0.50-0.68 on 8x8 and 16x16 maps, but 1.05 on 32x32 (K=32, N=64);
@@ -247,8 +248,8 @@ def conv2d_backward(grad_y, saved, weight, x_shape: tuple[int, int, int, int], s
 def _per_image(xp, out_h: int, out_w: int) -> bool:
     """Whether im2col's products run per image, ``W @ col[:, image]`` straight into that image's
     ``y`` (and ``dy[image]`` back), instead of one product over the batch and a reorder of its
-    (F, N, Ho*Wo) rows. Per image measured faster, one BLAS thread, on maps of 16x16 and more
-    with 1 to 16 channels: forward 0.33-0.97 of the time, dW 0.76-0.92 (1.04-1.30 with 32
+    (F, N, Ho*Wo) rows. Per image measured faster (CPU time, one BLAS thread, the loaded
+    development machine) on maps of 16x16 and more with 1 to 16 channels: forward 0.33-0.97 of the time, dW 0.76-0.92 (1.04-1.30 with 32
     channels), dx's product 0.39-1.03 (32x32x3->32, N=64: 4.4 ms against 8.4 forward); on
     smaller maps the per-image products get too narrow for BLAS.
     (With 2 BLAS threads, the per-image forward measured 1.07x slower on 16x16x32->64, now a

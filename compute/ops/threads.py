@@ -8,8 +8,8 @@ when all are done. Between the kernels the BLAS products use the same cores with
 threads, so a layer alternates between two kinds of parallel work and never runs both at once.
 
 The transforms around Winograd's products took 60-85% of its time on the bench's Conv2D shapes
-and the examples' (one BLAS thread), the copies around im2col's product 40-65%: left serial
-while BLAS uses every core, they would cost more than the products.
+and the examples' (CPU time, one BLAS thread), the copies around im2col's product 38-66%: left
+serial while BLAS uses every core, they would cost more than the products.
 
 Why not numba's ``parallel=True``: with no TBB or OpenMP library numba uses its ``workqueue``
 threading layer, which aborts the process when two Python threads launch parallel kernels at
