@@ -88,6 +88,44 @@ class TrainSettings:
             raise ValueError("clip_norm and weight_decay must be 0 or more, momentum in 0..1")
 
 
+def fit_problem(dataset: Dataset, input_shape: tuple[int, ...], task: str | None,
+                head_shape: tuple[int, ...] | None) -> str | None:
+    """Why a model with this Input shape, task and head output cannot train on ``dataset``
+    (one sentence saying what to change), or None when it can.
+
+    When the samples hold as many values as the Input expects, only in another shape (vectors
+    of 40 for a GRU that reads 40 steps of one feature), the sentence points at a Reshape block
+    after an Input of the data's shape, not at changing the Input alone (which would break the
+    blocks after it).
+    """
+    have, want = tuple(dataset.sample_shape), tuple(input_shape)
+    if have != want:
+        from gatescope.compute.layers.base import describe_shape, with_article
+        said = (f"the dataset's samples are {with_article(describe_shape(have))} but the Input block expects "
+                f"{with_article(describe_shape(want))}")
+        data_shape = ", ".join(map(str, have))
+        if int(np.prod(have)) == int(np.prod(want)):
+            return (f"{said}: set the Input's shape to {data_shape} and put a Reshape block with shape "
+                    f"{', '.join(map(str, want))} right after it")
+        return f"{said}; set the Input's shape to {data_shape} (the Input's inspector has \"Use the data's shape\")"
+    if task != dataset.task:
+        return (f"the dataset is for {dataset.task} but the model ends in a {task} block; "
+                f"use {'Classify' if dataset.task == 'classification' else 'Regress'} as the output")
+    if head_shape is None:
+        return None
+    if dataset.task == "classification":
+        if dataset.n_classes > head_shape[-1]:
+            return (f"the dataset has {dataset.n_classes} classes but the model gives {head_shape[-1]} "
+                    f"class scores; set the last Dense to {dataset.n_classes} units")
+        label_shape = dataset.y.shape[1:]
+        if label_shape != tuple(head_shape[:-1]):
+            return (f"the labels have shape {label_shape} per sample but the model predicts "
+                    f"{tuple(head_shape[:-1]) or 'one label'} per sample; use return_sequences to match per-step labels")
+    elif int(np.prod(dataset.y.shape[1:])) != int(np.prod(head_shape)):
+        return f"the targets have shape {dataset.y.shape[1:]} per sample but the model predicts {tuple(head_shape)}"
+    return None
+
+
 @dataclass
 class Event:
     """One thing that happened: ``kind`` is start, step, epoch, finished, stopped or failed."""
@@ -210,28 +248,11 @@ class Trainer:
         self._backup = {name: xp.empty_like(p) for name, p, _ in model.parameters()}
 
     def _check_fit(self) -> None:
-        ds, model = self.dataset, self.model
-        if tuple(ds.sample_shape) != tuple(model.input_shape):
-            raise DataError(f"the dataset's samples have shape {ds.sample_shape} but the model's Input "
-                            f"block expects {tuple(model.input_shape)}; set the Input shape to "
-                            f"{list(ds.sample_shape)}")
-        if model.task != ds.task:
-            raise DataError(f"the dataset is for {ds.task} but the model ends in a {model.task} block; "
-                            f"use {'Classify' if ds.task == 'classification' else 'Regress'} as the output")
-        out_shape = model.analysis.info[model.head_id].out_shape
-        if ds.task == "classification":
-            if ds.n_classes > out_shape[-1]:
-                raise DataError(f"the dataset has {ds.n_classes} classes but the model gives {out_shape[-1]} "
-                                f"class scores; set the last Dense to {ds.n_classes} units")
-            label_shape = ds.y.shape[1:]
-            if label_shape != out_shape[:-1]:
-                raise DataError(f"the labels have shape {label_shape} per sample but the model predicts "
-                                f"{out_shape[:-1] or 'one label'} per sample; "
-                                "use return_sequences to match per-step labels")
-        else:
-            target = ds.y.shape[1:]
-            if int(np.prod(target)) != int(np.prod(out_shape)):
-                raise DataError(f"the targets have shape {target} per sample but the model predicts {out_shape}")
+        model = self.model
+        problem = fit_problem(self.dataset, model.input_shape, model.task,
+                              model.analysis.info[model.head_id].out_shape)
+        if problem:
+            raise DataError(problem)
 
     # ----------------------------------------------------------------- data
     def _parts(self):

@@ -28,7 +28,7 @@ from PySide6.QtWidgets import QApplication, QFrame, QLabel, QMainWindow, QMenu, 
 from gatescope.compute.backend import DeviceError, select_device
 from gatescope.compute.datasets import Dataset, DataError, split_indices
 from gatescope.compute.graph import Model
-from gatescope.compute.train import TrainSettings
+from gatescope.compute.train import TrainSettings, fit_problem
 from gatescope.studio import __version__, palette_data
 from gatescope.studio.data_control import DataController, describe_source
 from gatescope.studio.dialogs import Dialogs, QuietDialogs
@@ -600,14 +600,8 @@ class MainWindow(QMainWindow):
             if self.data.busy:
                 return None     # the run loads it itself when Train is pressed before it arrives
             return "no dataset is loaded; choose one in the Data panel of the Train view"
-        shape = tuple(dataset.sample_shape)
-        wanted = analysis.info[analysis.input_id].out_shape
-        if tuple(wanted) != shape:
-            return (f"the dataset's samples have shape {list(shape)} but the Input block expects {list(wanted)}; "
-                    f"set the Input block's shape to {', '.join(map(str, shape))}")
-        if analysis.task != dataset.task:
-            return (f"the dataset is for {dataset.task} but the model ends in a {analysis.task} block")
-        return None
+        return fit_problem(dataset, analysis.info[analysis.input_id].out_shape, analysis.task,
+                           analysis.info[analysis.head_id].out_shape)
 
     # ----------------------------------------------------------------- clipboard
     def copy(self) -> None:
