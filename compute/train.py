@@ -17,6 +17,8 @@ from typing import Any, Iterator
 
 import numpy as np
 
+from gatescope.compute.augment import Augmentation, applies_to, augment_batch
+from gatescope.compute.augment import check_settings as check_augmentation
 from gatescope.compute.backend import to_numpy
 from gatescope.compute.datasets import Dataset, DataError, split_indices
 from gatescope.compute.graph import Model
@@ -44,6 +46,13 @@ class TrainSettings:
     seed: int = 0
     device: str = "auto"
     steps_per_epoch: int = 0        # 0 = one pass over the training split
+    # Augmentation of training images and clips (compute.augment; 0 / False = off)
+    augment_shift: float = 0.0
+    augment_scale: float = 0.0
+    augment_flip: bool = False
+    augment_brightness: float = 0.0
+    augment_noise: float = 0.0
+    augment_speed: float = 0.0
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "TrainSettings":
@@ -86,6 +95,7 @@ class TrainSettings:
                 raise ValueError(f"{name} must be between 0 and 0.9")
         if self.clip_norm < 0 or self.weight_decay < 0 or not 0 <= self.momentum < 1:
             raise ValueError("clip_norm and weight_decay must be 0 or more, momentum in 0..1")
+        check_augmentation(self)
 
 
 def fit_problem(dataset: Dataset, input_shape: tuple[int, ...], task: str | None,
@@ -246,6 +256,11 @@ class Trainer:
             self.optimizer.load_state_dict(self.state.optimizer)
         xp = model.xp
         self._backup = {name: xp.empty_like(p) for name, p, _ in model.parameters()}
+        augmentation = Augmentation.from_settings(settings)
+        self.augmentation = augmentation if augmentation.active and applies_to(dataset.sample_shape) else None
+        self.note = ("augmentation changes images and clips; these samples are "
+                     f"{len(dataset.sample_shape)}-axis arrays, so it is off") \
+            if augmentation.active and self.augmentation is None else ""
 
     def _check_fit(self) -> None:
         model = self.model
@@ -283,7 +298,8 @@ class Trainer:
         steps = max(1, steps)
         self._drop_unfinished_steps(steps)
         yield Event("start", {"device": self.device_name, "train": n, "val": len(x_val),
-                              "steps_per_epoch": steps, "epochs": epochs, "first_epoch": self.state.epochs_done})
+                              "steps_per_epoch": steps, "epochs": epochs, "first_epoch": self.state.epochs_done,
+                              "note": self.note})
         started = time.perf_counter()
         last_probe = 0.0
         last_good_loss = None
@@ -304,6 +320,8 @@ class Trainer:
                 t0 = time.perf_counter()
                 idx = order[step * batch:(step + 1) * batch]
                 xb, yb = x_train[idx], y_train[idx]
+                if self.augmentation is not None:   # the training split only; reproducible from the seed
+                    xb = augment_batch(xb, self.augmentation, np.random.default_rng([s.seed, epoch, step, 5]))
                 model.zero_grads()
                 try:
                     # overflow shows up as a non-finite loss or norm, reported below in words
