@@ -57,7 +57,7 @@ def _frame_features() -> list[tuple[str, dict]]:
 
 def _positions(spec: GraphSpec) -> dict[str, tuple[float, float]]:
     """Canvas places: the chain wraps onto rows of five, as Auto Layout does."""
-    from gatescope.studio.document import layered_positions
+    from gatescope.studio.layout import layered_positions
     return layered_positions(spec, {})
 
 
