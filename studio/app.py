@@ -27,6 +27,7 @@ from PySide6.QtWidgets import QApplication, QFrame, QLabel, QMainWindow, QMenu, 
 
 from gatescope.compute.backend import DeviceError, select_device
 from gatescope.compute.datasets import Dataset, DataError, split_indices
+from gatescope.compute.datasets.files import LOADER_OPTIONS, detect_format
 from gatescope.compute.graph import Model
 from gatescope.compute.train import TrainSettings, fit_problem
 from gatescope.studio import __version__, palette_data
@@ -138,6 +139,7 @@ class MainWindow(QMainWindow):
         self.inspector = Inspector()
         self.data_panel = DataPanel()
         self.data_panel.set_sources(palette_data.dataset_sources())
+        self.data_panel.set_formats(LOADER_OPTIONS, detect_format)
         self.training_panel = TrainingPanel(palette_data.training_fields())
         self.run_controls = RunControls()
         self.curves = CurvesPanel()
@@ -374,6 +376,7 @@ class MainWindow(QMainWindow):
         self.canvas.selectionChanged.connect(self._on_selection_changed)
         self.palette.blockActivated.connect(self._on_palette_activated)
         self.inspector.settingEdited.connect(doc.set_setting)
+        self.inspector.useDataShapeRequested.connect(self.use_data_shape)
         self.training_panel.settingEdited.connect(self._on_training_setting)
         self.run_controls.trainRequested.connect(self.start_training)
         self.run_controls.pauseRequested.connect(self.pause_training)
@@ -416,7 +419,7 @@ class MainWindow(QMainWindow):
         if LAYOUTS_KEY in project.panels:       # else the arrangement the person has stays
             self.views.restore_layouts(project.panels[LAYOUTS_KEY])
         self.data.clear()
-        self.data_panel.set_reference(project.dataset)
+        self.data_panel.set_reference(dataset_reference(project))   # paths as they are read: absolute
         self.choose_dataset(project.dataset, from_project=True)
         QTimer.singleShot(0, self.canvas.fit_to_view)
         self._update_title()
@@ -578,10 +581,27 @@ class MainWindow(QMainWindow):
         block = self.project.graph.block(ids[0])
         self.inspector.show_block(block.id, block.type, palette_data.block_summary(block.type),
                                   palette_data.block_fields(block.type), block.settings)
+        self.inspector.offer_data_shape(self._data_shape_offer(block))
         status = self.block_status().get(block.id, {})
         self.inspector.show_result(status.get("shape", ""), status.get("params", ""), status.get("formula", ""),
                                    status.get("error"), status.get("warning"), status.get("size_formula", ""))
         self.inspector.set_locked(self.training_control.running)
+
+    def _data_shape_offer(self, block) -> str:
+        """The text of the Input's "use the data's shape" button, or '' when it has that shape."""
+        dataset = self.data.dataset
+        if block.type != "Input" or dataset is None or tuple(block.settings.get("shape", ())) == dataset.sample_shape:
+            return ""
+        return f"Use the data's shape: {' x '.join(map(str, dataset.sample_shape))}"
+
+    def use_data_shape(self, block_id: str) -> None:
+        """Set the Input block ``block_id``'s shape to the loaded samples' shape (one undo step)."""
+        dataset = self.data.dataset
+        if dataset is None or self._editing_refused():
+            return
+        self.document.set_setting(block_id, "shape", tuple(int(v) for v in dataset.sample_shape))
+        self.statusBar().showMessage(f"{self.block_name(block_id)} takes the data's shape now "
+                                     f"({self.undo_action.shortcut().toString()} puts the old one back)", 6000)
 
     def _refresh_train_blocker(self) -> None:
         if not self.training_control.running:
@@ -660,6 +680,7 @@ class MainWindow(QMainWindow):
         n_test = len(dataset.x_test) if dataset.x_test is not None else len(split.test)
         summary, samples, labels = palette_data.dataset_view(dataset, len(split.train), len(split.val), n_test)
         self.data_panel.show_dataset(summary, samples, labels)
+        self._refresh_inspector()              # the Input's "use the data's shape" follows the data
         if not from_project and ref != self.project.dataset:
             self.project.dataset = ref
             self.document.mark_modified()
@@ -674,7 +695,7 @@ class MainWindow(QMainWindow):
             self.data_panel.show_error(message)
         else:
             # Never a half-changed project: the panel goes back to the dataset still in use.
-            self.data_panel.set_reference(self.data.ref)
+            self.data_panel.set_reference(dataset_reference(replace(self.project, dataset=dict(self.data.ref))))
             self.data_panel.show_error(f"{message}\n\nThe project keeps {describe_source(self.data.ref)}.")
         self._refresh_train_blocker()
 

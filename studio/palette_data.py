@@ -28,6 +28,9 @@ _DETAIL_FORMS = {
 
 # Parameters of bundled datasets whose values are a known few (shown as choices in the data panel).
 DATASET_CHOICES = {"digits": {"layout": ["image", "vector", "rows"]}}
+# Registered sources that read a person's own files: offered as own data (a video folder is a
+# format of the file loader), not in the list of bundled datasets.
+OWN_DATA_SOURCES = ("video-folder",)
 
 
 def palette_blocks() -> list[dict]:
@@ -213,6 +216,8 @@ def dataset_sources() -> list[dict]:
     """Bundled datasets with their parameters (name -> default) for the data panel."""
     out = []
     for name in builtin_names():
+        if name in OWN_DATA_SOURCES:
+            continue
         builder, description = BUILTINS[name]
         params = {p.name: p.default for p in inspect.signature(builder).parameters.values()
                   if p.default is not inspect.Parameter.empty}
@@ -232,7 +237,8 @@ def dataset_view(dataset: Dataset, n_train: int, n_val: int, n_test: int, n_samp
              f"Split: {n_train:,} train, {n_val:,} validation, {n_test:,} test"]
     if dataset.description:
         lines.append(dataset.description)
-    summary: dict[str, Any] = {"title": dataset.name, "lines": lines, "kind": "image"}
+    summary: dict[str, Any] = {"title": dataset.name, "lines": lines, "kind": "image",
+                               "warnings": list(dataset.meta.get("warnings", []))}
     if dataset.task == "classification":
         summary["class_counts"] = [int(c) for c in dataset.class_counts()]
         summary["class_names"] = list(dataset.class_names)

@@ -111,7 +111,7 @@ def _check_labels(y: np.ndarray, task: str, where: str) -> np.ndarray:
         raise DataError(f"{where}: class labels must be whole numbers 0, 1, 2, ...; found {y.dtype} values")
     if not np.isfinite(y).all() or not np.array_equal(y, np.round(y)):
         raise DataError(f"{where}: class labels must be whole numbers 0, 1, 2, ...; found non-integer values "
-                        "(for numeric targets pass task='regression')")
+                        "(if they are numbers to predict, choose Regression as the task)")
     if y.size and y.min() < 0:
         raise DataError(f"{where}: class labels must be 0 or more; found {int(y.min())}")
     return y.astype(np.int64)
@@ -294,8 +294,8 @@ def _load_images(path: Path, task: str, resize=None, grey: bool = False) -> Data
     sizes = {img.shape[:2] for img in images}
     if len(sizes) > 1:
         listed = ", ".join(f"{h}x{w}" for h, w in sorted(sizes)[:4])
-        raise DataError(f"{path.name}: the images have different sizes ({listed}); pass resize=(H, W) "
-                        "to resize them all to one size")
+        raise DataError(f"{path.name}: the images have different sizes ({listed}); set 'Resize to' a height "
+                        "and width (resize=[H, W]) to resize them all to one size")
     x = np.stack(images).transpose(0, 3, 1, 2)  # (N, H, W, C) -> (N, C, H, W)
     return Dataset(path.name, np.ascontiguousarray(x, dtype=np.float32), np.array(labels, dtype=np.int64),
                    "classification", [c.name for c in classes], description=f"images from {path.name}",

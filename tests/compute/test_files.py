@@ -128,7 +128,7 @@ def test_image_folder_colour_and_grey(tmp_path):
 
 def test_mixed_sizes_need_resize(tmp_path):
     root = make_folder(tmp_path, sizes=((6, 5), (8, 8)))
-    with pytest.raises(DataError, match=r"different sizes \(6x5, 8x8\); pass resize=\(H, W\)"):
+    with pytest.raises(DataError, match=r"different sizes \(6x5, 8x8\); set 'Resize to'"):
         load_file(root)
     data = load_file(root, resize=(4, 4))
     assert data.x.shape == (4, 3, 4, 4)

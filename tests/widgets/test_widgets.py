@@ -227,8 +227,8 @@ def test_data_panel_shows_dataset_and_errors(qtbot):
     assert len(panel.shown_samples) == 4 and "4 samples" in panel.summary.text()
     panel.show_error("digits layout must be one of image, vector, rows")
     assert panel.error.isVisibleTo(panel) and "4 samples" in panel.summary.text()
-    panel.choose_file = lambda parent, folder: "/data/my.npz"
-    panel.source.setCurrentText("Your own file…")
+    panel.choose_file = lambda parent, what: "/data/my.npz"
+    panel.source.setCurrentText("Your own data…")
     with qtbot.waitSignal(panel.datasetRequested) as requested:
         panel.file_button.click()
-    assert requested.args[0] == {"kind": "file", "path": "/data/my.npz"}
+    assert requested.args[0] == {"kind": "file", "path": "/data/my.npz", "params": {}}
