@@ -693,6 +693,11 @@ class MainWindow(QMainWindow):
     def _on_dataset_failed(self, message: str, ref: dict, from_project: bool) -> None:
         if from_project or self.data.dataset is None:
             self.data_panel.show_error(message)
+        elif ref.get("kind") == "file":
+            # Own data stays shown with its options, to be mended and loaded again; the words say
+            # plainly that the project goes on with the dataset it had.
+            self.data_panel.show_error(f"{message}\n\nNot loaded: the project keeps {describe_source(self.data.ref)}. "
+                                       "Change the options above and press Load, or choose other data.")
         else:
             # Never a half-changed project: the panel goes back to the dataset still in use.
             self.data_panel.set_reference(dataset_reference(replace(self.project, dataset=dict(self.data.ref))))
