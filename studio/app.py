@@ -118,6 +118,7 @@ class MainWindow(QMainWindow):
         self._run_started = 0.0
         self.inside: InsideController | None = None
         self.video: VideoController | None = None
+        self.new_from_data_controller = None   # File > New from Data…, made when first asked for
         self.val_predictions = None      # of the newest evaluation, per validation sample
         self.setWindowTitle("GateScope")
 
@@ -258,6 +259,7 @@ class MainWindow(QMainWindow):
         bar = self.menuBar()
         file_menu = bar.addMenu("&File")
         self.new_action = self._action(file_menu, "&New", self.new_project, QKeySequence.New)
+        self.new_from_data_action = self._action(file_menu, "New from &Data…", self.new_from_data)
         self.open_action = self._action(file_menu, "&Open…", self.open_dialog, QKeySequence.Open)
         self.examples_menu = file_menu.addMenu("Open &Example")
         self.examples_menu.aboutToShow.connect(self._fill_examples)
@@ -471,8 +473,15 @@ class MainWindow(QMainWindow):
         return self.files.may_close_project()
 
     def new_project(self) -> None:
-        """An empty project (digits as its dataset)."""
-        self.files.new_project()
+        """An empty project that keeps the dataset in use (its paths made absolute)."""
+        self.files.new_project(Project(dataset=dataset_reference(self.project)))
+
+    def new_from_data(self) -> None:
+        """File > New from Data…: the dialog that reads data and makes a project for it."""
+        if self.new_from_data_controller is None:
+            from gatescope.studio.new_from_data import NewFromData
+            self.new_from_data_controller = NewFromData(self)
+        self.new_from_data_controller.show()
 
     def open_dialog(self) -> None:
         self.files.open_dialog()
@@ -810,7 +819,8 @@ class MainWindow(QMainWindow):
         self.document.locked = running
         self.inspector.set_locked(running)
         self.palette.setEnabled(not running)
-        for action in self.graph_actions + (self.undo_action, self.redo_action, self.new_action):
+        for action in self.graph_actions + (self.undo_action, self.redo_action, self.new_action,
+                                            self.new_from_data_action):
             action.setEnabled(not running)
         if not running:
             self.undo_action.setEnabled(self.document.undo_stack.canUndo())
@@ -921,7 +931,7 @@ class MainWindow(QMainWindow):
             event.ignore()
             return
         self.files.shutdown()
-        for controller in (self.inside, self.video):
+        for controller in (self.inside, self.video, self.new_from_data_controller):
             if controller is not None:
                 controller.shutdown()
         self.training_control.shutdown()

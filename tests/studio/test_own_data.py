@@ -190,3 +190,37 @@ def test_data_beside_the_project_is_saved_relative_to_it(window, qtbot, tmp_path
     assert window.open_path(moved / "model.gscope")
     qtbot.waitUntil(lambda: window.current_dataset() is not None and not window.data.busy, timeout=10000)
     assert window.current_dataset().name == "d" and window.data_panel.error.isHidden()
+
+
+def test_new_from_data_shows_what_was_found_then_writes_and_opens_the_project(window, qtbot, tmp_path):
+    folder = tmp_path / "lab"
+    folder.mkdir()
+    rng = np.random.default_rng(3)
+    np.savez(folder / "signals.npz", x=rng.standard_normal((90, 12)), y=np.repeat([2, 5, 9], 30))
+    window.new_from_data()
+    controller = window.new_from_data_controller
+    dialog = controller.dialog
+    assert not dialog.create_button.isEnabled()
+    dialog.data.choose_file = lambda parent, what: str(folder / "signals.npz")
+    dialog.data.file_button.click()
+    qtbot.waitUntil(lambda: controller.dataset is not None, timeout=10000)
+    found = dialog.found.text()
+    assert "90 samples, each a vector 12" in found and "3 classes: 2 30, 5 30, 9 30" in found
+    assert "numbered as classes 0 to 2" in found
+    assert [dialog.template.itemText(i) for i in range(dialog.template.count())] == ["mlp", "cnn1d", "gru", "lstm"]
+    assert dialog.template.currentText() == "mlp" and dialog.create_button.isEnabled()
+    dialog.template.setCurrentText("cnn1d")
+    dialog.epochs.setValue(3)
+    assert window.current_dataset().name == "digits"          # nothing changes before Create
+    window.dialogs.save_to = str(folder / "signals.gscope")
+    assert controller.suggested_path() == str(folder / "signals.gscope")
+    dialog.create_button.click()
+    qtbot.waitUntil(lambda: window.current_dataset() is not None and window.current_dataset().name == "signals",
+                    timeout=10000)
+    project = window.project
+    assert project.path == folder / "signals.gscope" and project.training.epochs == 3
+    assert [b.type for b in project.graph.blocks][:3] == ["Input", "BatchNorm", "Reshape"]
+    assert project.graph.blocks[-1].settings["class_names"] == "2,5,9"
+    assert window.train_blocker() is None
+    saved = json.loads(zipfile.ZipFile(folder / "signals.gscope").read("project.json"))
+    assert saved["dataset"]["path"] == "signals.npz"
