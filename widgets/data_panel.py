@@ -131,7 +131,8 @@ class DataPanel(QWidget):
         row = QHBoxLayout()
         self.source = QComboBox()
         self.source.currentTextChanged.connect(self._on_source_changed)
-        row.addWidget(QLabel("Dataset"))
+        self.source_label = QLabel("Dataset")
+        row.addWidget(self.source_label)
         row.addWidget(self.source, 1)
         self.load_button = QPushButton("Load")
         self.load_button.setToolTip("Load the dataset with the settings below")
@@ -291,8 +292,9 @@ class DataPanel(QWidget):
             editor.set_value(value)
         else:
             editor = QSpinBox()
-            low = {"label_column": -1000, "frames": 1, "stride": 0}[option]
+            low = {"label_column": -1, "frames": 1, "stride": 0}[option]
             editor.setRange(low, 100000 if option != "frames" else 1024)
+            editor.setSpecialValueText({"label_column": "last", "stride": "no overlap"}.get(option, ""))
             editor.setValue(int(value))
         return editor
 

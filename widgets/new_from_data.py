@@ -11,8 +11,8 @@ with ``template``, ``epochs``, ``batch_size`` and ``learning_rate``; the data pa
 from __future__ import annotations
 
 from PySide6.QtCore import Signal
-from PySide6.QtWidgets import (QComboBox, QDialog, QDoubleSpinBox, QFormLayout, QHBoxLayout, QLabel, QPushButton,
-                               QSpinBox, QVBoxLayout)
+from PySide6.QtWidgets import (QComboBox, QDialog, QDoubleSpinBox, QFormLayout, QFrame, QHBoxLayout, QLabel,
+                               QPushButton, QScrollArea, QSpinBox, QVBoxLayout)
 
 from gatescope.widgets.data_panel import FILE_SOURCE, DataPanel
 
@@ -26,12 +26,18 @@ class NewFromDataDialog(QDialog):
     def __init__(self, parent=None):
         super().__init__(parent)
         self.setWindowTitle("New from Data")
-        self.setMinimumSize(560, 620)
+        self.setMinimumSize(640, 760)
         layout = QVBoxLayout(self)
         self.data = DataPanel()
         self.data.set_sources([])
         self.data.source.setCurrentText(FILE_SOURCE)
-        layout.addWidget(self.data, 1)
+        self.data.source.hide()          # own data only: the choice is the buttons
+        self.data.source_label.hide()
+        scroll = QScrollArea()           # the options and sample pictures need room; the dialog may be shorter
+        scroll.setWidgetResizable(True)
+        scroll.setFrameShape(QFrame.NoFrame)
+        scroll.setWidget(self.data)
+        layout.addWidget(scroll, 1)
         self.found = QLabel("Choose a file or a folder: what it holds is shown here before anything is made.")
         self.found.setWordWrap(True)
         layout.addWidget(self.found)
