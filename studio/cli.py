@@ -130,7 +130,7 @@ def _parser() -> argparse.ArgumentParser:
                      "subfolders of images or videos")
     new.add_argument("--template", help="the model to start from (default: the one for the kind of data)")
     new.add_argument("--list-templates", action="store_true", help="list the templates and exit")
-    new.add_argument("--epochs", type=int, help="epochs to train (default: about 2,000 steps, 8 to 60 epochs)")
+    new.add_argument("--epochs", type=int, help="epochs to train (default: about 1,500 steps, 8 to 40 epochs)")
     new.add_argument("--batch-size", type=int, help="samples per step (default: 16, 32 or 64 by the data's size)")
     new.add_argument("--learning-rate", type=float, help="Adam's step size (default 0.001)")
     new.add_argument("--task", choices=("classification", "regression"), help="npz and tables: what y holds")

@@ -67,7 +67,7 @@ def test_a_template_that_does_not_fit_names_those_that_do():
 def test_training_settings_follow_the_data_size():
     small = templates.training_settings(vectors(100), templates.TEMPLATES["mlp"])
     big = templates.training_settings(vectors(40000), templates.TEMPLATES["gru"])
-    assert small.batch_size == 16 and small.epochs == 60 and small.clip_norm == 0
+    assert small.batch_size == 16 and small.epochs == 40 and small.clip_norm == 0
     assert big.batch_size == 64 and big.epochs == 8 and big.clip_norm == 5.0
     assert templates.training_settings(vectors(), templates.TEMPLATES["mlp"], 3, 8, 0.01).epochs == 3
 

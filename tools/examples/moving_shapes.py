@@ -118,6 +118,87 @@ def train_and_check(project: Project, epochs: int | None = None, log=print) -> d
             "fresh_accuracy": metrics.accuracy, "fresh_clips": FRESH_CLIPS}
 
 
+# ----------------------------------------------------------------------------- other renderers
+OTHER_SHAPES = ("disc", "ring", "diamond", "bar", "plus")
+
+
+def render_other(rng, direction: int, frames: int, size: int, shape_fraction: float, speed_fraction: float):
+    """One clip (T, 1, S, S) in 0..1 drawn unlike the training generator: OpenCV shapes (a disc, a
+    ring, a diamond, a bar, a plus) drawn anti-aliased at 8x and shrunk, on a lit gradient with
+    speckle, a shape of ``shape_fraction`` of the frame across (its radius) moving
+    ``speed_fraction`` of the frame per frame in ``direction`` (0 left, 1 right, 2 up, 3 down)."""
+    import cv2
+    import numpy as np
+
+    scale = 8
+    big = size * scale
+    radius = shape_fraction * size
+    speed = speed_fraction * size
+    middle = (frames - 1) / 2.0
+    travel = speed * middle
+    low, high = radius + 0.5, size - 1.5 - radius
+    centre = rng.uniform(low + travel, high - travel) if high - travel > low + travel else size / 2.0
+    other = rng.uniform(low, high) if high > low else size / 2.0
+    kind = OTHER_SHAPES[int(rng.integers(len(OTHER_SHAPES)))]
+    gradient = np.linspace(rng.uniform(0.0, 0.2), rng.uniform(0.05, 0.3), size)
+    background = gradient[None, :] if rng.random() < 0.5 else gradient[:, None]
+    brightness = rng.uniform(0.6, 1.0)
+    clip = np.empty((frames, 1, size, size), np.float32)
+    for t in range(frames):
+        step = (t - middle) * speed * (1 if direction in (1, 3) else -1)
+        x, y = (centre + step, other) if direction in (0, 1) else (other, centre + step)
+        canvas = np.zeros((big, big), np.uint8)
+        cx, cy, r = int(round((x + 0.5) * scale)), int(round((y + 0.5) * scale)), max(1, int(round(radius * scale)))
+        if kind == "disc":
+            cv2.circle(canvas, (cx, cy), r, 255, -1, cv2.LINE_AA)
+        elif kind == "ring":
+            cv2.circle(canvas, (cx, cy), r, 255, max(2, r // 3), cv2.LINE_AA)
+        elif kind == "diamond":
+            points = np.array([[cx, cy - r], [cx + r, cy], [cx, cy + r], [cx - r, cy]], np.int32)
+            cv2.fillPoly(canvas, [points], 255, cv2.LINE_AA)
+        elif kind == "bar":
+            cv2.rectangle(canvas, (cx - r, cy - r // 2), (cx + r, cy + r // 2), 255, -1, cv2.LINE_AA)
+        else:
+            cv2.line(canvas, (cx - r, cy), (cx + r, cy), 255, max(2, r // 2), cv2.LINE_AA)
+            cv2.line(canvas, (cx, cy - r), (cx, cy + r), 255, max(2, r // 2), cv2.LINE_AA)
+        mask = cv2.resize(canvas, (size, size), interpolation=cv2.INTER_AREA).astype(np.float32) / 255.0
+        frame = background + mask * (brightness - background) + rng.normal(0.0, 0.04, (size, size))
+        clip[t, 0] = np.clip(frame, 0.0, 1.0)
+    return clip
+
+
+def other_clips(n: int, shape_fraction: float, speed_fraction: float, seed: int = 7):
+    """``n`` clips of the other renderer at one size and speed, balanced over the four directions."""
+    import numpy as np
+
+    rng = np.random.default_rng([seed, int(shape_fraction * 1000), int(speed_fraction * 1000)])
+    labels = np.arange(n) % 4
+    x = np.stack([render_other(rng, int(d), FRAMES, SIZE, shape_fraction, speed_fraction) for d in labels])
+    return x, labels.astype(np.int64)
+
+
+SHAPE_FRACTIONS = (0.04, 0.06, 0.09, 0.12, 0.16, 0.20)
+SPEED_FRACTIONS = (0.02, 0.03, 0.05, 0.075, 0.10)
+
+
+def robustness(model, clips: int = 200) -> dict:
+    """Accuracy on ``clips`` other-renderer clips for each shape size x speed of the grid."""
+    from gatescope.compute.train import evaluate
+    grid = {}
+    for shape in SHAPE_FRACTIONS:
+        for speed in SPEED_FRACTIONS:
+            x, y = other_clips(clips, shape, speed)
+            grid[f"{shape:g}x{speed:g}"] = round(float(evaluate(model, x, y).accuracy), 3)
+    return grid
+
+
+def print_grid(name: str, grid: dict) -> None:
+    print(f"{name}: accuracy on other-renderer clips; rows shape radius / frame, columns speed / frame")
+    print("        " + "".join(f"{speed:>8g}" for speed in SPEED_FRACTIONS))
+    for shape in SHAPE_FRACTIONS:
+        print(f"{shape:>8g}" + "".join(f"{grid[f'{shape:g}x{speed:g}']:>8.2f}" for speed in SPEED_FRACTIONS))
+
+
 def write_demo_video(path: Path, clips: int = 40, width: int = 640, height: int = 480, fps: float = 30.0) -> Path:
     """A camera-sized MJPG video of ``clips`` moving-shapes clips one after another (for measuring)."""
     import cv2
