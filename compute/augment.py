@@ -24,8 +24,6 @@ border, not a smeared copy of its edge.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import numpy as np
 
 SETTINGS = ("augment_shift", "augment_scale", "augment_flip", "augment_brightness", "augment_noise",
@@ -35,25 +33,9 @@ LIMITS = {"augment_shift": 0.5, "augment_scale": 0.9, "augment_brightness": 1.0,
           "augment_speed": 0.9}
 
 
-@dataclass(frozen=True)
-class Augmentation:
-    """How much of each change to draw (see the module docstring); all zero is no augmentation."""
-
-    shift: float = 0.0
-    scale: float = 0.0
-    flip: bool = False
-    brightness: float = 0.0
-    noise: float = 0.0
-    speed: float = 0.0
-
-    @classmethod
-    def from_settings(cls, settings) -> "Augmentation":
-        return cls(settings.augment_shift, settings.augment_scale, settings.augment_flip,
-                   settings.augment_brightness, settings.augment_noise, settings.augment_speed)
-
-    @property
-    def active(self) -> bool:
-        return bool(self.shift or self.scale or self.flip or self.brightness or self.noise or self.speed)
+def active(settings) -> bool:
+    """True when any augmentation setting of ``settings`` (a ``TrainSettings``) is on."""
+    return any(getattr(settings, name) for name in SETTINGS)
 
 
 def check_settings(settings) -> None:
@@ -120,30 +102,32 @@ def resample_time(x: np.ndarray, speed: np.ndarray, start: np.ndarray) -> np.nda
     return (matrix @ flat).reshape(x.shape).astype(x.dtype)
 
 
-def augment_batch(x: np.ndarray, augmentation: Augmentation, rng: np.random.Generator) -> np.ndarray:
-    """A changed copy of the images or clips ``x`` (see the module docstring); ``x`` itself is
-    left as it was. Every draw comes from ``rng``, in a fixed order."""
+def augment_batch(x: np.ndarray, settings, rng: np.random.Generator) -> np.ndarray:
+    """A changed copy of the images or clips ``x`` by the augmentation settings of ``settings``
+    (a ``TrainSettings``; see the module docstring); ``x`` itself is left as it was. Every draw
+    comes from ``rng``, in a fixed order."""
     n, height, width = x.shape[0], x.shape[-2], x.shape[-1]
-    a = augmentation
+    shift, scale_range, speed_range = settings.augment_shift, settings.augment_scale, settings.augment_speed
+    brightness, noise = settings.augment_brightness, settings.augment_noise
     out = x
-    if a.speed and x.ndim == 5:
-        speed = rng.uniform(1.0 - a.speed, 1.0, n)
+    if speed_range and x.ndim == 5:
+        speed = rng.uniform(1.0 - speed_range, 1.0, n)
         start = rng.uniform(0.0, 1.0, n) * (x.shape[1] - 1) * (1.0 - speed)
         out = resample_time(out, speed, start)
-    if a.shift or a.scale or a.flip:
-        scale = rng.uniform(1.0 - a.scale, 1.0 + a.scale, n)
-        shift_y = rng.uniform(-a.shift, a.shift, n) * height
-        shift_x = rng.uniform(-a.shift, a.shift, n) * width
-        flip = rng.random(n) < 0.5 if a.flip else np.zeros(n, bool)
+    if shift or scale_range or settings.augment_flip:
+        scale = rng.uniform(1.0 - scale_range, 1.0 + scale_range, n)
+        shift_y = rng.uniform(-shift, shift, n) * height
+        shift_x = rng.uniform(-shift, shift, n) * width
+        flip = rng.random(n) < 0.5 if settings.augment_flip else np.zeros(n, bool)
         out = transform_images(out, scale, shift_y, shift_x, flip)
-    if a.brightness or a.noise:
+    if brightness or noise:
         axes = tuple(range(1, x.ndim))
         low, high = x.min(), x.max()
         spread = np.maximum(x.max(axis=axes, keepdims=True) - x.min(axis=axes, keepdims=True), 1e-6)
-        gain = 1.0 + rng.uniform(-a.brightness, a.brightness, (n,) + (1,) * (x.ndim - 1))
-        offset = rng.uniform(-a.brightness, a.brightness, (n,) + (1,) * (x.ndim - 1)) * spread
+        gain = 1.0 + rng.uniform(-brightness, brightness, (n,) + (1,) * (x.ndim - 1))
+        offset = rng.uniform(-brightness, brightness, (n,) + (1,) * (x.ndim - 1)) * spread
         out = out * gain + offset
-        if a.noise:
-            out = out + rng.standard_normal(x.shape) * (a.noise * spread)
+        if noise:
+            out = out + rng.standard_normal(x.shape) * (noise * spread)
         out = np.clip(out, low, high)  # values stay in the data's own range (0..1 pixels stay pixels)
     return np.ascontiguousarray(out, dtype=x.dtype)

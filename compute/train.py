@@ -17,7 +17,8 @@ from typing import Any, Iterator
 
 import numpy as np
 
-from gatescope.compute.augment import Augmentation, applies_to, augment_batch
+from gatescope.compute.augment import active as augmentation_active
+from gatescope.compute.augment import applies_to, augment_batch
 from gatescope.compute.augment import check_settings as check_augmentation
 from gatescope.compute.backend import to_numpy
 from gatescope.compute.datasets import Dataset, DataError, split_indices
@@ -256,11 +257,10 @@ class Trainer:
             self.optimizer.load_state_dict(self.state.optimizer)
         xp = model.xp
         self._backup = {name: xp.empty_like(p) for name, p, _ in model.parameters()}
-        augmentation = Augmentation.from_settings(settings)
-        self.augmentation = augmentation if augmentation.active and applies_to(dataset.sample_shape) else None
+        wanted = augmentation_active(settings)
+        self.augmented = wanted and applies_to(dataset.sample_shape)
         self.note = ("augmentation changes images and clips; these samples are "
-                     f"{len(dataset.sample_shape)}-axis arrays, so it is off") \
-            if augmentation.active and self.augmentation is None else ""
+                     f"{len(dataset.sample_shape)}-axis arrays, so it is off") if wanted and not self.augmented else ""
 
     def _check_fit(self) -> None:
         model = self.model
@@ -320,8 +320,8 @@ class Trainer:
                 t0 = time.perf_counter()
                 idx = order[step * batch:(step + 1) * batch]
                 xb, yb = x_train[idx], y_train[idx]
-                if self.augmentation is not None:   # the training split only; reproducible from the seed
-                    xb = augment_batch(xb, self.augmentation, np.random.default_rng([s.seed, epoch, step, 5]))
+                if self.augmented:   # the training split only; reproducible from the seed
+                    xb = augment_batch(xb, s, np.random.default_rng([s.seed, epoch, step, 5]))
                 model.zero_grads()
                 try:
                     # overflow shows up as a non-finite loss or norm, reported below in words

@@ -3,8 +3,7 @@ split only."""
 import numpy as np
 import pytest
 
-from gatescope.compute.augment import (Augmentation, augment_batch, interpolation_matrix, resample_time,
-                                       transform_images)
+from gatescope.compute.augment import augment_batch, interpolation_matrix, resample_time, transform_images
 from gatescope.compute.datasets import Dataset
 from gatescope.compute.graph import GraphSpec, Model
 from gatescope.compute.train import Trainer, TrainSettings
@@ -55,7 +54,7 @@ def test_clips_slowed_down_are_resampled_in_time():
 def test_a_clip_gets_one_transform_on_every_frame():
     clip = np.zeros((1, 3, 1, 8, 8), np.float32)
     clip[0, :, 0, 3:5, 3:5] = 1.0
-    out = augment_batch(clip, Augmentation(shift=0.25), np.random.default_rng(3))
+    out = augment_batch(clip, TrainSettings(augment_shift=0.25), np.random.default_rng(3))
     assert np.allclose(out[0, 0], out[0, 1]) and np.allclose(out[0, 1], out[0, 2])
     assert not np.allclose(out, clip)
 
@@ -63,7 +62,8 @@ def test_a_clip_gets_one_transform_on_every_frame():
 def test_draws_are_reproducible_and_the_input_is_untouched():
     x = np.random.default_rng(2).random((4, 1, 8, 8)).astype(np.float32)
     kept = x.copy()
-    every = Augmentation(0.1, 0.3, True, 0.2, 0.05)
+    every = TrainSettings(augment_shift=0.1, augment_scale=0.3, augment_flip=True, augment_brightness=0.2,
+                          augment_noise=0.05)
     a = augment_batch(x, every, np.random.default_rng([5, 0, 0]))
     b = augment_batch(x, every, np.random.default_rng([5, 0, 0]))
     c = augment_batch(x, every, np.random.default_rng([6, 0, 0]))
@@ -98,7 +98,7 @@ def test_vectors_are_not_augmented_and_the_run_says_so():
     graph = GraphSpec.chain(("Input", {"shape": [3]}), ("Dense", {"units": 2}), ("Classify", {}))
     trainer = Trainer(Model(graph), data, TrainSettings(epochs=1, augment_shift=0.1))
     start = next(trainer.run())
-    assert trainer.augmentation is None and "so it is off" in start.data["note"]
+    assert not trainer.augmented and "so it is off" in start.data["note"]
 
 
 def test_settings_out_of_range_are_named():
