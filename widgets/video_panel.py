@@ -142,7 +142,7 @@ class VideoPanel(QWidget):
         # What the model sees: the window it was given, and a recurrent block's gates under it.
         self.sees_view = pg.GraphicsLayoutWidget()
         self.sees_view.setBackground(theme.BACKGROUND)
-        self.sees_view.setMinimumWidth(220)
+        self.sees_view.setMinimumSize(220, 300)
         self.input_plot = self.sees_view.addPlot(row=0, col=0, title="What the model is given")
         self.input_plot.setMenuEnabled(False)
         self.input_plot.hideButtons()
@@ -367,12 +367,19 @@ class VideoPanel(QWidget):
             for plot, _ in self.gate_plots.values():
                 self.sees_view.removeItem(plot)
             self.gate_plots = {}
+            layout = self.sees_view.ci.layout
+            layout.setRowStretchFactor(0, 1)
             for row, name in enumerate(gates or {}, start=1):
-                title = f"{block} · {gate_label(name, family)}" if row == 1 else gate_label(name, family)
+                units = np.asarray(gates[name]).shape[1]
+                title = f"{gate_label(name, family)}, {units} units" + (f" ({block})" if row == 1 else "")
                 plot, image = heatmap_plot(self.sees_view.ci, row, 0, title)
                 plot.setMouseEnabled(False, False)
-                plot.getAxis("left").setLabel("unit")
-                plot.getAxis("bottom").setLabel("frame of the window" if row == len(gates) else "")
+                plot.hideAxis("left")       # units down: the title says how many
+                if row == len(gates):
+                    plot.getAxis("bottom").setLabel("frame of the window")
+                else:
+                    plot.hideAxis("bottom")
+                layout.setRowStretchFactor(row, 2)
                 self.gate_plots[name] = (plot, image)
             self._gate_key = key
         for name, values in (gates or {}).items():
