@@ -268,8 +268,8 @@ class DataPanel(QWidget):
         kind = {"npz": "arrays", "csv": "table", "images": "image folder", "videos": "video folder"}.get(
             self._file_format or "", "file")
         self.description.setText(f"{kind.capitalize()}: {self._file_path}")
-        values = dict(OPTION_DEFAULTS, **FORMAT_DEFAULTS.get(self._file_format or "", {}),
-                      **self._options_by_path.get(self._file_path, {}))
+        values = {**OPTION_DEFAULTS, **FORMAT_DEFAULTS.get(self._file_format or "", {}),
+                  **self._options_by_path.get(self._file_path, {})}
         for option in self._format_options.get(self._file_format or "", []):
             editor = self._option_editor(option, values.get(option))
             label, tip = OPTION_TEXT.get(option, (_label(option), ""))
