@@ -23,17 +23,16 @@ def describe_shape(shape: tuple[int, ...]) -> str:
 
 
 def reshape_target(shape: tuple[int, ...], rank: int) -> tuple[int, ...] | None:
-    """The natural reading of ``shape`` with ``rank`` axes, or None: a vector of F as a sequence
-    of F steps of one feature ``(F, 1)``; a vector of a square number as one grey square image
-    ``(1, S, S)``; a sequence ``(T, F)`` as a grey image ``(1, T, F)``."""
+    """The natural reading of a vector ``shape`` with ``rank`` axes, or None: a vector of F as a
+    sequence of F steps of one feature ``(F, 1)``; a vector of a square number of values as one
+    grey square image ``(1, S, S)``. (A sequence fed to an image block gets no such hint: reading
+    steps x features as a picture is rarely what was meant.)"""
     values = int(np.prod(shape))
     if len(shape) == 1 and rank == 2:
         return (values, 1)
     if len(shape) == 1 and rank == 3:
         side = int(round(values ** 0.5))
         return (1, side, side) if side * side == values else None
-    if len(shape) == 2 and rank == 3:
-        return (1,) + tuple(shape)
     return None
 
 
