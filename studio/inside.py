@@ -5,9 +5,9 @@ convolution and text-generation panels show, and when.
 probes on, forward and backward with the sample's target, on its own copy of the model (so a
 training run on another thread is never disturbed) and fills the panels from what the layers
 recorded. The copy gets the newest weights: those of the live model being trained when there
-is one, else the project's saved weights, else a fresh initialisation. A run takes place on a
-worker thread (always while training), or on the GUI thread when the last one took under 20 ms; requests that arrive
-while one runs are merged into one more run.
+is one, else the project's saved weights, else a fresh initialisation. A run takes place on the
+probe worker (``studio.worker``; always while training), or on the GUI thread when the last one
+took under 20 ms; requests that arrive while one runs are merged into one more run.
 
 During training, ``on_training_event`` takes the trainer's events: every step event that
 carries probes (the trainer gathers them at most every 0.2 s) updates the gate health from
@@ -25,14 +25,12 @@ from __future__ import annotations
 
 import copy
 import json
-import queue
 import time
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
-from PySide6.QtCore import QObject, QTimer, Signal
+from PySide6.QtCore import QObject, Signal
 
 from gatescope.compute.backend import to_numpy
 from gatescope.compute.datasets import Dataset, DataError
@@ -44,6 +42,7 @@ from gatescope.studio.inside_math import (describe_input, gate_health, health_fi
                                 probe_pool, sample_probe, unwrap_probes)
 from gatescope.studio.project import Project
 from gatescope.studio.wording import plural
+from gatescope.studio.worker import Worker
 from gatescope.widgets.inside.cell_state import EMPTY_NO_BLOCK as CELL_NO_BLOCK
 from gatescope.widgets.inside.cell_state import CellStatePanel
 from gatescope.widgets.inside.common import InputSequence, gate_label
@@ -154,13 +153,14 @@ class InsideController(QObject):
         self.flags: dict[str, str] = {}
         self.loads_datasets = True
         self._closed = False
+        self._generated_once = False                # the automatic generation of a trained text model
         self.last_result: ProbeResult | None = None
         self.last_error: str | None = None
         self._training_probes: dict[str, dict[str, Any]] = {}
         self._training_step: int | None = None
         self._probe_training = False
         self._pool: tuple[np.ndarray, np.ndarray] | None = None
-        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="inside-probe")
+        self.worker = Worker("inside-probe", self)
         self._in_flight = 0
         self._pending: ProbeRequest | None = None
         self._last_run_s: float | None = None
@@ -168,10 +168,6 @@ class InsideController(QObject):
         self._refresh_cost_s = 0.0                  # the last refresh's probe run + panel filling
         self._model_cache: tuple[str, Model] | None = None
         self._fresh_weights: dict[str, np.ndarray] = {}
-        self._results: queue.SimpleQueue = queue.SimpleQueue()
-        self._poll = QTimer(self)                   # collects worker results on the GUI thread
-        self._poll.setInterval(10)
-        self._poll.timeout.connect(self._collect_results)
         self.gates.blockChosen.connect(self._on_block_chosen)
         self.convolution.blockChosen.connect(self._on_conv_chosen)
         self.gates.sampleChanged.connect(self.set_probe_sample)
@@ -190,6 +186,7 @@ class InsideController(QObject):
             self.gradients.clear_current()
             self.flags_clear()
             self._training_probes = {}
+            self._generated_once = False
         if dataset is not None or project_changed:
             self.set_dataset(dataset)
         self._pick_default_blocks()
@@ -298,15 +295,6 @@ class InsideController(QObject):
         turns on its probes and makes its weights the ones probe runs read."""
         self.set_model(model)
 
-    def attach_training_run(self, run) -> None:
-        """Follow a ``studio.training_worker.TrainingRun``: its started, steps, epoch and ended
-        signals (queued to the GUI thread)."""
-        worker = run.worker
-        worker.started.connect(self.on_training_started)
-        worker.steps.connect(self.on_training_steps)
-        worker.epoch.connect(self.on_training_epoch)
-        worker.ended.connect(self.on_training_ended)
-
     def on_training_started(self, data: dict | None = None) -> None:
         self.on_training_event(("start", data or {}))
 
@@ -350,29 +338,20 @@ class InsideController(QObject):
             # run on the GUI thread competes with the trainer and stalls the event loop.
             self._apply(self._run_probe(request))
             return
-        self._submit(self._job, request)
+        self._submit(self._run_probe, request)
 
     def _submit(self, job, *args) -> None:
+        """Run ``job(*args)`` (a probe run or a generation: both return their result and never
+        raise) on the probe worker; its result comes back to ``_on_job_done`` on the GUI thread."""
         if self._closed:
             return
         self._in_flight += 1
-        self._poll.start()
-        self._executor.submit(job, *args)
+        self.worker.submit(job, *args, done=self._on_job_done, failed=self._on_job_failed)
 
-    def _job(self, request: ProbeRequest) -> None:
-        self._results.put(self._run_probe(request))
-
-    def _collect_results(self) -> None:
-        # A queue polled by a GUI-thread timer rather than a cross-thread signal: results are
-        # plain Python objects and never travel through Qt's event marshalling.
-        while True:
-            try:
-                result = self._results.get_nowait()
-            except queue.Empty:
-                break
-            self._on_job_done(result)
-        if not self._in_flight:
-            self._poll.stop()
+    def _on_job_failed(self, message: str, details: str) -> None:
+        # The jobs catch everything themselves; this keeps the count right should one not.
+        self._in_flight -= 1
+        self.last_error = message
 
     def _on_job_done(self, result) -> None:
         self._in_flight -= 1
@@ -706,6 +685,12 @@ class InsideController(QObject):
         available, why = self.can_generate()
         if available:
             self.text_generation.set_available(True)
+            if (not self._generated_once and not self.training and self.project is not None
+                    and self.project.weights):
+                # A trained character model opened: show what it writes, as a person would ask first.
+                self._generated_once = True
+                panel = self.text_generation
+                self.generate(panel.prefix_edit.text(), panel.temperature_spin.value(), panel.length_spin.value())
         else:
             self.text_generation.set_available(False, why)
 
@@ -723,7 +708,7 @@ class InsideController(QObject):
         self._submit(self._generate_job, request, vocab, prefix, float(temperature), int(length))
 
     def _generate_job(self, request: ProbeRequest, vocab: list[str], prefix: str, temperature: float,
-                      length: int) -> None:
+                      length: int) -> GenerationResult:
         result = GenerationResult(prefix, vocab=vocab)
         try:
             model, _ = self._model_for(request)
@@ -736,7 +721,7 @@ class InsideController(QObject):
             result.error = str(exc)
         except Exception as exc:  # noqa: BLE001 - reported in the panel, never raised on a thread
             result.error = f"{type(exc).__name__}: {exc}"
-        self._results.put(result)
+        return result
 
     def _show_generation(self, result: GenerationResult) -> None:
         self.text_generation.set_busy(False)
@@ -749,8 +734,7 @@ class InsideController(QObject):
     def shutdown(self) -> None:
         """Stop the worker thread (waits for a run under way); later requests are ignored."""
         self._closed = True
-        self._poll.stop()
-        self._executor.shutdown(wait=True)
+        self.worker.shutdown()
 
 
 # Panel titles and where each starts in the Inside view: the gates and the filters share the
