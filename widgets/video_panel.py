@@ -146,6 +146,7 @@ class VideoPanel(QWidget):
         self.input_plot = self.sees_view.addPlot(row=0, col=0, title="What the model is given")
         self.input_plot.setMenuEnabled(False)
         self.input_plot.hideButtons()
+        theme.plain_axes(self.input_plot)
         self.input_plot.hideAxis("left")
         self.input_plot.hideAxis("bottom")
         self.input_plot.setMouseEnabled(False, False)
