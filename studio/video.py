@@ -421,13 +421,16 @@ def recurrent_block(model) -> str:
     return ""
 
 
-def classify_window(model, window: np.ndarray, class_names: list[str], frame: int) -> Prediction:
-    """``model``'s class probabilities for one clip ``window`` (T, C, H, W), and for a model with
-    a recurrent block the gates it opened over the window (probes on for this one sample: the
-    step loop records them as it runs, at no extra pass). Qt-free: the inference worker runs it."""
+def classify_window(model, window: np.ndarray, class_names: list[str], frame: int,
+                    with_gates: bool = True) -> Prediction:
+    """``model``'s class probabilities for one clip ``window`` (T, C, H, W), and with
+    ``with_gates``, for a model with a recurrent block, the gates it opened over the window
+    (probes on for this one sample: the step loop records them as it runs, at no extra pass,
+    though on the CPU a probed step takes the NumPy route rather than the fused kernel). Qt-free:
+    the inference worker runs it."""
     started = time.perf_counter()
     block = recurrent_block(model)
-    layer = model.layers[block] if block else None
+    layer = model.layers[block] if block and with_gates else None
     if layer is not None:
         layer.probe = [0]
     try:
@@ -660,6 +663,10 @@ class VideoPipeline(QObject):
         self.last_window: np.ndarray | None = None
         self.failed: str | None = None
         self.windows_offered = self.windows_dropped = self.most_waiting = 0
+        # Gates are recorded for at most one window every ``gates_interval_s``: the eye follows
+        # ten pictures a second, and a probed window costs the recurrent block its fused kernel.
+        self.gates_interval_s = 0.1
+        self._gates_at = 0.0
 
     # ----------------------------------------------------------------- model
     def set_model(self, model, class_names: list[str] | None = None, clip_format: ClipFormat | None = None) -> None:
@@ -829,7 +836,11 @@ class VideoPipeline(QObject):
     def _infer(self, window: np.ndarray, frame: int) -> None:
         model, session = self._model, self._session
         self._inferring = True
-        self.inference.submit(classify_window, model, window, list(self._class_names), frame,
+        now = time.perf_counter()
+        with_gates = now - self._gates_at >= self.gates_interval_s
+        if with_gates:
+            self._gates_at = now
+        self.inference.submit(classify_window, model, window, list(self._class_names), frame, with_gates,
                               done=lambda prediction: self._on_inferred(session, model, prediction),
                               failed=lambda message, details: self._on_model_failed(model, message))
 
@@ -1057,7 +1068,8 @@ class VideoController(QObject):
         self.panel.show_prediction(prediction.probabilities, prediction.class_names, prediction.frame)
         if prediction.window is not None:
             self.panel.show_model_input(model_input_picture(prediction.window))
-        self.panel.show_gates(prediction.gates, prediction.family, prediction.gate_block)
+        if prediction.gates is not None or not recurrent_block(self.pipeline.model):
+            self.panel.show_gates(prediction.gates, prediction.family, prediction.gate_block)
         self.predictionReady.emit(prediction)
 
     def draw(self) -> None:

@@ -156,6 +156,8 @@ class VideoPanel(QWidget):
         self.input_plot.addItem(self.input_image)
         self.gate_plots: dict[str, tuple[pg.PlotItem, pg.ImageItem]] = {}
         self._gate_key: tuple = ()
+        self._pending_input: np.ndarray | None = None
+        self._pending_gates: tuple | None = None
         splitter.addWidget(self.sees_view)
 
         right = QWidget()
@@ -281,6 +283,15 @@ class VideoPanel(QWidget):
             self._plot_timer.start()
 
     def _redraw_timeline(self) -> None:
+        if self._pending_input is not None:
+            first = self.input_image.image is None or self.input_image.image.shape != self._pending_input.shape
+            self.input_image.setImage(self._pending_input, levels=(0.0, 1.0), autoLevels=False)
+            if first:
+                self.input_plot.getViewBox().autoRange(padding=0.02)
+            self._pending_input = None
+        if self._pending_gates is not None:
+            self._draw_gates(*self._pending_gates)
+            self._pending_gates = None
         points = np.array(self._timeline).reshape(-1, 3)
         for index, item in enumerate(self.timeline_points):
             chosen = points[points[:, 1] == index]
@@ -289,6 +300,7 @@ class VideoPanel(QWidget):
     def clear_predictions(self) -> None:
         """Forget the overlay, bars, timeline, the model's input and its gates."""
         self.input_image.clear()
+        self._pending_input = None
         self.show_gates(None)
         self._timeline.clear()
         self._plot_timer.stop()
@@ -357,12 +369,24 @@ class VideoPanel(QWidget):
         self.model_status.setText(text)
 
     def show_model_input(self, picture: np.ndarray) -> None:
-        """The window the model was given, its frames side by side, values 0..1."""
-        self.input_image.setImage(np.asarray(picture, np.float32), levels=(0.0, 1.0), autoLevels=False)
-        self.input_plot.getViewBox().autoRange(padding=0.02)
+        """The window the model was given, its frames side by side, values 0..1 (drawn with the
+        timeline, at most every ``PLOT_INTERVAL_MS``: a newer window replaces one not yet drawn)."""
+        self._pending_input = np.asarray(picture, np.float32)
+        if not self._plot_timer.isActive():
+            self._plot_timer.start()
 
     def show_gates(self, gates: dict[str, np.ndarray] | None, family: str = "LSTM", block: str = "") -> None:
-        """Heatmaps of ``gates`` (name -> (T, H)), one row each under the model's input; None hides them."""
+        """Heatmaps of ``gates`` (name -> (T, H)), one row each under the model's input; None hides
+        them (drawn with the model's input, at most every ``PLOT_INTERVAL_MS``)."""
+        if gates is None:
+            self._pending_gates = None
+            self._draw_gates(None, family, block)
+            return
+        self._pending_gates = (gates, family, block)
+        if not self._plot_timer.isActive():
+            self._plot_timer.start()
+
+    def _draw_gates(self, gates: dict[str, np.ndarray] | None, family: str, block: str) -> None:
         key = (tuple(gates), family, block) if gates else ()
         if key != self._gate_key:
             for plot, _ in self.gate_plots.values():
