@@ -5,10 +5,11 @@ generator on the capture worker, reads the webcam, a video file or a folder of i
 files at their frame rate, writes a recording, and prepares every frame as the model's Input
 block says; each frame it yields reaches the GUI thread with, once T frames are there and every
 ``clip_stride`` frames, the newest window of the last T. The GUI thread keeps the newest picture
-for drawing and hands the window to the inference worker (``classify_window``, Qt-free too),
-one at a time: when the model is slower than the camera, a window that arrives while it is busy
-replaces the one waiting (counted as skipped), so there is never more than one window waiting
-and never a backlog. The GUI thread only draws. Pause, seek, loop, speed and stop reach the
+for drawing and puts the window in a one-window slot that ``inference_loop``, a Qt-free generator
+on the inference worker, takes from (``classify_window``): when the model is slower than the
+camera, a window that arrives while it is busy replaces the one waiting (counted as skipped), so
+there is never more than one window waiting and never a backlog, and the model never waits for
+the GUI thread between windows. The GUI thread only draws. Pause, seek, loop, speed and stop reach the
 running loop through a ``PlaybackControl`` it reads between frames.
 
 Frames are preprocessed as the model's Input block says (``ClipFormat``): resized to its H, W,
@@ -619,15 +620,79 @@ def _finish_recording(control: PlaybackControl) -> Path | None:
     return recorder.close() if recorder is not None else None
 
 
+class WindowSlot:
+    """The one window waiting for the model (thread-safe): ``put`` from the GUI thread replaces a
+    window still waiting (counted in ``dropped``), ``take`` on the inference worker waits for one."""
+
+    def __init__(self):
+        self._ready = threading.Condition()
+        self._item: tuple | None = None
+        self.closed = False
+        self.dropped = self.most_waiting = 0
+
+    def put(self, item: tuple) -> None:
+        with self._ready:
+            if self._item is not None:
+                self.dropped += 1
+            self._item = item
+            self.most_waiting = 1
+            self._ready.notify()
+
+    def take(self, timeout: float) -> tuple | None:
+        with self._ready:
+            if self._item is None and not self.closed:
+                self._ready.wait(timeout)
+            item, self._item = self._item, None
+            return item
+
+    def clear(self) -> None:
+        with self._ready:
+            self._item = None
+
+    def close(self) -> None:
+        with self._ready:
+            self.closed = True
+            self._ready.notify_all()
+
+    @property
+    def waiting(self) -> int:
+        return 0 if self._item is None else 1
+
+
+def inference_loop(slot: WindowSlot, gates_interval_s: float = 0.1):
+    """Classify the window waiting in ``slot``, one after another, until the slot is closed; a
+    Qt-free generator for the inference worker. A slot item is ``(model, class_names, window,
+    frame, tag)``; yields ``("prediction", tag, model, Prediction)`` or ``("failed", tag, model,
+    message)``. Gates are recorded for at most one window every ``gates_interval_s``: the eye
+    follows ten pictures a second, and a probed window costs the recurrent block its fused kernel."""
+    gates_at = 0.0
+    while not slot.closed:
+        item = slot.take(0.1)
+        if item is None:
+            continue
+        model, names, window, frame, tag = item
+        now = time.perf_counter()
+        with_gates = now - gates_at >= gates_interval_s
+        if with_gates:
+            gates_at = now
+        try:
+            prediction = classify_window(model, window, names, frame, with_gates)
+        except Exception as exc:  # noqa: BLE001 - the person's model; reported, then set aside
+            yield ("failed", tag, model, str(exc))
+            continue
+        yield ("prediction", tag, model, prediction)
+
+
 class VideoPipeline(QObject):
     """Capture and inference, each on its own worker (``studio.worker``), around one source and
     one model.
 
     The capture worker runs ``capture_loop``; every frame it yields arrives on the GUI thread,
-    where the newest picture is kept for drawing and the window it brings, if any, goes to the
-    inference worker (``classify_window``), one at a time: a window that arrives while the model
-    is busy replaces the one waiting (counted in ``stats()["windows_dropped"]``), so at most one
-    window ever waits and a slow model never builds a backlog.
+    where the newest picture is kept for drawing and the window it brings, if any, is put in the
+    ``WindowSlot`` the inference worker's ``inference_loop`` takes from: a window that arrives
+    while the model is busy replaces the one waiting (counted in ``stats()["windows_dropped"]``),
+    so at most one window ever waits and a slow model never builds a backlog, and the model
+    takes the next window without waiting for the GUI thread.
 
     Signals (GUI thread): ``predictionReady(Prediction)``, ``messagePosted(str, bool is_error)``,
     ``stateChanged()`` when playing / paused / ended / failed changes. The attributes
@@ -652,8 +717,8 @@ class VideoPipeline(QObject):
         self._model = None
         self._class_names: list[str] = []
         self._format: ClipFormat | None = None
-        self._inferring = False
-        self._waiting: tuple[np.ndarray, int] | None = None
+        self.slot = WindowSlot()
+        self._inference_started = False
         self._latest: tuple[np.ndarray, int] | None = None
         self.frame_serial = 0
         self.loop = True
@@ -662,19 +727,16 @@ class VideoPipeline(QObject):
         self.last_prediction: Prediction | None = None
         self.last_window: np.ndarray | None = None
         self.failed: str | None = None
-        self.windows_offered = self.windows_dropped = self.most_waiting = 0
-        # Gates are recorded for at most one window every ``gates_interval_s``: the eye follows
-        # ten pictures a second, and a probed window costs the recurrent block its fused kernel.
-        self.gates_interval_s = 0.1
-        self._gates_at = 0.0
+        self.windows_offered = 0
 
     # ----------------------------------------------------------------- model
     def set_model(self, model, class_names: list[str] | None = None, clip_format: ClipFormat | None = None) -> None:
         """Classify with ``model`` (anything with ``predict(batch) -> (N, K)``) from now on; None stops
         classifying. ``clip_format`` defaults to what the model's Input block says. DataError when
         the model does not take video clips (the preview goes on without predictions)."""
+        self.slot.clear()
         if model is None:
-            self._model, self._format, self._waiting = None, None, None
+            self._model, self._format = None, None
         else:
             if clip_format is None:
                 clip_format = ClipFormat.from_model(model)
@@ -682,7 +744,9 @@ class VideoPipeline(QObject):
                     raise DataError("the model predicts numbers (a Regress output); live video shows class "
                                     "predictions, so end the model with Classify")
             self._model, self._class_names, self._format = model, list(class_names or []), clip_format
-            self._waiting = None
+            if not self._inference_started:
+                self._inference_started = True
+                self.inference.submit(inference_loop, self.slot, event=self._on_inference)
         if self.control is not None:
             self.control.clip_format = self._format
 
@@ -701,7 +765,8 @@ class VideoPipeline(QObject):
         self._session += 1
         session = self._session
         self.source, self.failed = source, None
-        self._latest, self._waiting, self.last_window = None, None, None
+        self._latest, self.last_window = None, None
+        self.slot.clear()
         self.control = PlaybackControl(play, self.loop, self.speed, self._format)
         self.capture_rate.reset()
         self.inference_rate.reset()
@@ -720,7 +785,7 @@ class VideoPipeline(QObject):
             control.finished.wait(5.0)
             saved = _finish_recording(control)
         self.source = None
-        self._waiting = None
+        self.slot.clear()
         return saved
 
     @property
@@ -823,46 +888,22 @@ class VideoPipeline(QObject):
     def _offer(self, window: np.ndarray, frame: int) -> None:
         self.windows_offered += 1
         self.last_window = window
-        if self._model is None:
-            return
-        if self._inferring:
-            if self._waiting is not None:
-                self.windows_dropped += 1
-            self._waiting = (window, frame)
-            self.most_waiting = max(self.most_waiting, 1)
-            return
-        self._infer(window, frame)
+        if self._model is not None:
+            self.slot.put((self._model, list(self._class_names), window, frame, self._session))
 
-    def _infer(self, window: np.ndarray, frame: int) -> None:
-        model, session = self._model, self._session
-        self._inferring = True
-        now = time.perf_counter()
-        with_gates = now - self._gates_at >= self.gates_interval_s
-        if with_gates:
-            self._gates_at = now
-        self.inference.submit(classify_window, model, window, list(self._class_names), frame, with_gates,
-                              done=lambda prediction: self._on_inferred(session, model, prediction),
-                              failed=lambda message, details: self._on_model_failed(model, message))
-
-    def _next(self) -> None:
-        self._inferring = False
-        if self._waiting is not None and self._model is not None:
-            (window, frame), self._waiting = self._waiting, None
-            self._infer(window, frame)
-
-    def _on_inferred(self, session: int, model, prediction: Prediction) -> None:
-        if session == self._session and model is self._model:
-            self.last_prediction = prediction
+    def _on_inference(self, event: tuple) -> None:
+        kind, session, model, payload = event
+        if model is not self._model:
+            return                                   # a model set aside or replaced meanwhile
+        if kind == "failed":
+            self._model = None
+            self.slot.clear()
+            self._message(f"the model failed on a video clip and was set aside: {payload}", True)
+        elif session == self._session:
+            self.last_prediction = payload
             self.inference_rate.tick()
-            self.on_prediction(prediction)
-            self.predictionReady.emit(prediction)
-        self._next()
-
-    def _on_model_failed(self, model, message: str) -> None:
-        if model is self._model:
-            self._model, self._waiting = None, None
-            self._message(f"the model failed on a video clip and was set aside: {message.split(': ', 1)[-1]}", True)
-        self._next()
+            self.on_prediction(payload)
+            self.predictionReady.emit(payload)
 
     def _message(self, text: str, error: bool) -> None:
         self.on_message(text, error)
@@ -876,17 +917,18 @@ class VideoPipeline(QObject):
     @property
     def waiting(self) -> int:
         """Windows waiting for the model: 0 or 1."""
-        return 0 if self._waiting is None else 1
+        return self.slot.waiting
 
     def stats(self) -> dict[str, Any]:
         return {"capture_fps": self.capture_rate.rate(), "inference_fps": self.inference_rate.rate(),
                 "frames": self.capture_rate.count, "inferences": self.inference_rate.count,
-                "windows_offered": self.windows_offered, "windows_dropped": self.windows_dropped,
-                "most_waiting": self.most_waiting}
+                "windows_offered": self.windows_offered, "windows_dropped": self.slot.dropped,
+                "most_waiting": self.slot.most_waiting}
 
     def shutdown(self) -> None:
         """Stop both workers and let go of everything (the window is closing)."""
         self.close_source()
+        self.slot.close()
         self.capture.shutdown()
         self.inference.shutdown()
 

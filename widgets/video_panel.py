@@ -285,9 +285,11 @@ class VideoPanel(QWidget):
     def _redraw_timeline(self) -> None:
         if self._pending_input is not None:
             first = self.input_image.image is None or self.input_image.image.shape != self._pending_input.shape
-            self.input_image.setImage(self._pending_input, levels=(0.0, 1.0), autoLevels=False)
             if first:
+                self.input_image.setImage(self._pending_input, levels=(0.0, 1.0), autoLevels=False)
                 self.input_plot.getViewBox().autoRange(padding=0.02)
+            else:
+                self.input_image.updateImage(self._pending_input)
             self._pending_input = None
         if self._pending_gates is not None:
             self._draw_gates(*self._pending_gates)
@@ -408,12 +410,15 @@ class VideoPanel(QWidget):
                 self.gate_plots[name] = (plot, image)
             self._gate_key = key
         for name, values in (gates or {}).items():
-            low, high = gate_range(name)
-            cmap = diverging_colormap() if name == "candidate" else sequential_colormap()
             plot, image = self.gate_plots[name]
-            set_heatmap(image, np.asarray(values, np.float32).T, (low, high), cmap)
-            plot.setXRange(-0.5, values.shape[0] - 0.5, padding=0)
-            plot.setYRange(-0.5, values.shape[1] - 0.5, padding=0)
+            values = np.asarray(values, np.float32).T
+            if image.image is not None and image.image.shape == values.shape:
+                image.updateImage(values)          # same layout: new values only (no new colour table)
+                continue
+            cmap = diverging_colormap() if name == "candidate" else sequential_colormap()
+            set_heatmap(image, values, gate_range(name), cmap)
+            plot.setXRange(-0.5, values.shape[1] - 0.5, padding=0)
+            plot.setYRange(-0.5, values.shape[0] - 0.5, padding=0)
 
     def show_message(self, text: str, error: bool = False) -> None:
         """One line of news under the picture; errors in red."""
