@@ -469,7 +469,7 @@ class MainWindow(QMainWindow):
         else:
             self.run_controls.set_progress(0.0, "Ready")
             self.training_panel.set_message("Ready: press Train (F5).")
-        self.training_panel.set_result(test_result_text(last.get("test")))
+        self.training_panel.set_result(describe_test_result(last.get("test")))
 
     def _update_title(self) -> None:
         project = self.project
@@ -942,7 +942,7 @@ class MainWindow(QMainWindow):
             label = "Done" if kind == "finished" else f"Stopped at {done} of {planned} epochs" \
                 if planned else "Stopped"
             self.run_controls.set_progress(progress_of(done, planned) if kind != "finished" else 1.0, label)
-            self.training_panel.set_result(test_result_text(test))
+            self.training_panel.set_result(describe_test_result(test))
         self.trainingEnded.emit(kind, message)
 
     # ----------------------------------------------------------------- other commands
@@ -1001,7 +1001,7 @@ class MainWindow(QMainWindow):
         event.accept()
 
 
-def test_result_text(test: dict | None) -> str:
+def describe_test_result(test: dict | None) -> str:
     """The last run's held-out test result as the training panel shows it, or ''."""
     if not isinstance(test, dict) or test.get("loss") is None:
         return ""

@@ -168,6 +168,16 @@ def test_pause_says_paused_and_keeps_the_buttons_in_place_and_stop_keeps_the_bar
     assert load_project(tmp_path / "stopped.gscope").trainer["last_run"]["planned_epochs"] == 300
 
 
+def test_the_curves_x_axis_choice_comes_back_with_the_project(window, tmp_path):
+    window.set_project(small_classifier())
+    window.curves.set_x_axis("step")
+    window.dialogs.save_to = str(tmp_path / "axis.gscope")
+    assert window.save_as()
+    window.curves.set_x_axis("epoch")
+    window.open_path(tmp_path / "axis.gscope")
+    assert window.curves.x_axis == "step"
+
+
 def test_a_regression_shows_its_loss_and_predictions_not_an_accuracy_chart(window, qtbot):
     assert window.open_path(example_path("adding-lstm"), as_example=True)
     assert window.curves.task == "regression" and not window.curves.accuracy_plot.isVisibleTo(window)
