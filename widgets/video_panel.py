@@ -300,10 +300,12 @@ class VideoPanel(QWidget):
             item.setData(x=chosen[:, 0], y=chosen[:, 1])
 
     def clear_predictions(self) -> None:
-        """Forget the overlay, bars, timeline, the model's input and its gates."""
+        """Forget the overlay, bars, timeline, the model's input and its gates' values."""
         self.input_image.clear()
         self._pending_input = None
-        self.show_gates(None)
+        self._pending_gates = None
+        for _, image in self.gate_plots.values():
+            image.clear()                # the heatmaps stay laid out (show_gates(None) removes them)
         self._timeline.clear()
         self._plot_timer.stop()
         self.overlay.setText("")
