@@ -74,6 +74,8 @@ def detect_format(path: str | os.PathLike) -> str:
         classes = _class_folders(path)
         videos = _count_files(classes, _video_suffixes())
         return "videos" if videos > _count_files(classes, IMAGE_SUFFIXES) else "images"
+    if not path.is_file():      # a device, pipe or socket: say so, not "cannot read '' files"
+        regular_file(path, "the data file")
     suffix = path.suffix.lower()
     if suffix == ".npz":
         return "npz"

@@ -240,6 +240,8 @@ def test_only_regular_files_are_read(special, tmp_path):
         path = Path(special)
     with pytest.raises(DataError, match="not a regular file"):
         load_file(path, "npz")
+    with pytest.raises(DataError, match="not a regular file"):     # with the format left to detection
+        load_file(path)
 
 
 def test_npz_members_are_sized_before_reading(tmp_path):
