@@ -7,6 +7,20 @@
     gatescope predict PROJECT (--input X.npy --output Y.npy | --video FILE) [--json]
     gatescope export PROJECT -o MODEL.onnx [--unroll]
     gatescope bench [--device D] [--only GROUP ...] [--quick] [--json]
+    gatescope new OUT.gscope --data PATH [--template NAME] [--epochs N] [--batch-size B]
+                  [--learning-rate LR] [loader options] [--force] [--json]
+    gatescope new --list-templates
+
+``new`` reads the data at PATH (an .npz with arrays x and y; a table .csv, .tsv or .txt with a
+label column; a folder with one subfolder of images or of videos per class), prints what it
+found (samples, shape, task, classes and their counts, the loader's warnings) and writes a
+project whose Input, last Dense and class names fit the data, with training settings that
+suit its size (``studio.templates``). The loader options are those of the Data panel:
+``--task classification|regression`` and ``--label-column C`` (tables; 0 the first, -1 the
+last), ``--resize HxW`` (images of different sizes), ``--grey`` / ``--colour`` (images and
+videos), ``--frames T``, ``--stride S`` and ``--size HxW`` (videos). A data path inside the
+project's folder is written relative to it. An existing OUT is kept unless ``--force``.
+``--list-templates`` prints one line per template: its name, what it is, the data it takes.
 
 Exit codes: 0 success, 2 usage error, 1 failure with one clear line on stderr. With
 ``--json`` the last line of standard output is one JSON object. Nothing here imports Qt
@@ -34,7 +48,7 @@ import numpy as np
 from gatescope.studio import __version__
 from gatescope.studio.viewspec import VIEW_KEYS, parse_size
 
-COMMANDS = ("train", "predict", "export", "bench")
+COMMANDS = ("train", "predict", "export", "bench", "new")
 
 
 class CommandError(Exception):
@@ -121,12 +135,36 @@ def _parser() -> argparse.ArgumentParser:
     bench.add_argument("--only", nargs="+", metavar="GROUP", help="only these groups (conv2d, lstm, gru, rnn, ...)")
     bench.add_argument("--quick", action="store_true", help="fewer repeats")
     bench.add_argument("--json", action="store_true")
+
+    new = sub.add_parser("new", help="make a project from a data file or folder (gatescope new --list-templates)")
+    new.add_argument("out", nargs="?", metavar="OUT.gscope", help="the project file to write")
+    new.add_argument("--data", metavar="PATH", help="an .npz, a .csv/.tsv/.txt table, or a folder of class "
+                     "subfolders of images or videos")
+    new.add_argument("--template", help="the model to start from (default: the one for the kind of data)")
+    new.add_argument("--list-templates", action="store_true", help="list the templates and exit")
+    new.add_argument("--epochs", type=int, help="epochs to train (default: about 1,500 steps, 8 to 40 epochs)")
+    new.add_argument("--batch-size", type=int, help="samples per step (default: 16, 32 or 64 by the data's size)")
+    new.add_argument("--learning-rate", type=float, help="Adam's step size (default 0.001)")
+    new.add_argument("--task", choices=("classification", "regression"), help="npz and tables: what y holds")
+    new.add_argument("--label-column", type=int, metavar="C", help="tables: the label column (0 the first, "
+                     "-1 the last; default -1)")
+    new.add_argument("--resize", metavar="HxW", help="images: resize every image to H x W pixels")
+    colour = new.add_mutually_exclusive_group()
+    colour.add_argument("--grey", action="store_true", default=None, help="images and videos: one grey channel")
+    colour.add_argument("--colour", dest="grey", action="store_false", help="images and videos: three colour "
+                        "channels (the default for images; videos default to grey)")
+    new.add_argument("--frames", type=int, metavar="T", help="videos: frames per clip (default 8)")
+    new.add_argument("--stride", type=int, metavar="S", help="videos: frames between clip starts (default: T)")
+    new.add_argument("--size", metavar="HxW", help="videos: frame size (default 16x16)")
+    new.add_argument("--force", action="store_true", help="overwrite OUT if it exists")
+    new.add_argument("--json", action="store_true")
     return parser
 
 
 def _run_command(argv: list[str]) -> int:
     args = _parser().parse_args(argv)
-    return {"train": cmd_train, "predict": cmd_predict, "export": cmd_export, "bench": cmd_bench}[args.command](args)
+    commands = {"train": cmd_train, "predict": cmd_predict, "export": cmd_export, "bench": cmd_bench, "new": cmd_new}
+    return commands[args.command](args)
 
 
 def _load(path: str, buildable: bool = False):
@@ -186,7 +224,7 @@ def cmd_train(args) -> int:
     from gatescope.compute.train import WHOLE_RANGES, Trainer
     from gatescope.studio.atomic import check_writable
     from gatescope.studio.project import ProjectError, save_project
-    from gatescope.studio.session import load_dataset
+    from gatescope.studio.session import load_dataset, portable_reference
 
     label = Path(args.project).name
     project = _load(args.project, buildable=True)
@@ -238,6 +276,7 @@ def cmd_train(args) -> int:
         failure = "out of memory; use a smaller batch size or model."
     seconds = time.perf_counter() - started
     project.take_train_state(trainer.state, model.state_dict())
+    project.dataset = portable_reference(project, out)
     try:
         save_project(project, out)
     except ProjectError as exc:
@@ -372,7 +411,8 @@ def cmd_bench(args) -> int:
             raise CommandError(f"no benchmark group {', '.join(unknown)}; choose from {', '.join(groups)}")
     if not args.json:
         print(f"GateScope bench on the {device.description}; medians, float32")
-        print(f"{'group':<8} {'case':<44} {'ours ms':>9} {'GEMM ms':>9} {'ours/GEMM':>9} {'torch ms':>9} {'torch/ours':>10}")
+        print(f"{'group':<8} {'case':<44} {'ours ms':>9} {'GEMM ms':>9} {'ours/GEMM':>9} {'torch ms':>9} "
+              f"{'torch/ours':>10}  algorithm")
 
     def show(row):
         if args.json:
@@ -380,7 +420,8 @@ def cmd_bench(args) -> int:
         fmt = lambda v, scale=1e3: "-" if v is None else f"{v * scale:9.3f}"  # noqa: E731
         ratio = lambda v: "-" if v is None else f"{v:.2f}"  # noqa: E731
         print(f"{row.group:<8} {row.name:<44} {fmt(row.ours_s)} {fmt(row.gemm_s)} {ratio(row.vs_gemm):>9} "
-              f"{fmt(row.torch_s)} {ratio(row.torch_speedup):>10}", flush=True)
+              f"{fmt(row.torch_s)} {ratio(row.torch_speedup):>10}  {row.extra.get('algorithm', '')}".rstrip(),
+              flush=True)
 
     rows = bench.run(device, args.only, args.quick, show)
     means = bench.summaries(rows)
@@ -394,6 +435,76 @@ def cmd_bench(args) -> int:
         print(f"geometric mean, {'all rows' if name == 'all' else name + ':':<12} ours/GEMM "
               f"{'-' if g is None else f'{g:.2f}'}; PyTorch time / ours "
               f"{'- (PyTorch not importable)' if t is None else f'{t:.2f}'}")
+    return 0
+
+
+def _pixels(text: str | None, option: str):
+    """``'16'`` -> 16, ``'24x32'`` -> ``[24, 32]``; CommandError for anything else."""
+    if text is None:
+        return None
+    parts = text.lower().replace("×", "x").split("x")
+    if not all(p.strip().isdigit() and int(p) > 0 for p in parts) or len(parts) > 2:
+        raise CommandError(f"{option} takes a size in pixels, such as 16 or 24x32, not {text!r}")
+    sizes = [int(p) for p in parts]
+    return sizes[0] if len(sizes) == 1 and option == "--size" else sizes * (3 - len(sizes))
+
+
+def cmd_new(args) -> int:
+    from gatescope.compute.datasets import DataError, load
+    from gatescope.studio import templates
+    from gatescope.studio.project import SUFFIX, ProjectError, save_project
+    from gatescope.studio.session import file_reference, portable_reference
+
+    if args.list_templates:
+        print("\n".join(templates.list_templates()))
+        return 0
+    if not args.out or not args.data:
+        print("gatescope new: give the project to write and --data PATH (or --list-templates)", file=sys.stderr)
+        return 2
+    out = Path(args.out)
+    if out.suffix != SUFFIX:
+        out = out.with_name(out.name + SUFFIX)
+    if out.exists() and not args.force:
+        raise CommandError(f"{out} exists already; choose another name, or pass --force to replace it")
+    options = {"task": args.task, "label_column": args.label_column, "resize": _pixels(args.resize, "--resize"),
+               "grey": args.grey, "frames": args.frames, "stride": args.stride, "size": _pixels(args.size, "--size")}
+    try:
+        ref = file_reference(args.data, options)
+        from gatescope.compute.datasets.files import LOADER_OPTIONS
+        unused = sorted(k for k in ref["params"] if k not in LOADER_OPTIONS[ref["format"]] and k != "task")
+        if unused:
+            raise CommandError(f"{Path(args.data).name} is {ref['format']} data, which takes no "
+                               f"{', '.join('--' + k.replace('_', '-') for k in unused)}")
+        dataset = load(ref)
+        project = templates.new_project(dataset, ref, args.template, name=out.stem, epochs=args.epochs,
+                                        batch_size=args.batch_size, learning_rate=args.learning_rate)
+    except (DataError, templates.TemplateError) as exc:
+        raise CommandError(str(exc)) from None
+    project.dataset = portable_reference(project, out)
+    found = templates.describe(dataset)
+    try:
+        project.training.check()
+        save_project(project, out)
+    except (ProjectError, ValueError) as exc:
+        raise CommandError(str(exc)) from None
+    from gatescope.compute.graph import analyse
+    analysis = analyse(project.graph)
+    template = templates.choose(dataset, args.template).name
+    t = project.training
+    if args.json:
+        _emit_json({"project": str(out), "template": template, "found": found, "samples": len(dataset.x),
+                    "shape": list(dataset.sample_shape), "task": dataset.task,
+                    "classes": dict(zip(dataset.class_names, dataset.class_counts().tolist()))
+                    if dataset.task == "classification" else None,
+                    "parameters": analysis.total_params, "epochs": t.epochs, "batch_size": t.batch_size,
+                    "learning_rate": t.learning_rate, "dataset": project.dataset})
+        return 0
+    print(f"found in {Path(args.data).name}:")
+    for line in found:
+        print(f"  {line}")
+    print(f"wrote {out}: the {template} template, {len(project.graph.blocks)} blocks, {analysis.total_params:,} "
+          f"parameters; {t.epochs} epochs of batches of {t.batch_size}, learning rate {t.learning_rate:g}")
+    print(f"train it: gatescope train {out}")
     return 0
 
 

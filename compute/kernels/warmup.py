@@ -26,7 +26,7 @@ log = logging.getLogger(__name__)
 def _calls():
     """Every contract function once, on tiny inputs, per variant the layers use; what every
     model needs first (the optimizers), then the LSTM and SimpleRNN (the bundled examples'
-    cells), then the rest: a training that starts meanwhile finds its kernels sooner."""
+    cells), then the rest, convolutions last: a training that starts meanwhile finds its kernels sooner."""
     from gatescope.compute import kernels
     rng = numpy.random.default_rng(0)
 
@@ -57,6 +57,24 @@ def _calls():
     kernels.gru_cho_forward_n(x_gates, arr(*state), arr(*state), gates)
     d_gates, dh_prev = kernels.gru_cho_backward_n(arr(*state), None, gates, arr(*state))
     kernels.gru_cho_backward_r(arr(*state), gates, arr(*state), d_gates, dh_prev)
+    _convolution_calls(arr)
+
+
+def _convolution_calls(arr):
+    """Conv2D by each algorithm and the four pooling kernels, forward and backward, through the
+    layers themselves: the Winograd kernels are the slowest of all to compile (about 20 s)."""
+    from gatescope.compute.layers import create
+    from gatescope.compute.ops import conv as conv_ops
+    x = arr(2, 4, 8, 8)
+    weight = arr(4, 4, 3, 3)
+    for method in conv_ops.ALGORITHMS:
+        y, saved = conv_ops.conv2d_forward(x, weight, arr(4), 1, (1, 1, 1, 1), {}, method)
+        conv_ops.conv2d_backward(arr(*y.shape), saved, weight, x.shape, 1, (1, 1, 1, 1), True, {})
+    for name in ("MaxPool2D", "AvgPool2D"):
+        layer = create(name, {"size": 2})
+        layer.build([x.shape[1:]], numpy.random.default_rng(0), numpy, numpy.float32)
+        out = layer.forward([x], True)
+        layer.backward(numpy.ones_like(out))
 
 
 def prepare() -> dict:
