@@ -251,6 +251,19 @@ def analyse(spec: GraphSpec) -> Analysis:
     return Analysis(info, order, graph_errors, inputs[0] if inputs else None, heads[0] if heads else None)
 
 
+def input_problem(analysis: Analysis, spec: GraphSpec, x) -> str | None:
+    """Why the samples ``x`` cannot go through the blocks the Input feeds (values those blocks
+    cannot read, such as token ids outside an Embedding's vocabulary), naming the block; None
+    when they can. Shapes are ``fit_problem``'s to check (``compute.train``)."""
+    for wire in spec.wires:
+        layer = analysis.info[wire.dst].layer if wire.dst in analysis.info else None
+        if wire.src == analysis.input_id and layer is not None:
+            problem = layer.input_problem(x)
+            if problem:
+                return f"the data does not fit {wire.dst} ({layer.type_name}): {problem}"
+    return None
+
+
 class GraphError(ValueError):
     """The graph cannot be built; the message lists the problems."""
 

@@ -24,7 +24,7 @@ from gatescope.compute.augment import check_settings as check_augmentation
 from gatescope.compute.backend import to_numpy
 from gatescope.compute.datasets import Dataset, DataError, Split, split_indices
 from gatescope.compute.datasets.checks import MAX_SEED
-from gatescope.compute.graph import Model
+from gatescope.compute.graph import Model, input_problem
 from gatescope.compute.optim import OPTIMIZERS, SCHEDULES, clip_by_global_norm, global_norm, learning_rate, make_optimizer
 
 
@@ -285,6 +285,9 @@ class Trainer:
         model = self.model
         problem = fit_problem(self.dataset, model.input_shape, model.task,
                               model.analysis.info[model.head_id].out_shape)
+        for x in (self.dataset.x, self.dataset.x_test):
+            if problem is None and x is not None:
+                problem = input_problem(model.analysis, model.spec, x)
         if problem:
             raise DataError(problem)
 

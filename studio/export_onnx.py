@@ -18,7 +18,10 @@ How blocks map (the details are in ``docs/onnx.md``):
 - Conv2D -> Conv; Conv1D -> Conv with a 1-D kernel between two Transposes
   ((N, T, F) -> (N, F, T) and back); MaxPool/AvgPool 1D/2D -> MaxPool/AveragePool (1-D ones
   between Transposes too); GlobalAvgPool -> GlobalAveragePool (images) or ReduceMean over time
-  (sequences); BatchNorm -> BatchNormalization with the running statistics.
+  (sequences); GlobalMaxPool1D -> ReduceMax over time; BatchNorm -> BatchNormalization with the
+  running statistics.
+- Embedding -> Cast of the input to int64, then Gather of the table's rows (ids outside the
+  vocabulary are an error in ONNX Runtime, as in GateScope).
 - Add -> Add; Concat -> Concat along the feature or channel axis.
 - A time-distributed block (a Conv2D fed a video clip, a Dense fed a sequence) is wrapped in
   Reshape (N, T, ...) -> (N*T, ...) and back.
@@ -266,6 +269,15 @@ def _global_avg_pool(g: _Graph, b: _Block, xs: list[str]) -> str:
     if len(b.in_shapes[0]) == 3:  # image (C, H, W) -> (C,)
         return g.op("Flatten", [g.op("GlobalAveragePool", [xs[0]], b.id)], b.id, axis=1)
     return g.op("ReduceMean", [xs[0]], b.id, axes=[1], keepdims=0)  # sequence: mean over time
+
+
+def _global_max_pool_1d(g: _Graph, b: _Block, xs: list[str]) -> str:
+    return g.op("ReduceMax", [xs[0]], b.id, axes=[1], keepdims=0)  # the largest of each feature over time
+
+
+def _embedding(g: _Graph, b: _Block, xs: list[str]) -> str:
+    ids = g.op("Cast", [xs[0]], b.id, to=g.helper.np_dtype_to_tensor_dtype(np.dtype(np.int64)))
+    return g.op("Gather", [g.const(f"{b.id}_W", b.params["W"]), ids], b.id, axis=0)  # (N, T) -> (N, T, D)
 
 
 def _batch_norm(g: _Graph, b: _Block, xs: list[str]) -> str:
@@ -612,6 +624,8 @@ EMITTERS: dict[str, Emitter] = {
     "MaxPool1D": _pool("MaxPool", 1),
     "AvgPool1D": _pool("AveragePool", 1),
     "GlobalAvgPool": _global_avg_pool,
+    "GlobalMaxPool1D": _global_max_pool_1d,
+    "Embedding": _embedding,
     "BatchNorm": _batch_norm,
     "Add": _add,
     "Concat": _concat,

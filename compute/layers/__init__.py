@@ -35,6 +35,7 @@ def create(type_name: str, settings: dict | None = None) -> Layer:
 
 _MODULES = (
     "core",
+    "embedding",
     "activations",
     "heads",
     "recurrent",

@@ -214,6 +214,12 @@ class Layer:
         (``floor((8 + 2x1 - 3) / 1) + 1 = 8``); empty for the others."""
         return ""
 
+    def input_problem(self, x) -> str | None:
+        """Why this block cannot read the values of ``x``, a batch straight from the Input (ids
+        out of an Embedding's vocabulary), in one sentence; None when it can, or when any values
+        do (the default). Checked on the whole dataset before training starts."""
+        return None
+
     # ----------------------------------------------------------------- parameters
     def build(self, in_shapes: list[tuple[int, ...]], rng: np.random.Generator, xp=np,
               dtype=np.float32) -> None:

@@ -78,3 +78,30 @@ def test_sample_index_temperature():
     assert sample_index(probs, 0, np.random.default_rng(0)) == 1
     draws = [sample_index(probs, 0.05, np.random.default_rng(i)) for i in range(20)]
     assert set(draws) == {1}
+
+
+def test_word_order_pairs_every_run_with_a_shuffle_of_the_same_words():
+    dataset = datasets.load({"kind": "builtin", "name": "word_order", "params": {"words": 8, "vocabulary": 300}})
+    for x, y in ((dataset.x, dataset.y), (dataset.x_test, dataset.y_test)):
+        half = len(x) // 2
+        assert (y[:half] == 1).all() and (y[half:] == 0).all()            # in order, then their shuffles
+        np.testing.assert_array_equal(np.sort(x[:half], axis=1), np.sort(x[half:], axis=1))
+        assert (x[:half] != x[half:]).any(axis=1).all()                    # every shuffle differs
+        assert x.dtype == np.float32 and (x == np.floor(x)).all() and x.min() >= 0 and x.max() < 300
+    words = dataset.meta["words"]
+    assert len(words) == 300 and words[0] == "<rare>" and words[1] == "the"
+    assert dataset.class_names == ["shuffled", "in order"]
+
+
+def test_word_order_tests_on_a_part_of_the_book_training_never_sees():
+    dataset = datasets.load({"kind": "builtin", "name": "word_order", "params": {"words": 12, "stride": 1}})
+    train = {tuple(row) for row in dataset.x[dataset.y == 1].astype(int).tolist()}
+    test = [tuple(row) for row in dataset.x_test[dataset.y_test == 1].astype(int).tolist()]
+    assert sum(row in train for row in test) <= len(test) // 100   # only runs the book itself repeats
+
+
+@pytest.mark.parametrize("params,message", [({"words": 1}, "words"), ({"vocabulary": 1}, "vocabulary"),
+                                            ({"test_share": 0.9}, "test_share"), ({"stride": "2"}, "stride")])
+def test_word_order_refuses_bad_settings(params, message):
+    with pytest.raises(DataError, match=message):
+        datasets.load({"kind": "builtin", "name": "word_order", "params": params})

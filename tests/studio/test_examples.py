@@ -14,7 +14,7 @@ from gatescope.studio.project import load_project
 from gatescope.studio.session import load_dataset
 
 EXPECTED = ["adding-lstm", "adding-rnn", "digits-cnn", "digits-rows-lstm", "hello-lstm", "moving-shapes-cnn-lstm",
-            "text-lstm"]
+            "text-bag-of-words", "text-cnn", "text-lstm"]
 
 
 def test_the_contract_examples_are_bundled():
@@ -66,3 +66,15 @@ def test_text_lstm_writes_real_words(tmp_path, capsys):
     generated = text[len(prompt):]                       # the prompt's own words do not count
     words = {w.strip(".,;:!?'\"()").lower() for w in generated.split()}
     assert len(words & {"the", "and", "she", "said", "to", "of", "it", "was", "alice", "a"}) >= 4
+
+
+def test_a_bag_of_words_cannot_tell_word_order(tmp_path, capsys):
+    """In-order and shuffled runs hold the same words, so averaging word vectors stays at chance."""
+    result, _ = _train("text-bag-of-words", tmp_path, capsys)
+    assert abs(result["test_accuracy"] - 0.5) < 0.02
+
+
+@pytest.mark.slow
+def test_the_text_cnn_reads_word_order(tmp_path, capsys):
+    result, _ = _train("text-cnn", tmp_path, capsys)
+    assert result["test_accuracy"] >= 0.85

@@ -49,13 +49,24 @@ def export_and_compare(project: Project, tmp_path, batch: int = 3, seed: int = 2
     onnx_model = onnx.load(str(path))
     onnx.checker.check_model(onnx_model, full_check=True)
     model = project.build_model()
-    x = np.random.default_rng(seed).normal(0.0, 1.0, (batch,) + tuple(model.input_shape)).astype(np.float32)
+    x = sample_input(model, batch, seed)
     expected = model.predict(x)
     session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     (got,) = session.run(None, {"input": x})
     assert got.shape == expected.shape
     np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-5)
     return summary
+
+
+def sample_input(model, batch: int, seed: int) -> np.ndarray:
+    """Random samples for ``model``: token ids where the Input feeds an Embedding, else normal values."""
+    rng = np.random.default_rng(seed)
+    shape = (batch,) + tuple(model.input_shape)
+    readers = [model.layers[bid] for bid, sources in model.sources.items() if model.input_id in sources]
+    vocabularies = [layer.settings["vocabulary"] for layer in readers if layer.type_name == "Embedding"]
+    if vocabularies:
+        return rng.integers(0, min(vocabularies), shape).astype(np.float32)
+    return rng.normal(0.0, 1.0, shape).astype(np.float32)
 
 
 def chain(*blocks) -> GraphSpec:
@@ -105,6 +116,12 @@ CONV_AND_MERGE = {
                                         ("Conv2D", {"filters": 3, "kernel_size": 3}), ("BatchNorm", {}),
                                         ("MaxPool2D", {"size": 2}), ("GlobalAvgPool", {}),
                                         ("Dense", {"units": 3}), ("Classify", {})),
+    "embedding_max_over_time": chain(("Input", {"shape": (9,)}),
+                                     ("Embedding", {"vocabulary": 11, "dimension": 4, "padding_id": 0}),
+                                     ("Conv1D", {"filters": 3, "kernel_size": 2}), ("GlobalMaxPool1D", {}),
+                                     ("Dense", {"units": 2}), ("Classify", {})),
+    "embedding_into_lstm": chain(("Input", {"shape": (6,)}), ("Embedding", {"vocabulary": 5, "dimension": 3}),
+                                 ("LSTM", {"hidden_size": 4}), ("Regress", {})),
 }
 
 
