@@ -1,7 +1,10 @@
-"""One-to-many generation from a character model (seed 001's "type h, get hello").
+"""One-to-many generation from a character model (seed 001's "type h, get hello"), and an
+encoder-decoder's answers.
 
-The model reads a window of one-hot characters ``(T, V)`` and predicts the next character;
-each sampled character is appended and fed back as the next input.
+The character model reads a window of one-hot characters ``(T, V)`` and predicts the next
+character; each sampled character is appended and fed back as the next input. The
+encoder-decoder (``answer_greedily``) reads a question and writes its answer the same way, one
+character fed back per step.
 """
 from __future__ import annotations
 
@@ -61,3 +64,42 @@ def generate(model, vocab: Sequence[str], prefix: str, length: int, temperature:
         steps[k] = probs
         ids.append(sample_index(probs, temperature, rng))
     return prefix + "".join(vocab[i] for i in ids[len(prefix):]), steps
+
+
+def answer_greedily(model, x: np.ndarray, recipe: dict, batch_size: int = 256) -> tuple[np.ndarray, np.ndarray]:
+    """An encoder-decoder's own answers to the questions in ``x``, fed back step by step.
+
+    ``x`` ``(N, Q + A, V)``: one-hot questions in steps ``0..Q-1`` (whatever steps ``Q..`` hold
+    is ignored: it is where training put the answer, teacher forcing). ``recipe`` (a dataset's
+    ``meta["answer"]``): ``start_step`` Q, ``steps`` A, ``start_id`` (the token the decoder reads
+    first) and ``end_id``. The decoder's step k reads the character it wrote at step k-1 (the
+    start token at k = 0) and its most likely character is taken (greedy). A unidirectional
+    decoder cannot see the steps after k, so the model runs once per answer step with one more
+    character filled in; steps after an end token are still computed but not part of the answer
+    (``sequence_accuracy``). Returns the answers ``(N, A)`` as ids and the probabilities of
+    every step ``(N, A, V)``.
+    """
+    start, steps = int(recipe["start_step"]), int(recipe["steps"])
+    work = np.array(x, dtype=np.float32, copy=True)
+    work[:, start:] = 0.0
+    work[:, start, int(recipe["start_id"])] = 1.0
+    rows = np.arange(len(work))
+    answers = np.zeros((len(work), steps), dtype=np.int64)
+    probs = None
+    for k in range(steps):
+        probs = model.predict(work, batch_size)
+        answers[:, k] = probs[:, k].argmax(axis=-1)
+        if k + 1 < steps:
+            work[rows, start + k + 1, answers[:, k]] = 1.0
+    return answers, probs
+
+
+def sequence_accuracy(answers: np.ndarray, targets: np.ndarray, end_id: int) -> float:
+    """The share of rows whose whole answer is right: every character up to and including the
+    first end token (what follows it is not part of the answer)."""
+    def cut(row):
+        row = list(row)
+        return row[:row.index(end_id) + 1] if end_id in row else row
+    if len(targets) == 0:
+        return float("nan")
+    return float(np.mean([cut(a) == cut(t) for a, t in zip(answers.tolist(), targets.tolist())]))

@@ -308,6 +308,19 @@ class Trainer:
         _, _, (xt, yt) = self._parts()
         return evaluate(self.model, xt, yt, max(256, self.settings.batch_size))
 
+    def test_sequence_accuracy(self) -> float | None:
+        """For an encoder-decoder dataset (one whose ``meta`` has an ``answer`` recipe): the share
+        of held-out questions whose whole answer, written by the model feeding its own characters
+        back (``compute.generate.answer_greedily``, no teacher forcing), is right. None for other
+        datasets or without test samples."""
+        recipe = self.dataset.meta.get("answer")
+        _, _, (xt, yt) = self._parts()
+        if not recipe or len(xt) == 0:
+            return None
+        from gatescope.compute.generate import answer_greedily, sequence_accuracy
+        answers, _ = answer_greedily(self.model, xt, recipe, max(256, self.settings.batch_size))
+        return sequence_accuracy(answers, yt, int(recipe["end_id"]))
+
     # ----------------------------------------------------------------- the loop
     def run(self, epochs: int | None = None, control: Control | None = None) -> Iterator[Event]:
         """Train ``epochs`` more epochs (default: the rest of ``settings.epochs``), yielding events."""

@@ -116,6 +116,7 @@ def canvas_blocks(graph: GraphSpec, positions: dict[str, tuple[float, float]]) -
         x, y = positions.get(block.id, (0.0, 0.0))
         out.append({"id": block.id, "type": block.type, "category": cls.category if cls else "",
                     "detail": block_detail(block), "inputs": input_port_count(block, graph),
+                    "port_names": list(cls.port_names) if cls else [],
                     "has_output": cls is None or cls.category != "Output", "x": x, "y": y})
     return out
 

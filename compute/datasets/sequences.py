@@ -12,7 +12,7 @@ import re
 import numpy as np
 
 from gatescope.assets import DATA
-from gatescope.compute.datasets import Dataset, register_builtin
+from gatescope.compute.datasets import Dataset, DataError, register_builtin
 from gatescope.compute.datasets.checks import (MAX_GENERATED, MAX_SEED, flag, real_number, sample_budget,
                                                whole_number)
 
@@ -196,3 +196,62 @@ def word_order(words: int = 12, vocabulary: int = 1000, stride: int = 3, test_sh
                    description=f"Alice in Wonderland, runs of {length} words in the book's order or shuffled "
                                f"({vocabulary} word ids; {len(x):,} training and {len(x_test):,} test runs)",
                    meta={"words": [UNKNOWN_WORD] + kept})
+
+
+ADDITION_VOCAB = list("0123456789+ =.")
+"""The addition dataset's characters: digits, plus, the padding space, ``=`` (the decoder's
+start token) and ``.`` (the end of an answer)."""
+
+
+@register_builtin("addition", "Sums written as characters: read '123+45', write '168' (encoder-decoder)")
+def addition(n: int = 20000, digits: int = 3, reverse_question: bool = True, seed: int = 0) -> Dataset:
+    """Unsynchronised many-to-many (seed 003's machine translation, on sums): the question
+    ``a+b`` (each of 1 to ``digits`` digits, padded with spaces to ``Q = 2*digits + 1``
+    characters) and its answer ``a + b`` followed by the end mark ``.`` (padded with more end
+    marks to ``A = digits + 2`` characters).
+
+    One Input carries both sequences, one-hot over ``ADDITION_VOCAB``, ``x`` ``(n, Q + A, 14)``:
+    steps 0..Q-1 the question (written backwards with ``reverse_question``, as Sutskever et al.
+    2014 feed their encoder: the last digits read are then the first ones the answer needs),
+    steps Q.. the answer as the decoder reads it while training, ``=`` then the answer but its
+    last character (teacher forcing: the target shifted by one step). ``y`` ``(n, A)``: the
+    answer's characters, one label per decoder step. At inference a model reads no answer: it is
+    fed its own characters back (``compute.generate.answer_greedily``, from ``meta["answer"]``).
+    Distinct questions only; the same question never lands in two splits.
+    """
+    n = whole_number("addition", "n", n, 1, MAX_GENERATED)
+    digits = whole_number("addition", "digits", digits, 1, 9)
+    reverse = flag("addition", "reverse_question", reverse_question)
+    seed = whole_number("addition", "seed", seed, 0, MAX_SEED)
+    distinct = (10 ** digits) ** 2
+    if n > distinct // 2:
+        raise DataError(f"addition: {digits}-digit sums give {distinct:,} questions; ask for at most "
+                        f"{distinct // 2:,} (n), or more digits")
+    question, answer = 2 * digits + 1, digits + 2
+    sample_budget("addition", n, (question + answer) * len(ADDITION_VOCAB))
+    rng = np.random.default_rng([seed, 2014])
+    seen: set[tuple[int, int]] = set()
+    pairs = []
+    while len(pairs) < n:
+        width_a, width_b = rng.integers(1, digits + 1, 2)
+        a, b = int(rng.integers(0, 10 ** width_a)), int(rng.integers(0, 10 ** width_b))
+        if (a, b) not in seen:
+            seen.add((a, b))
+            pairs.append((a, b))
+    index = {c: i for i, c in enumerate(ADDITION_VOCAB)}
+    ids = np.zeros((n, question + answer), dtype=np.int64)
+    y = np.zeros((n, answer), dtype=np.int64)
+    for row, (a, b) in enumerate(pairs):
+        asked = f"{a}+{b}".ljust(question)
+        said = f"{a + b}.".ljust(answer, ".")
+        ids[row, :question] = [index[c] for c in (asked[::-1] if reverse else asked)]
+        ids[row, question:] = [index["="]] + [index[c] for c in said[:-1]]
+        y[row] = [index[c] for c in said]
+    x = np.eye(len(ADDITION_VOCAB), dtype=np.float32)[ids]
+    return Dataset("addition", x, y, "classification", list(ADDITION_VOCAB),
+                   description=f"Sums of numbers up to {digits} digits as characters, {n:,} questions: "
+                               f"{question} question steps{' (written backwards)' if reverse else ''}, then "
+                               f"{answer} answer steps",
+                   meta={"answer": {"start_step": question, "steps": answer, "start_id": index["="],
+                                    "end_id": index["."], "vocab": list(ADDITION_VOCAB),
+                                    "reversed_question": reverse}})

@@ -105,3 +105,48 @@ def test_word_order_tests_on_a_part_of_the_book_training_never_sees():
 def test_word_order_refuses_bad_settings(params, message):
     with pytest.raises(DataError, match=message):
         datasets.load({"kind": "builtin", "name": "word_order", "params": params})
+
+
+def test_addition_questions_answers_and_teacher_forcing():
+    from gatescope.compute.datasets.sequences import ADDITION_VOCAB
+    dataset = datasets.load({"kind": "builtin", "name": "addition", "params": {"n": 300, "digits": 3}})
+    assert dataset.x.shape == (300, 12, 14) and dataset.y.shape == (300, 5)
+    text = lambda ids: "".join(ADDITION_VOCAB[int(i)] for i in ids)       # noqa: E731
+    for x, y in zip(dataset.x[:50], dataset.y[:50]):
+        ids = x.argmax(axis=1)
+        assert (x.sum(axis=1) == 1).all()                                  # one-hot every step
+        question = text(ids[:7])[::-1].strip()                              # written backwards
+        a, b = question.split("+")
+        answer = text(y)
+        assert answer == f"{int(a) + int(b)}.".ljust(5, ".")
+        assert text(ids[7:]) == "=" + answer[:-1]                          # the target shifted by one step
+    recipe = dataset.meta["answer"]
+    assert (recipe["start_step"], recipe["steps"]) == (7, 5) and ADDITION_VOCAB[recipe["end_id"]] == "."
+    assert len({tuple(row) for row in dataset.x[:, :7].argmax(axis=2).tolist()}) == 300   # distinct questions
+    with pytest.raises(DataError, match="at most 50"):
+        datasets.load({"kind": "builtin", "name": "addition", "params": {"n": 60, "digits": 1}})
+
+
+class _NextTokenModel:
+    """A stand-in decoder whose step k predicts (the token it reads at step k) + 1: right answers
+    come out only if each answer is fed back as the next step's input."""
+
+    def __init__(self, start, vocabulary):
+        self.start, self.vocabulary = start, vocabulary
+
+    def predict(self, x, batch_size=256):
+        read = x[:, self.start:].argmax(axis=2)
+        return np.eye(self.vocabulary, dtype=np.float32)[(read + 1) % self.vocabulary]
+
+
+def test_greedy_answers_are_fed_back_step_by_step():
+    from gatescope.compute.generate import answer_greedily, sequence_accuracy
+    x = np.zeros((2, 6, 5), np.float32)
+    x[:, 3:, 4] = 1.0                                   # teacher forcing's answer: must be ignored
+    recipe = {"start_step": 3, "steps": 3, "start_id": 1, "end_id": 0}
+    answers, probs = answer_greedily(_NextTokenModel(3, 5), x, recipe)
+    np.testing.assert_array_equal(answers, [[2, 3, 4], [2, 3, 4]])
+    assert probs.shape == (2, 3, 5)
+    targets = np.array([[2, 3, 4], [2, 0, 0]])
+    assert sequence_accuracy(answers, targets, end_id=0) == 0.5
+    assert sequence_accuracy(np.array([[2, 0, 3]]), np.array([[2, 0, 0]]), end_id=0) == 1.0   # after the end
