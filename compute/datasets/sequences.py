@@ -253,5 +253,6 @@ def addition(n: int = 20000, digits: int = 3, reverse_question: bool = True, see
                                f"{question} question steps{' (written backwards)' if reverse else ''}, then "
                                f"{answer} answer steps",
                    meta={"answer": {"start_step": question, "steps": answer, "start_id": index["="],
-                                    "end_id": index["."], "vocab": list(ADDITION_VOCAB),
+                                    "end_id": index["."], "vocab": list(ADDITION_VOCAB), "pad": " ",
+                                    "example": "123+45" if digits >= 3 else "1+2",
                                     "reversed_question": reverse}})

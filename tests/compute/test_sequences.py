@@ -150,3 +150,29 @@ def test_greedy_answers_are_fed_back_step_by_step():
     targets = np.array([[2, 3, 4], [2, 0, 0]])
     assert sequence_accuracy(answers, targets, end_id=0) == 0.5
     assert sequence_accuracy(np.array([[2, 0, 3]]), np.array([[2, 0, 0]]), end_id=0) == 1.0   # after the end
+
+
+class _EndAtOnce:
+    """A stand-in decoder that writes the end token at once and keeps what it was asked."""
+
+    def __init__(self, end, vocabulary):
+        self.end, self.vocabulary, self.seen = end, vocabulary, None
+
+    def predict(self, x, batch_size=256):
+        self.seen = x.copy()
+        return np.tile(np.eye(self.vocabulary, dtype=np.float32)[self.end], x.shape[:1] + (3, 1))
+
+
+def test_a_typed_question_is_written_as_the_dataset_writes_them():
+    from gatescope.compute.generate import ask
+    recipe = {"start_step": 4, "steps": 3, "start_id": 3, "end_id": 4, "vocab": list("12+=. "), "pad": " ",
+              "reversed_question": True}
+    model = _EndAtOnce(4, 6)
+    text, probs = ask(model, recipe, "1+2")
+    assert text == "." and probs.shape == (1, 6)
+    assert "".join(recipe["vocab"][i] for i in model.seen[0, :4].argmax(axis=1)) == " 2+1"   # padded, reversed
+    assert model.seen[0, 4].argmax() == 3                                                   # the start token
+    with pytest.raises(ValueError, match="written with '12\\+'; '=' is not among them"):
+        ask(model, recipe, "1=2")
+    with pytest.raises(ValueError, match="at most 4 characters"):
+        ask(model, recipe, "12+12")
