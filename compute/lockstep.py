@@ -90,7 +90,8 @@ class LockStep:
 
     ``models[i]`` and ``trainers[i]`` belong to ``variants[i]``; ``initial_weights[i]`` are the
     host arrays it starts from; ``shared[i]`` the array names it took from an earlier variant;
-    ``seconds[i]`` the time spent in its training steps and ``steps_done[i]`` how many it made.
+    ``step_seconds[i]`` the time each of its training steps took, ``seconds[i]`` their sum and
+    ``steps_done[i]`` their number.
     ``xp``/``device_name``: where the models compute (``compute.backend.select_device``).
     """
 
@@ -105,8 +106,7 @@ class LockStep:
         self.initial_weights = [m.state_dict() for m in self.models]
         self.trainers = [Trainer(m, dataset, v.settings, None, device_name)
                          for m, v in zip(self.models, self.variants)]
-        self.seconds = [0.0] * len(self.variants)
-        self.steps_done = [0] * len(self.variants)
+        self.step_seconds: list[list[float]] = [[] for _ in self.variants]
         split = self.trainers[0].split
         pool = split.val if len(split.val) else split.train
         chosen = np.asarray(pool)[:probe_samples]
@@ -166,7 +166,7 @@ class LockStep:
         totals = {i: 0 for i in runs}
 
         def share(k: int) -> float:
-            return self.steps_done[k] / totals[k] if totals[k] else 0.0
+            return len(self.step_seconds[k]) / totals[k] if totals[k] else 0.0
 
         stop_at = None
         while runs:
@@ -184,8 +184,7 @@ class LockStep:
                 del runs[i]
                 continue
             if event.kind == "step":
-                self.seconds[i] += time.perf_counter() - started
-                self.steps_done[i] += 1
+                self.step_seconds[i].append(time.perf_counter() - started)
             yield i, event
             if event.kind == "start":
                 totals[i] = max(1, event.data["steps_per_epoch"] * event.data["epochs"])
@@ -194,6 +193,18 @@ class LockStep:
             elif event.kind in ENDINGS:
                 del runs[i]
 
+    @property
+    def steps_done(self) -> list[int]:
+        return [len(times) for times in self.step_seconds]
+
+    @property
+    def seconds(self) -> list[float]:
+        return [float(sum(times)) for times in self.step_seconds]
+
     def seconds_per_step(self, index: int) -> float | None:
-        """Mean seconds of one training step of variant ``index`` (None before its first)."""
-        return self.seconds[index] / self.steps_done[index] if self.steps_done[index] else None
+        """The median seconds of one training step of variant ``index`` (None before its first).
+        The median, not the mean: a variant's first step also compiles or loads its kernels, and
+        on a shared machine a step now and then waits for another process (on the 2-core
+        development machine under load, a 64-unit LSTM's first step took 712 ms, its median 211 ms)."""
+        times = self.step_seconds[index]
+        return float(np.median(times)) if times else None
