@@ -31,6 +31,7 @@ from gatescope.compute.graph import Model
 from gatescope.compute.train import TrainSettings
 from gatescope.studio import __version__, palette_data
 from gatescope.studio.data_control import DataController, describe_source
+from gatescope.studio.compare_view import CompareController, install_compare
 from gatescope.studio.dialogs import Dialogs, QuietDialogs
 from gatescope.studio.document import Document
 from gatescope.studio.files import FilesController
@@ -79,8 +80,9 @@ class MainWindow(QMainWindow):
       panel (the gate health's stuck gates, say); an empty message clears it.
 
     With ``extra_panels`` (the default) the window installs the inside-the-network panels
-    (``self.inside``, a ``studio.inside.InsideController``) and the video panel (``self.video``,
-    a ``studio.video.VideoController``).
+    (``self.inside``, a ``studio.inside.InsideController``), the video panel (``self.video``,
+    a ``studio.video.VideoController``) and the Compare view (``self.compare``, a
+    ``studio.compare_view.CompareController``).
 
     Signals:
       ``projectChanged(object)``: a project was opened or created (the Project).
@@ -91,7 +93,7 @@ class MainWindow(QMainWindow):
       ``trainingStarted(dict)``, ``trainingStep(dict)`` (coalesced steps, at most 25/s, with
       ``probes`` as host NumPy arrays when recorded), ``trainingEpoch(dict)``,
       ``trainingEnded(str kind, str message)``.
-      ``viewChanged(str)``: another view is shown (``build``, ``train``, ``inside``, ``video``).
+      ``viewChanged(str)``: another view is shown (``build``, ``train``, ``inside``, ``video``, ``compare``).
     """
 
     projectChanged = Signal(object)
@@ -117,6 +119,7 @@ class MainWindow(QMainWindow):
         self._run_started = 0.0
         self.inside: InsideController | None = None
         self.video: VideoController | None = None
+        self.compare: CompareController | None = None
         self.val_predictions = None      # of the newest evaluation, per validation sample
         self.setWindowTitle("GateScope")
 
@@ -159,6 +162,7 @@ class MainWindow(QMainWindow):
         if extra_panels:
             self.inside = install_inside_panels(self)
             self.video = install_video_panel(self)
+            self.compare = install_compare(self)
         self.views.arrange()
 
         self.device_label = QLabel()
@@ -901,7 +905,7 @@ class MainWindow(QMainWindow):
             event.ignore()
             return
         self.files.shutdown()
-        for controller in (self.inside, self.video):
+        for controller in (self.inside, self.video, self.compare):
             if controller is not None:
                 controller.shutdown()
         self.training_control.shutdown()

@@ -18,7 +18,7 @@ import logging
 import re
 import time
 import traceback
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field, fields, replace
 from typing import Any, Iterator
 
 import numpy as np
@@ -105,6 +105,16 @@ def swap_options(graph: GraphSpec, block_id: str) -> list[str]:
     return options
 
 
+def swappable_blocks(graph: GraphSpec) -> list[str]:
+    """The blocks of ``graph`` whose palette group has another type (or whose type has variants):
+    those that may have something to be swapped for (``swap_options`` says what, at a cost)."""
+    groups: dict[str, int] = {}
+    for type_name, cls in layer_registry.REGISTRY.items():
+        groups[cls.category] = groups.get(cls.category, 0) + len(_options_of(type_name))
+    return [b.id for b in graph.blocks if b.type in layer_registry.REGISTRY
+            and groups[layer_registry.REGISTRY[b.type].category] > 1]
+
+
 def _or_list(words: list[str]) -> str:
     return words[0] if len(words) == 1 else ", ".join(words[:-1]) + " or " + words[-1]
 
@@ -163,14 +173,6 @@ def _kind_of_training(name: str) -> str:
     return {bool: "bool", int: "int", float: "float", str: "str"}[type(getattr(TrainSettings(), name))]
 
 
-def _spelled(value: Any) -> str:
-    if isinstance(value, bool):
-        return "on" if value else "off"
-    if isinstance(value, tuple):
-        return "x".join(str(v) for v in value)
-    return f"{value:g}" if isinstance(value, float) else str(value)
-
-
 def _vary_variants(graph: GraphSpec, training: TrainSettings, choice: CompareChoice) -> list[Variant]:
     setting = choice.setting
     variants = []
@@ -187,7 +189,7 @@ def _vary_variants(graph: GraphSpec, training: TrainSettings, choice: CompareCho
                               f"{', '.join(spec) or 'none'} (training.{setting} for a training setting)")
         kind = spec[setting].kind
     for raw in choice.options:
-        where = f"{choice.block}.{setting}={_spelled(raw)}"
+        where = f"{choice.block}.{setting}={run_history.show_value(raw)}"
         try:
             value = typed_value(kind, raw)
             if choice.block == TRAINING:
@@ -203,8 +205,35 @@ def _vary_variants(graph: GraphSpec, training: TrainSettings, choice: CompareCho
                     raise ValueError(problem)
         except (ValueError, TypeError) as exc:
             raise ChoiceError(f"{where}: {exc}") from None
-        variants.append(Variant(f"{setting} {_spelled(value)}", variant_graph, settings))
+        variants.append(Variant(f"{setting} {run_history.show_value(value)}", variant_graph, settings))
     return variants
+
+
+def typed_choice(graph: GraphSpec, choice: CompareChoice) -> CompareChoice:
+    """``choice`` with a vary's values read as its setting's kind (``"0.5"`` -> ``0.5``) where they
+    can be, as a project file keeps them; values that cannot be, and swaps, stay as they are."""
+    if choice.kind != "vary":
+        return choice
+    if choice.block == TRAINING:
+        if choice.setting not in {f.name for f in fields(TrainSettings)}:
+            return choice
+        kind = _kind_of_training(choice.setting)
+    else:
+        try:
+            block = graph.block(choice.block)
+        except KeyError:
+            return choice
+        spec = {s.name: s for s in layer_registry.REGISTRY[block.type].settings_spec}
+        if choice.setting not in spec:
+            return choice
+        kind = spec[choice.setting].kind
+    try:
+        values = tuple(typed_value(kind, v) for v in choice.options)
+    except ValueError:
+        return choice
+    if kind == "float":
+        values = tuple(float(v) for v in values)
+    return replace(choice, options=values)
 
 
 def variants_for(graph: GraphSpec, training: TrainSettings, choice: CompareChoice) -> list[Variant]:
@@ -284,7 +313,8 @@ def compare_events(job: CompareJob, control: Control, min_interval_s: float = 1.
       "shared"}], "same_batches", "device_description", "task", "class_names"})``;
     * ``("steps", {"variants": {index: {"global_steps", "losses", "accuracies"}}, "done",
       "total"})``: every step since the last one sent (NumPy arrays; accuracies NaN for a
-      regression), at most ``1 / min_interval_s`` times a second; ``done``/``total``: steps per variant;
+      regression), at most ``1 / min_interval_s`` times a second; ``done``/``total``: steps per
+      variant; ``seconds_per_step``: each variant's median so far (None before its first);
     * ``("epoch", {"variant", "record"})``: a variant's epoch record;
     * ``("probe", {"variant", "epoch", "blocks"})``: gradients through time and gate health of
       its recurrent blocks after ``epoch`` epochs (see ``_probe_summary``);
@@ -334,7 +364,8 @@ def _compare(job: CompareJob, control: Control, lockstep: LockStep, device_descr
         payload = {i: {"global_steps": np.asarray(s, dtype=np.int64), "losses": np.asarray(l, dtype=np.float64),
                        "accuracies": np.asarray(a, dtype=np.float64)} for i, (s, l, a) in pending.items()}
         pending = {}
-        return RunEvent("steps", {"variants": payload, "done": list(lockstep.steps_done), "total": totals})
+        return RunEvent("steps", {"variants": payload, "done": list(lockstep.steps_done), "total": totals,
+                                  "seconds_per_step": [lockstep.seconds_per_step(k) for k in range(count)]})
 
     try:
         for i, event in lockstep.run(job.epochs, control):
@@ -422,3 +453,16 @@ def variant_project(base: Project, result: VariantResult, compared_with: list[st
                                        "test": result.test})
     project.runs = [result_run([], result, project.keep_run_weights)]
     return project
+
+
+def with_model(project: Project, graph: GraphSpec, training: TrainSettings, state: TrainState,
+               weights: dict[str, np.ndarray], ended: str, test: dict | None) -> Project:
+    """``project`` with another model: ``graph`` trained with ``training`` to ``state`` and
+    ``weights`` (a variant made the project's model, a run restored). Its file, name, dataset,
+    run history, comparison and layout stay; blocks new to the canvas are placed when it opens."""
+    changed = replace(project, graph=copy.deepcopy(graph), training=TrainSettings(**training.to_dict()),
+                      positions={k: v for k, v in project.positions.items() if k in {b.id for b in graph.blocks}},
+                      runs=list(project.runs))
+    changed.take_train_state(state, weights, last_run={"planned_epochs": state.epochs_done, "ended": ended,
+                                                       "test": test})
+    return changed

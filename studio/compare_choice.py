@@ -40,7 +40,7 @@ class CompareChoice:
 
     def describe(self) -> str:
         """The choice as the command line spells it (``b1=LSTM,GRU``, ``training.clip_norm=0,1``)."""
-        values = ",".join(_spell(v) for v in self.options)
+        values = ",".join(spell(v) for v in self.options)
         return f"{self.block}={values}" if self.kind == "swap" else f"{self.block}.{self.setting}={values}"
 
     def to_json(self) -> dict[str, Any]:
@@ -55,7 +55,8 @@ class CompareChoice:
         return data
 
 
-def _spell(value: Any) -> str:
+def spell(value: Any) -> str:
+    """A value as the command line writes it: ``true``, ``0.001``, ``8x8``."""
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, (list, tuple)):

@@ -564,7 +564,7 @@ def _text(value: Any) -> bool:
 
 def _run_from_json(record: dict, where: str, need, label: str) -> run_history.Run:
     known = {"number", "when", "kind", "label", "ended", "graph", "training", "after", "changes", "first_epoch",
-             "epochs", "test", "seconds", "parameters", "has_weights"}
+             "epochs", "test", "seconds", "parameters", "steps_per_epoch", "has_weights"}
     unknown = sorted(set(record) - known)
     need(not unknown, where, f"has unknown keys {', '.join(unknown)}")
     number = record.get("number")
@@ -602,6 +602,7 @@ def _run_from_json(record: dict, where: str, need, label: str) -> run_history.Ru
     need(_finite_number(record.get("seconds", 0)) and record.get("seconds", 0) >= 0, f"{where}.seconds",
          "must be a finite number of 0 or more")
     need(_whole(record.get("parameters", 0)), f"{where}.parameters", "must be a whole number")
+    need(_whole(record.get("steps_per_epoch", 0)), f"{where}.steps_per_epoch", "must be a whole number")
     need(isinstance(record.get("has_weights", False), bool), f"{where}.has_weights", "must be true or false")
     # The model and settings a run trained are checked exactly as a project's own are (a run
     # keeps no dataset of its own: the project's is the one it trained on).
@@ -615,7 +616,7 @@ def _run_from_json(record: dict, where: str, need, label: str) -> run_history.Ru
                            ended=record["ended"], graph=model.graph, training=model.training, after=after,
                            changes=list(changes), first_epoch=record.get("first_epoch", 0),
                            epochs=[dict(e) for e in epochs], test=test, seconds=float(record.get("seconds", 0)),
-                           parameters=record.get("parameters", 0))
+                           parameters=record.get("parameters", 0), steps_per_epoch=record.get("steps_per_epoch", 0))
 
 
 def _run_arrays(run: run_history.Run, has_weights: bool, arrays: dict[str, np.ndarray], where: str, label: str,

@@ -42,7 +42,8 @@ class Run:
     trained before this run (a run that resumed); ``epochs``: this run's epoch records (as
     ``compute.train.TrainState.history`` holds them); ``test``: ``{"loss", "accuracy",
     "samples"}`` or None; ``step_numbers``/``step_losses``: this run's per-step curve;
-    ``weights``: host arrays keyed ``block/name``, empty when not kept.
+    ``steps_per_epoch``: of this run (its step numbers count in it); ``weights``: host arrays
+    keyed ``block/name``, empty when not kept.
     """
 
     number: int
@@ -59,6 +60,7 @@ class Run:
     test: dict[str, Any] | None = None
     seconds: float = 0.0
     parameters: int = 0
+    steps_per_epoch: int = 0
     step_numbers: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
     step_losses: np.ndarray = field(default_factory=lambda: np.zeros(0, np.float32))
     weights: dict[str, np.ndarray] = field(default_factory=dict)
@@ -109,7 +111,8 @@ def _effective(block_type: str, settings: dict) -> dict:
         return dict(settings)
 
 
-def _show(value: Any) -> str:
+def show_value(value: Any) -> str:
+    """A setting's value in a sentence: ``on``/``off``, ``0.001``, ``8x8``."""
     if isinstance(value, bool):
         return "on" if value else "off"
     if isinstance(value, float):
@@ -138,13 +141,13 @@ def settings_diff(graph_before: GraphSpec, training_before: TrainSettings,
         old_settings, new_settings = _effective(old.type, old.settings), _effective(block.type, block.settings)
         for name in new_settings:
             if name in old_settings and old_settings[name] != new_settings[name]:
-                changes.append(f"{block.id} {name} {_show(old_settings[name])} → {_show(new_settings[name])}")
+                changes.append(f"{block.id} {name} {show_value(old_settings[name])} → {show_value(new_settings[name])}")
     if {(w.src, w.dst, w.port) for w in graph_before.wires} != {(w.src, w.dst, w.port) for w in graph_after.wires}:
         changes.append("the wiring changed")
     old_training, new_training = training_before.to_dict(), training_after.to_dict()
     for name, value in new_training.items():
         if old_training[name] != value:
-            changes.append(f"{name} {_show(old_training[name])} → {_show(value)}")
+            changes.append(f"{name} {show_value(old_training[name])} → {show_value(value)}")
     return changes
 
 
@@ -167,7 +170,7 @@ def new_run(runs: list[Run], *, kind: str, label: str, ended: str, graph: GraphS
                after=previous.number if previous else None, changes=[c[:MAX_TEXT] for c in changes[:MAX_CHANGES]],
                first_epoch=int(first_epoch), epochs=[_finite_record(r) for r in state.history[first_epoch:]],
                test=dict(test) if test else None, seconds=float(seconds), parameters=int(parameters),
-               step_numbers=numbers[mine].copy(),
+               steps_per_epoch=int(state.steps_per_epoch), step_numbers=numbers[mine].copy(),
                step_losses=np.asarray(state.step_losses, dtype=np.float32)[mine].copy(),
                weights={k: np.array(v, copy=True) for k, v in (weights or {}).items()})
 
@@ -192,7 +195,8 @@ def runs_to_json(runs: list[Run], keep_weights: bool) -> dict[str, Any]:
         "number": r.number, "when": r.when, "kind": r.kind, "label": r.label, "ended": r.ended,
         "graph": r.graph.to_dict(), "training": r.training.to_dict(), "after": r.after,
         "changes": list(r.changes), "first_epoch": r.first_epoch, "epochs": [_finite_record(e) for e in r.epochs],
-        "test": r.test, "seconds": r.seconds, "parameters": r.parameters, "has_weights": bool(r.weights),
+        "test": r.test, "seconds": r.seconds, "parameters": r.parameters, "steps_per_epoch": r.steps_per_epoch,
+        "has_weights": bool(r.weights),
     } for r in runs]}
 
 
@@ -210,3 +214,33 @@ def runs_arrays(runs: list[Run]) -> dict[str, np.ndarray]:
         for name, value in r.weights.items():
             arrays[array_key(r.number, f"weights/{name}")] = np.asarray(value)
     return arrays
+
+
+def run_state(run: Run) -> TrainState:
+    """Where training stands after ``run``, for a project whose weights become the run's: its
+    epochs and steps (those it made; a resumed run's earlier ones are not kept with it), no
+    optimizer state (the next run starts its optimizer afresh)."""
+    return TrainState(epochs_done=run.first_epoch + len(run.epochs), history=[dict(e) for e in run.epochs],
+                      step_numbers=[int(v) for v in run.step_numbers], step_losses=[float(v) for v in run.step_losses],
+                      steps_per_epoch=run.steps_per_epoch)
+
+
+def run_rows(runs: list[Run]) -> list[dict[str, Any]]:
+    """The runs as the run-history table takes them (``widgets.compare.RunHistoryPanel``): their
+    metrics, the diff in one line, and their curves with x in epochs (step k of an epoch of S
+    steps at ``(k + 1) / S``, where that epoch's record sits)."""
+    rows = []
+    for run in runs:
+        epochs = [e for e in run.epochs if e.get("epoch") is not None]
+        per_epoch = max(run.steps_per_epoch, 1)
+        rows.append({
+            "number": run.number, "title": run.title, "when": run.when_local, "ended": run.ended,
+            "changes": run.describe_changes(), "has_weights": bool(run.weights),
+            **{name: run.metric(name) for name in METRICS + ("epochs", "seconds", "parameters")},
+            "epoch_x": np.array([e["epoch"] for e in epochs if e.get("train_loss") is not None], dtype=float),
+            "train_curve": np.array([e["train_loss"] for e in epochs if e.get("train_loss") is not None], dtype=float),
+            "val_curve": np.array([e["val_loss"] for e in epochs if e.get("val_loss") is not None], dtype=float),
+            "val_x": np.array([e["epoch"] for e in epochs if e.get("val_loss") is not None], dtype=float),
+            "step_x": (np.asarray(run.step_numbers, dtype=float) + 1) / per_epoch,
+            "step_curve": np.asarray(run.step_losses, dtype=float)})
+    return rows

@@ -16,6 +16,7 @@ from PySide6.QtWidgets import QApplication, QLabel
 from gatescope.compute.graph import GraphSpec
 from gatescope.studio.app import MainWindow, install_exception_hook, run_app
 from gatescope.studio.project import Project, load_project, save_project
+from gatescope.studio.viewspec import VIEW_KEYS
 
 QStandardPaths.setTestModeEnabled(True)
 
@@ -313,7 +314,7 @@ def test_dock_layout_saved_and_restored_and_panels_added(window, tmp_path):
     window.set_project(small_project())
     window.dialogs.save_to = str(tmp_path / "layout.gscope")
     assert window.save_as()
-    assert set(load_project(tmp_path / "layout.gscope").panels["views"]) == {"build", "train", "inside", "video"}
+    assert set(load_project(tmp_path / "layout.gscope").panels["views"]) == set(VIEW_KEYS)
     window.restore_default_layout()                               # View > Reset layout
     assert confusion.isVisible() and not window.views.docks["Data"].isFloating()
     window.open_path(tmp_path / "layout.gscope")                  # the project's own arrangement
