@@ -199,7 +199,8 @@ def _vary_variants(graph: GraphSpec, training: TrainSettings, choice: CompareCho
             else:
                 value = spec[setting].coerce(value)
                 settings = TrainSettings(**training.to_dict())
-                variant_graph = _with_block(graph, Block(block.id, block.type, dict(block.settings, **{setting: value})))
+                changed = Block(block.id, block.type, dict(block.settings, **{setting: value}))
+                variant_graph = _with_block(graph, changed)
                 problem = analyse(variant_graph).first_error()
                 if problem:
                     raise ValueError(problem)

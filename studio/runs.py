@@ -141,7 +141,8 @@ def settings_diff(graph_before: GraphSpec, training_before: TrainSettings,
         old_settings, new_settings = _effective(old.type, old.settings), _effective(block.type, block.settings)
         for name in new_settings:
             if name in old_settings and old_settings[name] != new_settings[name]:
-                changes.append(f"{block.id} {name} {show_value(old_settings[name])} → {show_value(new_settings[name])}")
+                old_value, new_value = show_value(old_settings[name]), show_value(new_settings[name])
+                changes.append(f"{block.id} {name} {old_value} → {new_value}")
     if {(w.src, w.dst, w.port) for w in graph_before.wires} != {(w.src, w.dst, w.port) for w in graph_after.wires}:
         changes.append("the wiring changed")
     old_training, new_training = training_before.to_dict(), training_after.to_dict()

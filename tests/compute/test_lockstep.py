@@ -85,7 +85,8 @@ def test_same_batches_is_checked_on_the_batches(rows):
     assert same.same_batches(2)
     np.testing.assert_array_equal(same.trainers[0].epoch_batches(1), same.trainers[1].epoch_batches(1))
     for other in (replace(SETTINGS, seed=5), replace(SETTINGS, batch_size=8), replace(SETTINGS, val_fraction=0.2)):
-        assert not LockStep([Variant("a", recurrent(), SETTINGS), Variant("b", recurrent(), other)], rows).same_batches(2)
+        pair = [Variant("a", recurrent(), SETTINGS), Variant("b", recurrent(), other)]
+        assert not LockStep(pair, rows).same_batches(2)
 
 
 def test_the_epoch_batches_are_the_batches_the_trainer_reads(rows):

@@ -12,44 +12,13 @@ from gatescope.compute.graph import GraphSpec
 from gatescope.compute.train import TrainSettings
 from gatescope.studio.app import MainWindow
 from gatescope.studio.compare_choice import CompareChoice
+from gatescope.studio.dialogs import QuietDialogs
 from gatescope.studio.project import Project, load_project, save_project
 from gatescope.studio.viewspec import VIEW_KEYS
 
 QStandardPaths.setTestModeEnabled(True)
 
 ROWS = {"kind": "builtin", "name": "digits", "params": {"layout": "rows"}}
-
-
-class Dialogs:
-    def __init__(self):
-        self.errors = []
-
-    def error(self, title, text):
-        self.errors.append((title, text))
-
-    def info(self, title, text):
-        pass
-
-    def ask_save(self, text):
-        return "discard"
-
-    def ask_stop_training(self, text):
-        return True
-
-    def open_path(self):
-        return None
-
-    def save_path(self, suggested):
-        return None
-
-    def export_path(self, suggested):
-        return None
-
-    def offer_recovery(self, paths):
-        return None
-
-    def show_exception(self, summary, details):
-        self.errors.append((summary, details))
 
 
 def small_project(tmp_path, epochs=2, steps=4) -> Path:
@@ -62,8 +31,8 @@ def small_project(tmp_path, epochs=2, steps=4) -> Path:
 
 @pytest.fixture
 def window(qtbot, tmp_path):
-    win = MainWindow(settings=QSettings(str(tmp_path / "settings.ini"), QSettings.IniFormat), dialogs=Dialogs(),
-                     autosave_dir=tmp_path / "autosave")
+    win = MainWindow(settings=QSettings(str(tmp_path / "settings.ini"), QSettings.IniFormat),
+                     dialogs=QuietDialogs(None), autosave_dir=tmp_path / "autosave")
     qtbot.addWidget(win)
     win.resize(1280, 800)
     win.show()

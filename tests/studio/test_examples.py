@@ -10,11 +10,15 @@ from gatescope.assets import example_names, example_path
 from gatescope.compute.generate import generate
 from gatescope.compute.train import Trainer
 from gatescope.studio.cli import main
+from gatescope.studio.compare import variants_for
 from gatescope.studio.project import load_project
 from gatescope.studio.session import load_dataset
 
 EXPECTED = ["adding-lstm", "adding-rnn", "digits-cnn", "digits-rows-lstm", "hello-lstm", "moving-shapes-cnn-lstm",
-            "text-lstm"]
+            "text-lstm", "adding-rnn-lstm-gru", "digits-rows-gated", "exploding-relu-rnn"]
+COMPARISONS = {"adding-rnn-lstm-gru": ["SimpleRNN", "LSTM", "GRU"],
+               "digits-rows-gated": ["LSTM", "GRU", "peephole LSTM", "coupled LSTM"],
+               "exploding-relu-rnn": ["clip_norm 0", "clip_norm 1"]}
 
 
 def test_the_contract_examples_are_bundled():
@@ -64,3 +68,38 @@ def test_text_lstm_writes_real_words(tmp_path, capsys):
                        rng=np.random.default_rng(0))
     words = {w.strip(".,;:!?'\"()").lower() for w in text.split()}
     assert len(words & {"the", "and", "she", "said", "to", "of", "it", "was", "alice", "a"}) >= 4
+
+
+@pytest.mark.parametrize("name", sorted(COMPARISONS))
+def test_a_comparison_example_saves_the_comparison_it_makes(name):
+    project = load_project(example_path(name))
+    variants = variants_for(project.graph, project.training, project.compare)
+    assert [v.label for v in variants] == COMPARISONS[name]
+
+
+def _compare(name, tmp_path, capsys):
+    path = shutil.copy(example_path(name), tmp_path / f"{name}.gscope")
+    assert main(["compare", str(path), "--json"]) == 0
+    result = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert result["same_batches"] is True
+    return {run["label"]: run for run in result["runs"]}
+
+
+def test_exploding_relu_rnn_fails_unclipped_and_learns_clipped(tmp_path, capsys):
+    runs = _compare("exploding-relu-rnn", tmp_path, capsys)
+    assert runs["clip_norm 0"]["ended"] == "failed"
+    assert runs["clip_norm 1"]["ended"] == "finished" and runs["clip_norm 1"]["test_accuracy"] >= 0.85
+
+
+@pytest.mark.slow
+def test_digits_rows_gated_cells_all_learn(tmp_path, capsys):
+    runs = _compare("digits-rows-gated", tmp_path, capsys)
+    assert all(run["test_accuracy"] >= 0.93 for run in runs.values())
+    assert runs["GRU"]["parameters"] < runs["LSTM"]["parameters"] < runs["peephole LSTM"]["parameters"]
+
+
+@pytest.mark.slow
+def test_adding_rnn_lstm_gru_the_gated_cells_remember_and_the_rnn_does_not(tmp_path, capsys):
+    runs = _compare("adding-rnn-lstm-gru", tmp_path, capsys)
+    assert runs["LSTM"]["test_loss"] < 0.01 and runs["GRU"]["test_loss"] < 0.01
+    assert runs["SimpleRNN"]["test_loss"] > 0.1

@@ -57,7 +57,8 @@ class RunHistoryPanel(InsidePanel):
         self.plot.setMenuEnabled(False)
         self.plot.setMinimumHeight(MIN_PLOT_HEIGHT)
         theme.plain_axes(self.plot)
-        self.legend = self.plot.addLegend(offset=(-10, 10), labelTextColor=theme.TEXT, brush=pg.mkBrush(37, 41, 49, 200))
+        self.legend = self.plot.addLegend(offset=(-10, 10), labelTextColor=theme.TEXT,
+                                          brush=pg.mkBrush(37, 41, 49, 200))
         splitter.addWidget(self.table)
         splitter.addWidget(self.plot)
         splitter.setSizes([160, 240])
