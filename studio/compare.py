@@ -312,9 +312,9 @@ def compare_events(job: CompareJob, control: Control, min_interval_s: float = 1.
 
     * ``("started", {"variants": [{"label", "parameters", "steps_per_epoch", "epochs",
       "shared"}], "same_batches", "device_description", "task", "class_names"})``;
-    * ``("steps", {"variants": {index: {"global_steps", "losses", "accuracies"}}, "done",
-      "total"})``: every step since the last one sent (NumPy arrays; accuracies NaN for a
-      regression), at most ``1 / min_interval_s`` times a second; ``done``/``total``: steps per
+    * ``("steps", {"variants": {index: {"global_steps", "losses", "accuracies", "grad_norms"}},
+      "done", "total"})``: every step since the last one sent (NumPy arrays; accuracies NaN for a
+      regression; the gradient's global norm before any clipping), at most ``1 / min_interval_s`` times a second; ``done``/``total``: steps per
       variant; ``seconds_per_step``: each variant's median so far (None before its first);
     * ``("epoch", {"variant", "record"})``: a variant's epoch record;
     * ``("probe", {"variant", "epoch", "blocks"})``: gradients through time and gate health of
@@ -353,7 +353,7 @@ def _compare(job: CompareJob, control: Control, lockstep: LockStep, device_descr
                                                            lockstep.shared)],
         "same_batches": lockstep.same_batches(min(planned)), "device_description": device_description,
         "task": lockstep.models[0].task, "class_names": list(lockstep.dataset.class_names)})
-    pending: dict[int, tuple[list, list, list]] = {}
+    pending: dict[int, tuple[list, list, list, list]] = {}
     endings: dict[int, tuple[str, str]] = {}
     last_sent = time.perf_counter()
 
@@ -363,7 +363,8 @@ def _compare(job: CompareJob, control: Control, lockstep: LockStep, device_descr
         if not pending:
             return None
         payload = {i: {"global_steps": np.asarray(s, dtype=np.int64), "losses": np.asarray(l, dtype=np.float64),
-                       "accuracies": np.asarray(a, dtype=np.float64)} for i, (s, l, a) in pending.items()}
+                       "accuracies": np.asarray(a, dtype=np.float64), "grad_norms": np.asarray(g, dtype=np.float64)}
+                   for i, (s, l, a, g) in pending.items()}
         pending = {}
         return RunEvent("steps", {"variants": payload, "done": list(lockstep.steps_done), "total": totals,
                                   "seconds_per_step": [lockstep.seconds_per_step(k) for k in range(count)]})
@@ -372,10 +373,11 @@ def _compare(job: CompareJob, control: Control, lockstep: LockStep, device_descr
         for i, event in lockstep.run(job.epochs, control):
             kind, data = event.kind, event.data
             if kind == "step":
-                steps, losses, accuracies = pending.setdefault(i, ([], [], []))
+                steps, losses, accuracies, norms = pending.setdefault(i, ([], [], [], []))
                 steps.append(int(data["global_step"]))
                 losses.append(float(data["loss"]))
                 accuracies.append(np.nan if data.get("accuracy") is None else float(data["accuracy"]))
+                norms.append(float(data["grad_norm"]))
                 if time.perf_counter() - last_sent >= min_interval_s:
                     sent = flush()
                     if sent is not None:

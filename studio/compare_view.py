@@ -100,7 +100,7 @@ class RunHistoryController(QObject):
         if run is None or not run.weights:
             self.window.statusBar().showMessage(f"Run {number} kept no weights: it cannot be restored", 8000)
             return False
-        if not self._may_replace():
+        if not self.may_replace():
             return False
         self.compare.replace_project(with_model(self.project, run.graph, run.training, run_history.run_state(run),
                                                 run.weights, run.ended, run.test))
@@ -118,7 +118,8 @@ class RunHistoryController(QObject):
             self.project.keep_run_weights = keep
             self.window.document.mark_modified()
 
-    def _may_replace(self) -> bool:
+    def may_replace(self) -> bool:
+        """False (and why, in the status bar) while a training run holds the model."""
         if self.window.training:
             self.window.statusBar().showMessage("Training is running: stop it before changing the model", 8000)
             return False
@@ -280,7 +281,8 @@ class CompareController(QObject):
 
     def _on_steps(self, data: dict) -> None:
         for index, payload in data["variants"].items():
-            self.curves.add_steps(index, payload["global_steps"], payload["losses"], payload["accuracies"])
+            self.curves.add_steps(index, payload["global_steps"], payload["losses"], payload["accuracies"],
+                                  payload["grad_norms"])
         for row, seconds in zip(self.rows, data["seconds_per_step"]):
             row["seconds_per_step"] = seconds
         done, total = sum(data["done"]), max(1, sum(data["total"]))
@@ -382,7 +384,7 @@ class CompareController(QObject):
     def adopt_variant(self, index: int) -> bool:
         """Make variant ``index`` the project's model: its blocks, training settings, weights and
         training history. The run history keeps the earlier ones."""
-        if not self.results or self.compared is not self.window.project or not self.history._may_replace():
+        if not self.results or self.compared is not self.window.project or not self.history.may_replace():
             return False
         result = self.results[index]
         self.replace_project(with_model(self.window.project, result.graph, result.settings, result.state,

@@ -58,6 +58,7 @@ def test_the_compare_view_is_a_view_with_its_panels(window):
                  "Final metrics"):
         assert window.views.view_of[name] == "compare"
     window.show_view("compare")
+    assert not window.document.modified                   # opening a project and the view changes nothing
     setup = window.compare.setup
     assert setup.mode == "swap" and setup.block_combo.currentData() == "b1"
     assert setup.checked_options() == ["SimpleRNN", "LSTM", "GRU"]         # the lectures' three, by default
@@ -75,6 +76,7 @@ def test_compare_fills_every_panel_and_keeps_each_variant_as_a_run(window, qtbot
     for index, result in enumerate(results):
         np.testing.assert_array_equal(controller.curves.steps[index], np.arange(8))
         np.testing.assert_allclose(controller.curves.step_losses[index], result.state.step_losses)
+        assert np.all(controller.curves.grad_norms[index] > 0)
         assert [r["epoch"] for r in controller.curves.epochs[index]] == [1, 2]
     gradients = controller.gradients.curves
     assert {"SimpleRNN/b1/grad_h", "LSTM/b1/grad_h", "LSTM/b1/grad_c", "GRU/b1/grad_h"} <= set(gradients)

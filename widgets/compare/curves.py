@@ -1,13 +1,16 @@
-"""Every variant's loss and accuracy on one pair of plots, by training step or by epoch.
+"""Every variant's loss, accuracy and gradient norm side by side, by training step or by epoch.
 
 By step: each step's training batch (thin), the same batch for every variant when they share
 their batches, so the lines differ only by what the variants are; the epoch values sit at the
-step each epoch ends on. By epoch: training (solid, dots) and validation (dashed) per epoch.
+step each epoch ends on. By epoch: training (solid, dots) and validation (dashed) per epoch, and
+the steps at their fraction of an epoch. The third plot is each step's gradient norm (before any
+clipping) on a log axis, where an exploding gradient shows as a climb of orders of magnitude.
 One colour per variant, the same in every Compare panel (``widgets.inside.common.line_colour``).
 
 ``start(labels, steps_per_epoch, task)`` clears the plots for new variants; ``add_steps(index,
-steps, losses, accuracies)`` and ``add_epoch(index, record)`` add points (records as the trainer
-writes them: ``epoch``, ``train_loss``, ``val_loss``, ``train_accuracy``, ``val_accuracy``).
+steps, losses, accuracies, grad_norms)`` and ``add_epoch(index, record)`` add points (records as
+the trainer writes them: ``epoch``, ``train_loss``, ``val_loss``, ``train_accuracy``,
+``val_accuracy``).
 """
 from __future__ import annotations
 
@@ -38,12 +41,13 @@ def _plot(title: str, y_label: str) -> pg.PlotWidget:
 
 
 class ComparedCurvesPanel(InsidePanel):
-    """Loss and accuracy of every variant (see the module docstring)."""
+    """Loss, accuracy and gradient norm of every variant (see the module docstring)."""
 
     def __init__(self, parent: QWidget | None = None):
-        super().__init__("Loss and accuracy of every variant",
+        super().__init__("Loss, accuracy and gradient norm of every variant",
                          "By step: each step's training batch (thin). By epoch: training (solid) and validation "
-                         "(dashed). One colour per variant.", parent)
+                         "(dashed). The gradient norm is each step's, before clipping. One colour per variant.",
+                         parent)
         self.controls.addWidget(QLabel("X axis"))
         self.axis_choice = QComboBox()
         self.axis_choice.addItems(list(AXES.values()))
@@ -55,10 +59,12 @@ class ComparedCurvesPanel(InsidePanel):
         self.loss_plot = _plot("Loss", "loss")
         self.accuracy_plot = _plot("Accuracy", "accuracy")
         self.accuracy_plot.setYRange(0, 1.0, padding=0.02)
+        self.norm_plot = _plot("Gradient norm", "‖gradient‖ (log scale)")
+        self.norm_plot.setLogMode(x=False, y=True)
         self.legend = self.loss_plot.addLegend(offset=(-10, 10), labelTextColor=theme.TEXT,
                                                brush=pg.mkBrush(37, 41, 49, 200))
-        row.addWidget(self.loss_plot)
-        row.addWidget(self.accuracy_plot)
+        for plot in (self.loss_plot, self.accuracy_plot, self.norm_plot):
+            row.addWidget(plot)
         self.set_content(content, min_height=MIN_PLOT_HEIGHT + 20)
         self.labels: list[str] = []
         self.task = "classification"
@@ -66,9 +72,14 @@ class ComparedCurvesPanel(InsidePanel):
         self.steps: list[np.ndarray] = []
         self.step_losses: list[np.ndarray] = []
         self.step_accuracies: list[np.ndarray] = []
+        self.grad_norms: list[np.ndarray] = []
         self.epochs: list[list[dict]] = []
         self.items: list[dict[str, pg.PlotDataItem]] = []
         self.show_message(EMPTY)
+
+    @property
+    def plots(self) -> tuple[pg.PlotWidget, ...]:
+        return self.loss_plot, self.accuracy_plot, self.norm_plot
 
     @property
     def x_axis(self) -> str:
@@ -81,7 +92,7 @@ class ComparedCurvesPanel(InsidePanel):
     # ----------------------------------------------------------------- data in
     def start(self, labels: list[str], steps_per_epoch: list[int], task: str = "classification") -> None:
         """New variants ``labels`` (their steps per epoch place the epoch values on the step axis)."""
-        for plot in (self.loss_plot, self.accuracy_plot):
+        for plot in self.plots:
             plot.clear()
         self.legend.clear()
         self.labels, self.task = list(labels), task
@@ -89,6 +100,7 @@ class ComparedCurvesPanel(InsidePanel):
         self.steps = [np.zeros(0) for _ in labels]
         self.step_losses = [np.zeros(0) for _ in labels]
         self.step_accuracies = [np.zeros(0) for _ in labels]
+        self.grad_norms = [np.zeros(0) for _ in labels]
         self.epochs = [[] for _ in labels]
         self.items = []
         self.accuracy_plot.setVisible(task == "classification")
@@ -108,18 +120,19 @@ class ComparedCurvesPanel(InsidePanel):
                 "accuracy_steps": self.accuracy_plot.plot([], [], pen=thin),
                 "train_accuracy": self.accuracy_plot.plot([], [], pen=solid, **dots),
                 "val_accuracy": self.accuracy_plot.plot([], [], pen=dashed),
+                "grad_norms": self.norm_plot.plot([], [], pen=pg.mkPen(colour, width=1.5)),
             })
         self._label_axes()
         self.show_content()
 
-    def add_steps(self, index: int, steps, losses, accuracies) -> None:
+    def add_steps(self, index: int, steps, losses, accuracies, grad_norms) -> None:
         """Per-step values of variant ``index`` at global steps ``steps`` (accuracies NaN when none)."""
-        self.steps[index], self.step_losses[index], self.step_accuracies[index] = thinned(
+        self.steps[index], self.step_losses[index], self.step_accuracies[index], self.grad_norms[index] = thinned(
             np.concatenate([self.steps[index], np.asarray(steps, dtype=float)]),
             np.concatenate([self.step_losses[index], np.asarray(losses, dtype=float)]),
-            np.concatenate([self.step_accuracies[index], np.asarray(accuracies, dtype=float)]))
-        if self.x_axis == "step":
-            self._redraw_steps(index)
+            np.concatenate([self.step_accuracies[index], np.asarray(accuracies, dtype=float)]),
+            np.concatenate([self.grad_norms[index], np.asarray(grad_norms, dtype=float)]))
+        self._redraw_steps(index)
 
     def add_epoch(self, index: int, record: dict) -> None:
         self.epochs[index].append({k: record.get(k) for k in ("epoch",) + EPOCH_KEYS})
@@ -128,7 +141,7 @@ class ComparedCurvesPanel(InsidePanel):
     # ----------------------------------------------------------------- drawing
     def _label_axes(self) -> None:
         text = "training step" if self.x_axis == "step" else "epoch"
-        for plot in (self.loss_plot, self.accuracy_plot):
+        for plot in self.plots:
             plot.setLabel("bottom", text, color=theme.MUTED)
 
     def _redraw_all(self) -> None:
@@ -139,10 +152,13 @@ class ComparedCurvesPanel(InsidePanel):
 
     def _redraw_steps(self, index: int) -> None:
         items, by_step = self.items[index], self.x_axis == "step"
-        items["loss_steps"].setData(self.steps[index] if by_step else [], self.step_losses[index] if by_step else [])
+        x = self.steps[index] if by_step else (self.steps[index] + 1) / max(self.steps_per_epoch[index], 1)
+        items["loss_steps"].setData(x if by_step else [], self.step_losses[index] if by_step else [])
         finite = np.isfinite(self.step_accuracies[index])
-        items["accuracy_steps"].setData(self.steps[index][finite] if by_step else [],
-                                        self.step_accuracies[index][finite] if by_step else [])
+        items["accuracy_steps"].setData(x[finite] if by_step else [], self.step_accuracies[index][finite] if by_step
+                                        else [])
+        drawable = np.isfinite(self.grad_norms[index]) & (self.grad_norms[index] > 0)   # a log axis
+        items["grad_norms"].setData(x[drawable], self.grad_norms[index][drawable])
 
     def _redraw_epochs(self, index: int) -> None:
         scale = self.steps_per_epoch[index] if self.x_axis == "step" else 1
@@ -156,16 +172,18 @@ class ComparedCurvesPanel(InsidePanel):
     def data_table(self):
         """One row per step and per epoch of every variant: variant index, whether the row is an
         epoch (1) or a step (0), the global step (epoch rows: the step the epoch ends on), the
-        epoch, and the losses and accuracies (nan where a row has none)."""
+        epoch, the losses and accuracies and the step's gradient norm (nan where a row has none)."""
         rows = []
         for index in range(len(self.labels)):
             per_epoch = max(self.steps_per_epoch[index], 1)
-            for step, loss, accuracy in zip(self.steps[index], self.step_losses[index], self.step_accuracies[index]):
-                rows.append([index, 0, step, step // per_epoch + 1, loss, accuracy, np.nan, np.nan])
+            for step, loss, accuracy, norm in zip(self.steps[index], self.step_losses[index],
+                                                  self.step_accuracies[index], self.grad_norms[index]):
+                rows.append([index, 0, step, step // per_epoch + 1, loss, accuracy, np.nan, np.nan, norm])
             for r in self.epochs[index]:
                 rows.append([index, 1, r["epoch"] * per_epoch, r["epoch"]] +
-                            [np.nan if r.get(k) is None else r[k] for k in EPOCH_KEYS])
+                            [np.nan if r.get(k) is None else r[k] for k in EPOCH_KEYS] + [np.nan])
         variants = "; ".join(f"{i} {label}" for i, label in enumerate(self.labels))
         header = [f"variant ({variants})", "epoch row", "global step", "epoch", "train loss (step: the batch's)",
-                  "train accuracy (step: the batch's)", "validation loss", "validation accuracy"]
+                  "train accuracy (step: the batch's)", "validation loss", "validation accuracy",
+                  "gradient norm (step, before clipping)"]
         return header, np.asarray(rows, dtype=np.float64).reshape(-1, len(header))

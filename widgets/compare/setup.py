@@ -16,8 +16,8 @@ from __future__ import annotations
 
 from PySide6.QtCore import Qt, Signal
 from PySide6.QtWidgets import (QComboBox, QFormLayout, QHBoxLayout, QLabel, QLineEdit, QListWidget,
-                               QListWidgetItem, QProgressBar, QPushButton, QSpinBox, QStackedWidget, QVBoxLayout,
-                               QWidget)
+                               QListWidgetItem, QProgressBar, QPushButton, QSizePolicy, QSpinBox, QStackedWidget,
+                               QVBoxLayout, QWidget)
 
 TRAINING = "training"
 MODES = {"swap": "Swap a block", "vary": "Change a setting"}
@@ -238,6 +238,11 @@ class CompareSetupPanel(QWidget):
             if was in names:
                 self.setting_combo.setCurrentText(was)
         self.pages.setCurrentIndex(0 if self.mode == "swap" else 1)
+        for index in range(self.pages.count()):         # the stack as tall as the page shown
+            shown = index == self.pages.currentIndex()
+            self.pages.widget(index).setSizePolicy(QSizePolicy.Preferred,
+                                                   QSizePolicy.Preferred if shown else QSizePolicy.Ignored)
+        self.pages.adjustSize()
         self._filling = filling
 
     def _on_mode(self, _index: int) -> None:
