@@ -2,6 +2,8 @@
 (and the one clear error when it cannot), the lock-step events, a variant as its own project,
 and ``gatescope compare`` (its JSON contract, --out, its errors)."""
 import json
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -205,3 +207,12 @@ def test_swap_and_vary_together_is_a_usage_error(small):
     with pytest.raises(SystemExit) as caught:
         main(["compare", str(small), "--swap", "b1=LSTM,GRU", "--vary", "b1.hidden_size=4,8"])
     assert caught.value.code == 2
+
+
+def test_comparisons_and_the_run_history_need_no_qt():
+    """``gatescope compare`` runs on a server with no display: nothing it imports imports Qt."""
+    code = ("import sys\n"
+            "from gatescope.studio import cli, compare, compare_choice, runs, project\n"
+            "import gatescope.compute.lockstep\n"
+            "assert not [m for m in sys.modules if m.startswith('PySide6')], 'Qt was imported'\n")
+    subprocess.run([sys.executable, "-c", code], check=True)

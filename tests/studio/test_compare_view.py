@@ -101,7 +101,7 @@ def test_compare_fills_every_panel_and_keeps_each_variant_as_a_run(window, qtbot
     # The run history keeps the three variants, overlaid, and the project file keeps them too.
     history = window.project.runs
     assert [(r.kind, r.label) for r in history] == [("compare", "SimpleRNN"), ("compare", "LSTM"), ("compare", "GRU")]
-    assert sorted(controller.history.panel.overlaid) == [1, 2, 3]
+    assert controller.history.panel.overlaid == [1, 2, 3]
     assert window.document.modified
     window.document.save(tmp_path / "saved.gscope")
     assert [r.label for r in load_project(tmp_path / "saved.gscope").runs] == ["SimpleRNN", "LSTM", "GRU"]

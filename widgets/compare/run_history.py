@@ -101,7 +101,7 @@ class RunHistoryPanel(InsidePanel):
         """Draw the curves of runs ``numbers`` (those selected) on the plot."""
         self.plot.clear()
         self.legend.clear()
-        self.overlaid = [n for n in numbers if n in self.rows]
+        self.overlaid = sorted(n for n in numbers if n in self.rows)      # colours in the order of the runs
         for k, number in enumerate(self.overlaid):
             row, colour = self.rows[number], line_colour(k)
             faint = QColor(colour)
