@@ -18,6 +18,18 @@ from gatescope.compute import layers as layer_registry
 from gatescope.compute.layers.base import Layer, SettingsError, ShapeError, describe_shape
 from gatescope.compute.layers.heads import Head
 
+MAX_PARAMETERS = 2**28
+"""The most weights a model may have: 2^28 (1.07 GB as float32; training with Adam holds four
+times that: weights, gradients, two moments), so the weights and optimizer state of any model
+fit in a project file. A graph asking for more is refused by ``analyse`` before anything is
+allocated (one Input shape can ask for 8e12, which ended in a MemoryError)."""
+
+
+def weights_text(count: int) -> str:
+    """``'8,000,000 weights (0.032 GB as float32)'``: a model's size as every message says it."""
+    gigabytes = 4 * count / 1e9
+    return f"{count:,} weights ({f'{gigabytes:,.0f}' if gigabytes >= 100 else f'{gigabytes:.3g}'} GB as float32)"
+
 
 @dataclass
 class Block:
@@ -223,6 +235,13 @@ def analyse(spec: GraphSpec) -> Analysis:
             block_info.error = str(exc)
         except SettingsError as exc:
             block_info.error = str(exc)
+
+    total = sum(i.param_count for i in info.values())
+    if total > MAX_PARAMETERS:
+        largest = max(info, key=lambda bid: info[bid].param_count)
+        graph_errors.append(f"the model would have {weights_text(total)}, more than the {MAX_PARAMETERS:,} "
+                            f"GateScope builds; make {largest} ({info[largest].param_count:,} weights) or the "
+                            "Input before it smaller")
 
     for bid in order:
         layer = info[bid].layer

@@ -119,9 +119,9 @@ class LockStep:
         if len(plans) > 1:
             return False
         for offset in range(max(0, epochs)):
-            first = self.trainers[0].epoch_batches(self.trainers[0].state.epochs_done + offset)
-            for trainer in self.trainers[1:]:
-                if not np.array_equal(trainer.epoch_batches(trainer.state.epochs_done + offset), first):
+            runs = [t.epoch_batches(t.state.epochs_done + offset) for t in self.trainers]
+            for batches in zip(*runs):
+                if any(not np.array_equal(b, batches[0]) for b in batches[1:]):
                     return False
         return True
 

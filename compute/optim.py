@@ -83,7 +83,8 @@ class Optimizer:
         return out
 
     def load_state_dict(self, state: dict[str, np.ndarray]) -> None:
-        """Restore from ``state_dict()``; ValueError naming a missing or misshapen slot."""
+        """Restore from ``state_dict()``; ValueError naming a missing, misshapen or unusable slot."""
+        check_state(state)
         for name, slots in self.state.items():
             for slot, a in slots.items():
                 key = f"{name}/{slot}"
@@ -91,6 +92,20 @@ class Optimizer:
                     raise ValueError(f"the saved optimizer state lacks {key} or has the wrong shape")
                 a[...] = get_array_module(a).asarray(state[key], dtype=a.dtype)
         self.step_count = int(state.get("step_count", 0))
+
+
+def check_state(state: dict[str, np.ndarray]) -> None:
+    """ValueError naming the first array of a saved optimizer state that cannot be resumed from:
+    a ``step_count`` that is not one whole number from 0 to 2^53, or slot values (momentum
+    buffers, Adam moments) that are not finite floats."""
+    for key, value in state.items():
+        value = np.asarray(value)
+        if key == "step_count":
+            if value.shape != () or value.dtype.kind not in "iu" or not 0 <= int(value) <= 2**53:
+                shown = repr(value.item()) if value.shape == () else f"an array of shape {value.shape}"
+                raise ValueError(f"the saved optimizer step_count must be one whole number 0 or more, not {shown}")
+        elif value.dtype.kind != "f" or not np.isfinite(value).all():
+            raise ValueError(f"the saved optimizer state {key} holds non-finite or non-float values")
 
 
 class SGD(Optimizer):

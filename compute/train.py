@@ -10,6 +10,7 @@ run is reproducible from its seed on the same device, and resumable: the trainer
 """
 from __future__ import annotations
 
+import math
 import threading
 import time
 from dataclasses import asdict, dataclass, field, fields
@@ -19,8 +20,17 @@ import numpy as np
 
 from gatescope.compute.backend import to_numpy
 from gatescope.compute.datasets import Dataset, DataError, split_indices
+from gatescope.compute.datasets.checks import MAX_SEED
 from gatescope.compute.graph import Model
 from gatescope.compute.optim import OPTIMIZERS, SCHEDULES, clip_by_global_norm, global_norm, learning_rate, make_optimizer
+
+
+WHOLE_RANGES = {"epochs": (0, 100_000), "batch_size": (1, 65_536), "step_epochs": (1, 100_000),
+                "early_stopping": (0, 10_000), "steps_per_epoch": (0, 1_000_000), "seed": (0, MAX_SEED)}
+"""The bounds of every count a project file can set (the window's fields use the same): a file
+asking for 10^9 steps an epoch is refused on opening, never run. Real-valued settings are
+checked in ``TrainSettings.check``, each also for being finite (JSON's ``Infinity`` and ``NaN``
+pass a bare ``> 0``)."""
 
 
 @dataclass
@@ -56,7 +66,7 @@ class TrainSettings:
         for name, value in data.items():
             want = type(getattr(cls(), name))
             if want is float and isinstance(value, int) and not isinstance(value, bool):
-                value = float(value)
+                value = float(value) if abs(value) < 2**1000 else math.inf  # refused by check()
             if not isinstance(value, want) or (want is int and isinstance(value, bool)):
                 raise ValueError(f"training setting {name} must be a {want.__name__}, not {value!r}")
             kwargs[name] = value
@@ -75,17 +85,19 @@ class TrainSettings:
             raise ValueError(f"schedule must be one of {', '.join(SCHEDULES)}, not {self.schedule!r}")
         if self.device not in ("auto", "cpu", "gpu"):
             raise ValueError(f"device must be auto, cpu or gpu, not {self.device!r}")
-        for name, low in (("epochs", 0), ("batch_size", 1), ("step_epochs", 1), ("early_stopping", 0),
-                          ("steps_per_epoch", 0)):
-            if getattr(self, name) < low:
-                raise ValueError(f"{name} must be at least {low}")
-        if not self.learning_rate > 0:
-            raise ValueError("learning_rate must be above 0")
+        for name, (low, high) in WHOLE_RANGES.items():
+            if not low <= getattr(self, name) <= high:
+                raise ValueError(f"{name} must be from {low:,} to {high:,}, not {getattr(self, name)!r}")
+        if not (math.isfinite(self.learning_rate) and 0 < self.learning_rate <= 10):
+            raise ValueError(f"learning_rate must be above 0 and at most 10, not {self.learning_rate!r}")
+        for name in ("clip_norm", "weight_decay", "gamma"):
+            if not (math.isfinite(getattr(self, name)) and 0 <= getattr(self, name) <= 1e6):
+                raise ValueError(f"{name} must be a number from 0 to 1e6, not {getattr(self, name)!r}")
+        if not 0 <= self.momentum < 1:  # NaN fails every comparison
+            raise ValueError(f"momentum must be from 0 to below 1, not {self.momentum!r}")
         for name in ("val_fraction", "test_fraction"):
             if not 0.0 <= getattr(self, name) < 0.9:
-                raise ValueError(f"{name} must be between 0 and 0.9")
-        if self.clip_norm < 0 or self.weight_decay < 0 or not 0 <= self.momentum < 1:
-            raise ValueError("clip_norm and weight_decay must be 0 or more, momentum in 0..1")
+                raise ValueError(f"{name} must be between 0 and 0.9, not {getattr(self, name)!r}")
 
 
 @dataclass
@@ -258,20 +270,20 @@ class Trainer:
         steps = n // batch if self.settings.steps_per_epoch == 0 else self.settings.steps_per_epoch
         return max(1, steps), batch
 
-    def epoch_order(self, epoch: int) -> np.ndarray:
-        """The order epoch ``epoch`` (0-based) reads the training split in: positions in the split,
-        one shuffle after another until every step has its batch (step k takes the k-th
-        ``batch`` of them). A function of the seed and the epoch alone, so a resumed run and
-        variants trained side by side (``compute.lockstep``) read the same batches."""
+    def batch_positions(self, epoch: int) -> Iterator[np.ndarray]:
+        """Each batch of epoch ``epoch`` (0-based) as positions in the training split, step by
+        step (``shuffled_batches``): what ``run`` reads. A function of the seed and the epoch
+        alone, so a resumed run and variants trained side by side (``compute.lockstep``) read
+        the same batches."""
         steps, batch = self.batch_plan()
-        n = len(self.split.train)
-        rng = np.random.default_rng([self.settings.seed, epoch])
-        return np.concatenate([rng.permutation(n) for _ in range(-(-steps * batch // n))])
+        return shuffled_batches(np.random.default_rng([self.settings.seed, epoch]), len(self.split.train), batch,
+                                steps)
 
-    def epoch_batches(self, epoch: int) -> np.ndarray:
-        """``(steps, batch)``: the dataset indices (into ``dataset.x``) of every batch of epoch ``epoch``."""
-        steps, batch = self.batch_plan()
-        return np.asarray(self.split.train)[self.epoch_order(epoch)[:steps * batch]].reshape(steps, batch)
+    def epoch_batches(self, epoch: int) -> Iterator[np.ndarray]:
+        """Each batch of epoch ``epoch`` as dataset indices (into ``dataset.x``), step by step."""
+        train = np.asarray(self.split.train)
+        for positions in self.batch_positions(epoch):
+            yield train[positions]
 
     # ----------------------------------------------------------------- the loop
     def run(self, epochs: int | None = None, control: Control | None = None) -> Iterator[Event]:
@@ -292,7 +304,7 @@ class Trainer:
             model.set_rng(np.random.default_rng([s.seed, epoch, 1]))
             lr = learning_rate(s.learning_rate, s.schedule, epoch, s.epochs, s.step_epochs, s.gamma)
             epoch_start = time.perf_counter()
-            order = self.epoch_order(epoch)
+            batches = self.batch_positions(epoch)
             losses, correct, counted = [], 0, 0
             for step in range(steps):
                 control.wait_while_paused()
@@ -301,7 +313,7 @@ class Trainer:
                                             "epoch": epoch})
                     return
                 t0 = time.perf_counter()
-                idx = order[step * batch:(step + 1) * batch]
+                idx = next(batches)
                 xb, yb = x_train[idx], y_train[idx]
                 model.zero_grads()
                 try:
@@ -396,6 +408,18 @@ class Trainer:
             return
         for name, p, _ in self.model.parameters():
             p[...] = self._backup[name]
+
+
+def shuffled_batches(rng: np.random.Generator, n: int, batch: int, steps: int) -> Iterator[np.ndarray]:
+    """The sample indices of each of ``steps`` batches of ``batch``: consecutive slices of passes
+    over ``rng.permutation(n)``, one pass after another. Each permutation is drawn when the
+    steps reach it (building them all first took minutes for 10^6 steps of a small set)."""
+    pending = np.zeros(0, dtype=np.int64)
+    for _ in range(steps):
+        while len(pending) < batch:
+            pending = np.concatenate([pending, rng.permutation(n)])
+        yield pending[:batch]
+        pending = pending[batch:]
 
 
 def collect_probes(model: Model) -> dict[str, dict[str, np.ndarray]]:

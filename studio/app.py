@@ -21,6 +21,8 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any, Callable
 
+import numpy as np
+
 from PySide6.QtCore import QByteArray, QMimeData, QPointF, QSettings, QStandardPaths, Qt, QTimer, Signal
 from PySide6.QtGui import QAction, QActionGroup, QKeySequence
 from PySide6.QtWidgets import QApplication, QFrame, QLabel, QMainWindow, QMenu, QScrollArea, QToolBar, QWidget
@@ -30,6 +32,7 @@ from gatescope.compute.datasets import Dataset, DataError, split_indices
 from gatescope.compute.graph import Model
 from gatescope.compute.train import TrainSettings
 from gatescope.studio import __version__, palette_data
+from gatescope.studio import help as help_pages
 from gatescope.studio.data_control import DataController, describe_source
 from gatescope.studio.compare_view import CompareController, install_compare
 from gatescope.studio.dialogs import Dialogs, QuietDialogs
@@ -51,6 +54,8 @@ from gatescope.widgets.data_panel import DataPanel
 from gatescope.widgets.inspector import Inspector
 from gatescope.widgets.palette import BlockPalette
 from gatescope.widgets.run_controls import RunControls
+from gatescope.widgets.sample_gallery import EMPTY as NO_CELL_CHOSEN
+from gatescope.widgets.sample_gallery import SampleGallery
 from gatescope.widgets.theme import ERROR, apply_dark_theme
 from gatescope.widgets.training_panel import TrainingPanel
 
@@ -64,6 +69,7 @@ CURVES_X_KEY = "curves_x_axis"   # project.panels: the curves' x axis, "epoch" o
 VIEW_SETTING = "view"            # QSettings: the view shown last
 PASTE_STEP = 40.0
 LOCKED_MESSAGE = "Training: the model is locked while it trains. Stop the run to change it."
+SAMPLES_SHOWN = 24             # samples of a confusion-matrix cell drawn at once
 
 
 class MainWindow(QMainWindow):
@@ -159,6 +165,8 @@ class MainWindow(QMainWindow):
         data_scroll.setWidget(self.data_panel)
         self.add_panel("Data", data_scroll, "train", "left")
         self.add_panel("Confusion matrix", self.confusion, "train", "right")
+        self.samples = SampleGallery()
+        self.add_panel("Samples", self.samples, "train", "right")
         if extra_panels:
             self.inside = install_inside_panels(self)
             self.video = install_video_panel(self)
@@ -171,6 +179,7 @@ class MainWindow(QMainWindow):
         self.statusBar().addPermanentWidget(self.device_label)
 
         self._connect()
+        self._on_run_state("idle")
         self._show_device()
         remembered = self.settings.value(VIEW_SETTING, "build")
         self.show_view(remembered if remembered in VIEW_KEYS else "build")
@@ -300,6 +309,12 @@ class MainWindow(QMainWindow):
             action.setShortcutContext(Qt.WidgetWithChildrenShortcut)
             self.canvas.addAction(action)
 
+        run = bar.addMenu("&Run")
+        self.train_action = self._action(run, "&Train", self.start_training, QKeySequence("F5"))
+        self.pause_action = self._action(run, "&Pause", self.pause_training, QKeySequence("F6"))
+        self.resume_action = self._action(run, "&Resume", self.resume_training, QKeySequence("F7"))
+        self.stop_action = self._action(run, "&Stop", self.stop_training, QKeySequence("Shift+F5"))
+
         self.view_menu = bar.addMenu("&View")
         self._view_group = QActionGroup(self)
         self._view_actions: dict[str, QAction] = {}
@@ -318,6 +333,10 @@ class MainWindow(QMainWindow):
         self.view_menu.addSeparator()
         self.reset_layout_action = self._action(self.view_menu, "&Reset Layout", self.restore_default_layout)
         self.help_menu = bar.addMenu("&Help")
+        self.getting_started_action = self._action(self.help_menu, "&Getting Started", self.getting_started,
+                                                   QKeySequence.HelpContents)
+        self.shortcuts_action = self._action(self.help_menu, "&Keyboard Shortcuts", self.keyboard_shortcuts)
+        self.help_menu.addSeparator()
         self._action(self.help_menu, "&About GateScope", self.about)
 
     def _build_toolbar(self) -> None:
@@ -335,8 +354,6 @@ class MainWindow(QMainWindow):
         bar.addWidget(self.run_controls)
         self.addToolBar(Qt.TopToolBarArea, bar)
         self.toolbar = bar
-        self.train_action = self._action(QMenu(self), "Train", self.start_training, QKeySequence("F5"))
-        self.addAction(self.train_action)
 
     def _action(self, menu: QMenu, text: str, slot: Callable, shortcut=None) -> QAction:
         action = QAction(text, self)
@@ -347,13 +364,19 @@ class MainWindow(QMainWindow):
         return action
 
     def _fill_examples(self) -> None:
+        """Each bundled example with the first sentence of its description (all of it in the tooltip)."""
         from gatescope.assets import example_names, example_path
         self.examples_menu.clear()
+        self.examples_menu.setToolTipsVisible(True)
         names = example_names()
         if not names:
             self.examples_menu.addAction("(no examples installed)").setEnabled(False)
         for name in names:
-            self.examples_menu.addAction(name, lambda n=name: self.open_path(example_path(n), as_example=True))
+            description = help_pages.example_description(example_path(name))
+            text = f"{name} — {help_pages.first_sentence(description)}" if description else name
+            action = self.examples_menu.addAction(text, lambda n=name: self.open_path(example_path(n), as_example=True))
+            action.setToolTip(description)
+            action.setStatusTip(description)
 
     def recent_files(self) -> list[str]:
         return self.files.recent_files()
@@ -385,6 +408,7 @@ class MainWindow(QMainWindow):
         self.run_controls.stopRequested.connect(self.stop_training)
         self.data_panel.datasetRequested.connect(self.choose_dataset)
         self.curves.xAxisChanged.connect(self._on_curves_axis)
+        self.confusion.cellClicked.connect(self.show_cell_samples)
         self.views.viewChanged.connect(self.viewChanged)
         self.files.projectLoaded.connect(self.set_project)
         runs = self.training_control
@@ -417,6 +441,8 @@ class MainWindow(QMainWindow):
             self.curves.set_x_axis(axis)
         self.confusion.set_task(self.document.analysis.task or "classification")
         self.confusion.set_matrix(None, [])
+        self.samples.show_message(NO_CELL_CHOSEN)
+        self.val_predictions = None
         if LAYOUTS_KEY in project.panels:       # else the arrangement the person has stays
             self.views.restore_layouts(project.panels[LAYOUTS_KEY])
         self.data.clear()
@@ -442,7 +468,7 @@ class MainWindow(QMainWindow):
         else:
             self.run_controls.set_progress(0.0, "Ready")
             self.training_panel.set_message("Ready: press Train (F5).")
-        self.training_panel.set_result(test_result_text(last.get("test")))
+        self.training_panel.set_result(describe_test_result(last.get("test")))
 
     def _update_title(self) -> None:
         project = self.project
@@ -703,6 +729,29 @@ class MainWindow(QMainWindow):
         indices = self.validation_split()
         return None if indices is None else self.data.dataset.y[indices]
 
+    def show_cell_samples(self, true_class: int, predicted_class: int) -> None:
+        """A click on a confusion-matrix cell: the validation samples that landed there, in the
+        Samples panel."""
+        dataset, split, predictions = self.data.dataset, self.validation_split(), self.val_predictions
+        names = list(dataset.class_names) if dataset is not None else []
+        name = lambda k: names[k] if k < len(names) else str(k)  # noqa: E731
+        if dataset is None or split is None or predictions is None or len(predictions) != len(split):
+            self.samples.show_message("Train the model (or open a trained one) first: the samples come from "
+                                      "its predictions on the validation set.")
+            self.raise_panel("Samples")
+            return
+        positions = palette_data.cell_samples(dataset.y[split], predictions, true_class, predicted_class)
+        verdict = "right" if true_class == predicted_class else "wrong"
+        title = (f"True class {name(true_class)}, predicted {name(predicted_class)} ({verdict}): "
+                 f"{plural(len(positions), 'validation sample')}"
+                 + (f", the first {SAMPLES_SHOWN} shown" if len(positions) > SAMPLES_SHOWN else "") + ".")
+        if np.ndim(dataset.y) > 1:
+            title += " (Targets are per step: a sample counts if any of its steps landed in the cell.)"
+        indices = split[positions[:SAMPLES_SHOWN]]
+        kind, shown, captions = palette_data.gallery_view(dataset, indices)
+        self.samples.set_samples(kind, shown, captions, title, indices)
+        self.raise_panel("Samples")
+
     def _on_saved_confusion(self, metrics) -> None:
         if metrics is None or self.training_control.running or self.data.dataset is None:
             return
@@ -789,6 +838,10 @@ class MainWindow(QMainWindow):
     def _on_run_state(self, state: str) -> None:
         running = state != "idle"
         self.run_controls.set_state(state)
+        self.pause_action.setEnabled(state == "running")
+        self.resume_action.setEnabled(state == "paused")
+        self.stop_action.setEnabled(running)
+        self.train_action.setEnabled(not running)
         self.training_panel.set_locked(running)
         self.canvas.set_locked(LOCKED_MESSAGE if running else "")
         self.document.locked = running
@@ -863,7 +916,7 @@ class MainWindow(QMainWindow):
             label = "Done" if kind == "finished" else f"Stopped at {done} of {planned} epochs" \
                 if planned else "Stopped"
             self.run_controls.set_progress(progress_of(done, planned) if kind != "finished" else 1.0, label)
-            self.training_panel.set_result(test_result_text(test))
+            self.training_panel.set_result(describe_test_result(test))
         self.trainingEnded.emit(kind, message)
 
     # ----------------------------------------------------------------- other commands
@@ -884,6 +937,15 @@ class MainWindow(QMainWindow):
             self.dialogs.error("Export to ONNX", str(exc))
             return
         self.statusBar().showMessage(f"Exported {Path(path).name}", 5000)
+
+    def getting_started(self) -> None:
+        """Help > Getting Started (F1): the four views and what to do in each."""
+        self.dialogs.show_help("Getting started", help_pages.GETTING_STARTED)
+
+    def keyboard_shortcuts(self) -> None:
+        """Help > Keyboard Shortcuts: every action with a key, read from the menus themselves."""
+        actions = [a for menu in self.menuBar().findChildren(QMenu) for a in menu.actions()] + self.actions()
+        self.dialogs.show_help("Keyboard shortcuts", help_pages.shortcuts_html(actions))
 
     def about(self) -> None:
         try:
@@ -913,7 +975,7 @@ class MainWindow(QMainWindow):
         event.accept()
 
 
-def test_result_text(test: dict | None) -> str:
+def describe_test_result(test: dict | None) -> str:
     """The last run's held-out test result as the training panel shows it, or ''."""
     if not isinstance(test, dict) or test.get("loss") is None:
         return ""

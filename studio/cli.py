@@ -13,10 +13,17 @@
 Exit codes: 0 success, 2 usage error, 1 failure with one clear line on stderr. With
 ``--json`` the last line of standard output is one JSON object. Nothing here imports Qt
 except the commands that open a window.
+
+What a project file says is checked before the device is chosen or anything is built, so a
+damaged or impossible file costs one line and changes nothing; every file a command writes
+(the trained project, the predictions, the ONNX model) is written atomically
+(``studio.atomic``), and a folder that cannot take the trained project is found before
+training starts, not after.
 """
 from __future__ import annotations
 
 import argparse
+import io
 import json
 import logging
 import math
@@ -47,6 +54,9 @@ def main(argv: list[str] | None = None) -> int:
     except CommandError as exc:
         print(f"gatescope: {exc}", file=sys.stderr)
         return 1
+    except MemoryError:
+        print("gatescope: out of memory; use a smaller model, batch size or dataset", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         print("gatescope: interrupted", file=sys.stderr)
         return 1
@@ -67,6 +77,8 @@ def _run_gui(argv: list[str]) -> int:
     args = parser.parse_args(argv)
     if args.file and not Path(args.file).exists():
         raise CommandError(f"{args.file} does not exist")
+    if args.file and args.screenshot:
+        _load(args.file)  # offscreen there is no one to read a dialog: a file that cannot open is one line
     size = None
     if args.size:
         try:
@@ -137,12 +149,32 @@ def _run_command(argv: list[str]) -> int:
             "bench": cmd_bench}[args.command](args)
 
 
-def _load(path: str):
+def _load(path: str, buildable: bool = False):
+    """The project at ``path``; with ``buildable``, CommandError unless its graph can be built."""
+    from gatescope.compute.graph import analyse
     from gatescope.studio.project import ProjectError, load_project
     try:
-        return load_project(path)
+        project = load_project(path)
     except ProjectError as exc:
         raise CommandError(str(exc)) from None
+    if buildable:
+        problem = analyse(project.graph).first_error()
+        if problem:
+            raise CommandError(f"{Path(path).name}: the model cannot be built: {problem}")
+    return project
+
+
+def _build(project, label: str, xp=np):
+    """The project's model with its weights; CommandError when it cannot be built or does not fit."""
+    from gatescope.compute.graph import GraphError
+    try:
+        return project.build_model(xp=xp)
+    except (GraphError, ValueError) as exc:
+        raise CommandError(f"{label}: {exc}") from None
+    except MemoryError:
+        from gatescope.compute.graph import analyse, weights_text
+        raise CommandError(f"{label}: not enough memory to build the model, of "
+                           f"{weights_text(analyse(project.graph).total_params)}; make it smaller") from None
 
 
 def _device(requested: str | None):
@@ -171,55 +203,74 @@ def _json_safe(value):
 
 def cmd_train(args) -> int:
     from gatescope.compute.datasets import DataError
-    from gatescope.compute.graph import GraphError
-    from gatescope.compute.train import Trainer
+    from gatescope.compute.train import WHOLE_RANGES, Trainer
+    from gatescope.studio.atomic import check_writable
     from gatescope.studio.project import ProjectError, save_project
     from gatescope.studio.runs import new_run
     from gatescope.studio.session import load_dataset
 
-    project = _load(args.project)
-    device = _device(args.device or project.training.device)
-    try:
-        dataset = load_dataset(project)
-        model = project.build_model(xp=device.xp)
-        trainer = Trainer(model, dataset, project.training, project.train_state(), device.name)
-    except (DataError, GraphError, ValueError) as exc:
-        raise CommandError(f"{Path(args.project).name}: {exc}") from None
+    label = Path(args.project).name
+    project = _load(args.project, buildable=True)
     epochs = project.training.epochs if args.epochs is None else args.epochs
-    if epochs < 0:
-        raise CommandError("--epochs must be 0 or more")
+    if not 0 <= epochs <= WHOLE_RANGES["epochs"][1]:
+        raise CommandError(f"--epochs must be from 0 to {WHOLE_RANGES['epochs'][1]:,}")
+    out = Path(args.out) if args.out else Path(args.project)
+    try:
+        check_writable(out)
+    except OSError as exc:
+        raise CommandError(f"cannot save to {out}: {exc.strerror or exc}; nothing was trained") from None
+    try:
+        dataset = load_dataset(project)  # host arrays: read before the device is chosen and said
+    except DataError as exc:
+        raise CommandError(f"{label}: {exc}") from None
+    except MemoryError:
+        raise CommandError(f"{label}: not enough memory for the dataset; ask for a smaller one") from None
+    device = _device(args.device or project.training.device)
+    model = _build(project, label, device.xp)
+    try:
+        trainer = Trainer(model, dataset, project.training, project.train_state(), device.name)
+    except (DataError, ValueError) as exc:
+        raise CommandError(f"{label}: {exc}") from None
+    except MemoryError:
+        raise CommandError(f"{label}: not enough memory for the dataset and the model; use a smaller "
+                           "dataset or model") from None
     started = time.perf_counter()
     failure, ended = None, "finished"
     first_epoch = trainer.state.epochs_done
-    for event in trainer.run(epochs):
-        if event.kind == "start" and not args.json:
-            print(f"training {project.name} on the {device.description}: {event.data['train']} training and "
-                  f"{event.data['val']} validation samples, {event.data['steps_per_epoch']} steps per epoch")
-        elif event.kind == "epoch":
-            d = event.data
-            line = f"epoch {d['epoch']:>3}  loss {d['train_loss']:.4f}"
-            if d["train_accuracy"] is not None:
-                line += f"  acc {d['train_accuracy']:.3f}"
-            if d["val_loss"] is not None:
-                line += f"  val_loss {d['val_loss']:.4f}"
-            if d["val_accuracy"] is not None:
-                line += f"  val_acc {d['val_accuracy']:.3f}"
-            print(line + f"  ({d['seconds']:.1f} s)", file=sys.stderr if args.json else sys.stdout, flush=True)
-        elif event.kind in ("failed", "stopped"):
-            failure, ended = event.data["message"], event.kind
-        elif event.kind == "finished" and event.data.get("early_stopped"):
-            print(event.data["message"], file=sys.stderr if args.json else sys.stdout)
+    try:
+        for event in trainer.run(epochs):
+            if event.kind == "start" and not args.json:
+                print(f"training {project.name} on the {device.description}: {event.data['train']} training and "
+                      f"{event.data['val']} validation samples, {event.data['steps_per_epoch']} steps per epoch")
+            elif event.kind == "epoch":
+                d = event.data
+                line = f"epoch {d['epoch']:>3}  loss {d['train_loss']:.4f}"
+                if d["train_accuracy"] is not None:
+                    line += f"  acc {d['train_accuracy']:.3f}"
+                if d["val_loss"] is not None:
+                    line += f"  val_loss {d['val_loss']:.4f}"
+                if d["val_accuracy"] is not None:
+                    line += f"  val_acc {d['val_accuracy']:.3f}"
+                print(line + f"  ({d['seconds']:.1f} s)", file=sys.stderr if args.json else sys.stdout, flush=True)
+            elif event.kind in ("failed", "stopped"):
+                failure, ended = event.data["message"], event.kind
+            elif event.kind == "finished" and event.data.get("early_stopped"):
+                print(event.data["message"], file=sys.stderr if args.json else sys.stdout)
+    except MemoryError:
+        failure, ended = "out of memory; use a smaller batch size or model.", "failed"
     seconds = time.perf_counter() - started
-    test = trainer.test_metrics()
+    try:
+        test = trainer.test_metrics()
+    except MemoryError:
+        test = None
     weights = model.state_dict()
     project.take_train_state(trainer.state, weights)
     project.runs.append(new_run(
         project.runs, kind="train", label="", ended=ended, graph=project.graph, training=project.training,
         state=trainer.state, first_epoch=first_epoch, seconds=seconds, parameters=model.analysis.total_params,
-        test=None if not trainer.test_size else {"loss": float(test.loss), "accuracy": test.accuracy,
-                                                 "samples": trainer.test_size},
+        test=None if test is None or not trainer.test_size else {"loss": float(test.loss), "accuracy": test.accuracy,
+                                                                 "samples": trainer.test_size},
         weights=weights if project.keep_run_weights else None))
-    out = Path(args.out) if args.out else Path(args.project)
     try:
         save_project(project, out)
     except ProjectError as exc:
@@ -236,24 +287,29 @@ def cmd_train(args) -> int:
     if args.json:
         _emit_json(result)
     else:
-        score = (f"test accuracy {test.accuracy:.4f}" if model.task == "classification"
-                 else f"test MSE {test.loss:.5f}")
+        if trainer.test_size == 0:
+            score = "no test samples (test_fraction is 0)"
+        elif model.task == "classification":
+            score = f"test accuracy {test.accuracy:.4f}"
+        else:
+            score = f"test MSE {test.loss:.5f}"
         print(f"{score}, {epochs} epochs in {seconds:.1f} s on the {device.name}; saved {out}")
     return 0
 
 
 def cmd_compare(args) -> int:
     from gatescope.compute.datasets import DataError
-    from gatescope.compute.train import Control
+    from gatescope.compute.train import WHOLE_RANGES, Control
+    from gatescope.studio.atomic import check_writable
     from gatescope.studio.compare import CompareJob, compare_events, slug, variant_project, variants_for
     from gatescope.studio.compare_choice import ChoiceError, parse_swap, parse_vary
     from gatescope.studio.project import ProjectError, save_project
     from gatescope.studio.session import dataset_reference, load_dataset
 
-    project = _load(args.project)
     name = Path(args.project).name
-    if args.epochs is not None and args.epochs < 0:
-        raise CommandError("--epochs must be 0 or more")
+    project = _load(args.project, buildable=True)
+    if args.epochs is not None and not 0 <= args.epochs <= WHOLE_RANGES["epochs"][1]:
+        raise CommandError(f"--epochs must be from 0 to {WHOLE_RANGES['epochs'][1]:,}")
     try:
         if args.swap:
             choice = parse_swap(args.swap)
@@ -267,11 +323,21 @@ def cmd_compare(args) -> int:
         variants = variants_for(project.graph, project.training, choice)
     except ChoiceError as exc:
         raise CommandError(f"{name}: {exc}") from None
-    device = _device(args.device or project.training.device)
+    folder = Path(args.out) if args.out else None
+    if folder is not None:
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+            check_writable(folder / f"{slug(variants[0].label)}.gscope")
+        except OSError as exc:
+            raise CommandError(f"cannot write the variants to {folder}: {exc.strerror or exc}; nothing was "
+                               "trained") from None
     try:
-        dataset = load_dataset(project)
+        dataset = load_dataset(project)  # host arrays: read before the device is chosen and said
     except DataError as exc:
         raise CommandError(f"{name}: {exc}") from None
+    except MemoryError:
+        raise CommandError(f"{name}: not enough memory for the dataset; ask for a smaller one") from None
+    device = _device(args.device or project.training.device)
     epochs = args.epochs if args.epochs is not None else choice.epochs
     job = CompareJob(variants, dataset_reference(project), epochs, dataset, device.name)
     labels = [v.label for v in variants]
@@ -302,10 +368,8 @@ def cmd_compare(args) -> int:
     if results is None or end["kind"] == "failed":
         raise CommandError(f"{name}: {end['message']}")
     written: dict[str, str] = {}
-    if args.out:
-        folder = Path(args.out)
+    if folder is not None:
         try:
-            folder.mkdir(parents=True, exist_ok=True)
             for result in results:
                 written[result.label] = str(save_project(variant_project(project, result, labels),
                                                          folder / f"{slug(result.label)}.gscope"))
@@ -331,41 +395,86 @@ def cmd_compare(args) -> int:
 
 
 def cmd_predict(args) -> int:
-    project = _load(args.project)
+    label = Path(args.project).name
+    project = _load(args.project, buildable=True)
     if not project.trained:
-        raise CommandError(f"{Path(args.project).name} has no trained weights; train it first: "
+        raise CommandError(f"{label} has no trained weights; train it first: "
                            f"gatescope train {args.project}")
+    if args.input and not args.output:
+        raise CommandError("--input needs --output Y.npy")
+    x = _read_input(args.input) if args.input else None
     device = _device(args.device or project.training.device)
-    model = project.build_model(xp=device.xp)
+    model = _build(project, label, device.xp)
     if args.video:
         from gatescope.studio.video_predict import predict_video
         return predict_video(project, model, args.video, as_json=args.json)
-    if not args.output:
-        raise CommandError("--input needs --output Y.npy")
-    try:
-        x = np.load(args.input, allow_pickle=False)
-    except FileNotFoundError:
-        raise CommandError(f"{args.input} does not exist") from None
-    except (ValueError, OSError) as exc:
-        raise CommandError(f"{args.input} is not a readable .npy array ({exc})") from None
     want = tuple(model.input_shape)
     if x.ndim == len(want):
         x = x[None]
-    if tuple(x.shape[1:]) != want or not np.issubdtype(x.dtype, np.number):
+    if tuple(x.shape[1:]) != want:
         raise CommandError(f"{args.input} holds an array of shape {x.shape} ({x.dtype}); the model takes "
                            f"numbers shaped (N,) + {want}")
-    if not np.isfinite(x).all():
-        raise CommandError(f"{args.input} holds NaN or Inf values")
-    y = model.predict(x.astype(np.float32))
-    np.save(args.output, y)
-    summary = {"output": args.output, "samples": int(len(x)), "shape": list(y.shape), "task": model.task}
+    try:
+        with np.errstate(all="ignore"):  # an overflow shows up as a non-finite output, refused below
+            y = model.predict(x)
+    except MemoryError:
+        raise CommandError(f"not enough memory to predict {len(x):,} samples; give fewer at a time") from None
+    bad = ~np.isfinite(y.reshape(len(y), -1)).all(axis=1)
+    if bad.any():
+        raise CommandError(f"the model's output for sample {int(np.argmax(bad))} is NaN or infinite (its inputs "
+                           f"may be far outside what it was trained on); nothing was written")
+    output = args.output if args.output.endswith(".npy") else args.output + ".npy"  # as np.save names it
+    _write(output, _npy_bytes(y))
+    summary = {"output": output, "samples": int(len(x)), "shape": list(y.shape), "task": model.task}
     if model.task == "classification":
         summary["predicted"] = y.argmax(axis=-1).tolist()
     if args.json:
         _emit_json(summary)
     else:
-        print(f"wrote {args.output}: {y.shape} {'class probabilities' if model.task == 'classification' else 'values'}")
+        print(f"wrote {output}: {y.shape} {'class probabilities' if model.task == 'classification' else 'values'}")
     return 0
+
+
+def _read_input(path: str) -> np.ndarray:
+    """The ``--input`` batch: a regular .npy file of real numbers, its header checked against its
+    size before anything is allocated, every value finite in float32."""
+    from gatescope.compute.datasets import DataError
+    from gatescope.compute.datasets.checks import MAX_FILE_BYTES, read_npy, regular_file
+    try:
+        regular_file(path, "the input", MAX_FILE_BYTES)
+        with open(path, "rb") as stream:
+            x = read_npy(stream, Path(path).stat().st_size, path)
+    except DataError as exc:
+        raise CommandError(str(exc)) from None
+    except OSError as exc:
+        raise CommandError(f"{path} cannot be read: {exc.strerror or exc}") from None
+    if x.dtype.kind not in "biuf":
+        what = "complex numbers (their imaginary parts would be lost)" if x.dtype.kind == "c" else f"{x.dtype} values"
+        raise CommandError(f"{path} holds {what}; the model takes real numbers")
+    if x.ndim == 0:
+        raise CommandError(f"{path} holds a single number; the model takes a batch of samples")
+    if not np.isfinite(x).all():
+        raise CommandError(f"{path} holds NaN or Inf values")
+    with np.errstate(over="ignore"):
+        x32 = x.astype(np.float32)
+    if not np.isfinite(x32).all():
+        raise CommandError(f"{path} holds values beyond float32's range (about +-3.4e38), which the model "
+                           "computes in; scale them down")
+    return x32
+
+
+def _npy_bytes(array: np.ndarray) -> bytes:
+    buffer = io.BytesIO()
+    np.save(buffer, array, allow_pickle=False)
+    return buffer.getvalue()
+
+
+def _write(path: str, payload: bytes) -> None:
+    from gatescope.studio.atomic import write_atomically
+    try:
+        write_atomically(path, payload)
+    except OSError as exc:
+        raise CommandError(f"cannot write {path}: {exc.strerror or exc}") from None
 
 
 def cmd_export(args) -> int:

@@ -1,6 +1,6 @@
 """What a comparison compares: one block swapped for others of its family, or one setting at
-several values (issue 19). Qt-free, and free of the engine's training code, so the project file
-(``studio.project``) can check a saved choice and the command line can read one.
+several values (issue 19). Qt-free: the project file (``studio.project``) checks a saved choice
+with it and the command line reads one.
 
 ``CompareChoice`` is the choice; ``parse_swap("b1=SimpleRNN,LSTM,GRU")`` and
 ``parse_vary("training.clip_norm=0,1")`` read the command line's spellings; ``from_json`` reads
@@ -13,11 +13,13 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
+from gatescope.compute.train import WHOLE_RANGES
+
 MIN_VARIANTS, MAX_VARIANTS = 2, 6
 TRAINING = "training"            # the "block" that names the training settings in --vary
 VARIANT_MARK = ":"               # LSTM:peephole: a type and its variant setting
 MAX_NAME = 200
-MAX_EPOCHS = 1_000_000
+MAX_EPOCHS = WHOLE_RANGES["epochs"][1]     # as the epochs setting itself
 
 
 class ChoiceError(ValueError):

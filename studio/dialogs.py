@@ -8,7 +8,9 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-from PySide6.QtWidgets import QFileDialog, QMessageBox, QWidget
+from PySide6.QtCore import Qt
+from PySide6.QtWidgets import (QDialog, QDialogButtonBox, QFileDialog, QMessageBox, QTextBrowser, QVBoxLayout,
+                               QWidget)
 
 from gatescope.studio.project import SUFFIX
 
@@ -71,6 +73,22 @@ class Dialogs:
             "Open it? (No deletes the autosaved copies.)", QMessageBox.Yes | QMessageBox.No, QMessageBox.Yes)
         return newest if answer == QMessageBox.Yes else None
 
+    def show_help(self, title: str, html: str) -> None:
+        """A page of help (HTML) in a window of its own that can stay open beside the main one."""
+        dialog = QDialog(self.parent)
+        dialog.setWindowTitle(title)
+        dialog.setAttribute(Qt.WA_DeleteOnClose)
+        layout = QVBoxLayout(dialog)
+        browser = QTextBrowser()
+        browser.setOpenExternalLinks(False)
+        browser.setHtml(html)
+        layout.addWidget(browser)
+        buttons = QDialogButtonBox(QDialogButtonBox.Close)
+        buttons.rejected.connect(dialog.close)
+        layout.addWidget(buttons)
+        dialog.resize(640, 560)
+        dialog.show()
+
     def show_exception(self, summary: str, details: str) -> None:
         box = QMessageBox(QMessageBox.Critical, "Unexpected error",
                           f"Something went wrong inside GateScope: {summary}\n\n"
@@ -96,6 +114,9 @@ class QuietDialogs(Dialogs):
 
     def offer_recovery(self, paths: list[Path]) -> Path | None:
         return None
+
+    def show_help(self, title: str, html: str) -> None:
+        log.info("%s (help page not shown offscreen)", title)
 
     def show_exception(self, summary: str, details: str) -> None:
         log.error("unexpected error: %s\n%s", summary, details)

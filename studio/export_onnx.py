@@ -38,6 +38,8 @@ from typing import Any, Callable
 
 import numpy as np
 
+from gatescope.studio.atomic import write_atomically
+
 OPSET = 17
 """The ONNX operator set the exported models declare (introduced with ONNX 1.12)."""
 
@@ -652,6 +654,8 @@ def build_onnx(project, unroll_recurrent: bool = False) -> tuple[Any, dict]:
         model = project.build_model()
     except (GraphError, ValueError) as exc:
         raise ExportError(f"the model cannot be exported: {exc}") from None
+    except MemoryError:
+        raise ExportError(f"not enough memory to build the model, of {_model_size(project)}; make it smaller") from None
     info = model.analysis.info
     g = _Graph(helper, numpy_helper, unroll_recurrent)
     values: dict[str, str] = {}
@@ -742,10 +746,19 @@ def export_project(project, path, unroll_recurrent: bool = False) -> dict:
     onnx_model, summary = build_onnx(project, unroll_recurrent)
     path = Path(path)
     try:
-        path.write_bytes(onnx_model.SerializeToString())
+        payload = onnx_model.SerializeToString()
+    except (ValueError, MemoryError) as exc:  # protobuf refuses messages over 2 GB
+        raise ExportError(f"the model, of {_model_size(project)}, is too large to write as ONNX ({exc})") from None
+    try:
+        write_atomically(path, payload)  # a full disk leaves an existing file as it was, never truncated
     except OSError as exc:
         raise ExportError(f"cannot write {path}: {exc.strerror or exc}") from None
     return {"path": str(path), **summary}
+
+
+def _model_size(project) -> str:
+    from gatescope.compute.graph import analyse, weights_text
+    return weights_text(analyse(project.graph).total_params)
 
 
 def _safe_name(name: str) -> str:

@@ -153,6 +153,7 @@ class InsideController(QObject):
         self.flags: dict[str, str] = {}
         self.loads_datasets = True
         self._closed = False
+        self._generated_once = False                # the automatic generation of a trained text model
         self.last_result: ProbeResult | None = None
         self.last_error: str | None = None
         self._training_probes: dict[str, dict[str, Any]] = {}
@@ -185,6 +186,7 @@ class InsideController(QObject):
             self.gradients.clear_current()
             self.flags_clear()
             self._training_probes = {}
+            self._generated_once = False
         if dataset is not None or project_changed:
             self.set_dataset(dataset)
         self._pick_default_blocks()
@@ -683,6 +685,12 @@ class InsideController(QObject):
         available, why = self.can_generate()
         if available:
             self.text_generation.set_available(True)
+            if (not self._generated_once and not self.training and self.project is not None
+                    and self.project.weights):
+                # A trained character model opened: show what it writes, as a person would ask first.
+                self._generated_once = True
+                panel = self.text_generation
+                self.generate(panel.prefix_edit.text(), panel.temperature_spin.value(), panel.length_spin.value())
         else:
             self.text_generation.set_available(False, why)
 

@@ -15,6 +15,7 @@ from gatescope.compute.datasets import BUILTINS, Dataset, builtin_names
 from gatescope.compute.graph import Analysis, Block, GraphSpec
 from gatescope.compute.layers.base import Setting
 from gatescope.compute.optim import OPTIMIZERS, SCHEDULES
+from gatescope.compute.train import WHOLE_RANGES
 from gatescope.studio.wording import article, plural
 
 # Short forms of the settings that say most about a block, for the line under its title
@@ -183,9 +184,10 @@ def model_summary(analysis: Analysis, graph: GraphSpec) -> str:
 def training_fields() -> list[dict]:
     """Form fields of the training settings a person usually changes."""
     return [
-        {"name": "epochs", "kind": "int", "label": "Epochs", "minimum": 1, "maximum": 100000,
+        {"name": "epochs", "kind": "int", "label": "Epochs", "minimum": 1, "maximum": WHOLE_RANGES["epochs"][1],
          "help": "Passes over the training data each time Train is pressed; a trained model goes on from where it is."},
-        {"name": "batch_size", "kind": "int", "label": "Batch size", "minimum": 1, "maximum": 65536,
+        {"name": "batch_size", "kind": "int", "label": "Batch size", "minimum": 1,
+         "maximum": WHOLE_RANGES["batch_size"][1],
          "help": "Samples per step."},
         {"name": "optimizer", "kind": "choice", "label": "Optimizer", "choices": list(OPTIMIZERS),
          "help": "sgd (with momentum), adam or adamw."},
@@ -199,9 +201,9 @@ def training_fields() -> list[dict]:
          "help": "L2 penalty on the weights (decoupled for adamw)."},
         {"name": "val_fraction", "kind": "float", "label": "Validation share", "minimum": 0.0, "maximum": 0.89,
          "help": "Share of the samples kept aside to check the model each epoch."},
-        {"name": "early_stopping", "kind": "int", "label": "Early stopping", "minimum": 0, "maximum": 10000,
+        {"name": "early_stopping", "kind": "int", "label": "Early stopping", "minimum": 0, "maximum": WHOLE_RANGES["early_stopping"][1],
          "help": "Stop after this many epochs without a better validation loss; 0 turns it off."},
-        {"name": "seed", "kind": "int", "label": "Seed", "minimum": 0, "maximum": 2**31 - 1,
+        {"name": "seed", "kind": "int", "label": "Seed", "minimum": 0, "maximum": WHOLE_RANGES["seed"][1],
          "help": "Fixes the initial weights and the shuffling: the same seed gives the same run."},
         {"name": "device", "kind": "choice", "label": "Device", "choices": ["auto", "cpu", "gpu"],
          "help": "auto uses the GPU when CuPy finds one, else the CPU."},
@@ -257,3 +259,37 @@ def dataset_view(dataset: Dataset, n_train: int, n_val: int, n_test: int, n_samp
         else:
             labels.append("")
     return summary, samples, labels
+
+
+def gallery_view(dataset: Dataset, indices: np.ndarray) -> tuple[str, list, list[str]]:
+    """``(kind, samples, captions)`` of ``dataset.x[indices]`` as the samples panel draws them
+    (``widgets.sample_gallery``): characters as text, other sequences as lines, images as grey
+    or colour tiles, clips as frames."""
+    samples, captions = [], []
+    kind = "sequence"
+    for i in indices:
+        x = np.asarray(dataset.x[int(i)], dtype=np.float32)
+        captions.append(f"#{int(i)}")
+        if x.ndim == 2 and dataset.vocab and x.shape[1] == len(dataset.vocab):
+            kind = "text"
+            samples.append("".join(dataset.vocab[int(k)] if row.any() else "" for k, row in zip(x.argmax(1), x)))
+        elif x.ndim == 3:
+            kind = "image"
+            samples.append(np.moveaxis(x, 0, -1) if x.shape[0] == 3 else (x[0] if x.shape[0] == 1 else x.mean(0)))
+        elif x.ndim == 4:
+            kind = "clip"
+            samples.append(np.moveaxis(x, 1, -1) if x.shape[1] == 3 else (x[:, 0] if x.shape[1] == 1 else x.mean(1)))
+        else:
+            samples.append(x.reshape(len(x), -1) if x.ndim == 2 else x.reshape(-1, 1))
+    return kind, samples, captions
+
+
+def cell_samples(targets: np.ndarray, predictions: np.ndarray, true_class: int, predicted_class: int
+                 ) -> np.ndarray:
+    """Positions (in the validation split) of the samples whose true class is ``true_class`` and
+    predicted class ``predicted_class``; for per-step targets, the samples with such a step."""
+    targets, predictions = np.asarray(targets), np.asarray(predictions)
+    hit = (targets == true_class) & (predictions == predicted_class)
+    if hit.ndim > 1:
+        hit = hit.reshape(len(hit), -1).any(axis=1)
+    return np.flatnonzero(hit)

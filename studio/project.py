@@ -1,12 +1,20 @@
 """Project files: one ``NAME.gscope`` zip holding the model, its weights, training state and layout.
 
 The format is documented in ``docs/file-format.md`` (a contract, DESIGN section 5). Loading
-never executes or unpickles anything: JSON is checked key by key, arrays are read with
-``allow_pickle=False`` after their headers are checked against the sizes they declare. A file
-that is not a zip, is truncated, has members missing or escaping (``../``), wrong JSON types,
-unknown block types, a newer schema, misshapen arrays or absurd declared sizes raises
-``ProjectError`` with one clear sentence; nothing is written and nothing else changes. Saves
-are atomic: a temporary file in the same folder, then a rename.
+never executes or unpickles anything and reads nothing it has not sized first: the file must
+be a regular file of at most 4 GiB; the zip is read from the file member by member (never the
+whole file at once), each member's declared size checked before it is inflated, the arrays'
+limits taken from the model the graph describes; JSON is checked key by key, every number
+finite and every count bounded; arrays are read after their headers are checked against the
+bytes they store. Anything else (not a zip, truncated, duplicate or escaping members,
+encrypted or foreign compression, JSON nested past 64 levels, wrong types, unknown block
+types, a newer schema, misshapen or non-finite arrays) raises ``ProjectError`` with one clear
+sentence; nothing is written and nothing else changes.
+
+Saving checks the project with the same rules first (a project that could not be opened again
+is never written: a block id with ``/`` once replaced a good file with one that could not be
+opened), then writes atomically (``studio.atomic``): a temporary file in the same folder, then a
+rename. Saving and opening remove the temporary files killed saves of the same file left.
 """
 from __future__ import annotations
 
@@ -15,18 +23,23 @@ import io
 import json
 import math
 import os
-import tempfile
+import struct
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import numpy as np
 
 from gatescope.compute import layers as layer_registry
-from gatescope.compute.graph import Block, GraphSpec, Model, Wire, analyse
-from gatescope.compute.train import TrainSettings, TrainState
+from gatescope.compute.datasets import DataError
+from gatescope.compute.datasets.checks import (MAX_FILE_BYTES, absurdly_compressed, npz_arrays, raise_absurd,
+                                               read_member, reading_zip, regular_file, zip_members)
+from gatescope.compute.graph import Analysis, Block, GraphSpec, Model, Wire, analyse
+from gatescope.compute.optim import check_state
+from gatescope.compute.train import WHOLE_RANGES, TrainSettings, TrainState
 from gatescope.studio import runs as run_history
+from gatescope.studio.atomic import remove_stale_temporaries, write_atomically
 from gatescope.studio.compare_choice import ChoiceError, CompareChoice
 from gatescope.studio.compare_choice import from_json as compare_from_json
 
@@ -34,10 +47,17 @@ SCHEMA_VERSION = 1
 FORMAT_NAME = "gatescope-project"
 SUFFIX = ".gscope"
 
-MEMBERS_REQUIRED = ("project.json",)
+MEMBERS = ("project.json", "history.json", "weights.npz", "optimizer.npz", "steps.npz", "runs.json", "runs.npz")
+MODEL_BOUNDED = ("weights.npz", "optimizer.npz")  # bounded by the model's size, not a compression ratio:
+# an optimizer state of zeros (SGD without momentum, parameters no gradient reached) deflates 1000x
 MAX_JSON_BYTES = 16 * 2**20
-MAX_ARRAYS_BYTES = 4 * 2**30
-MAX_COMPRESSION_RATIO = 1000
+MAX_HISTORY_BYTES = 64 * 2**20      # 10^5 epoch records of about 200 bytes each, and room
+MAX_JSON_DEPTH = 64                 # the deepest GateScope writes is 5 (panels); 990 overflowed the parser
+MAX_ID_LENGTH = 64                  # a 70,000-character id overflowed the zip's 16-bit name length
+MAX_TEXT_LENGTH = 100_000           # a project's name and description
+MAX_EPOCHS_DONE = 10**7
+ARRAY_OVERHEAD_BYTES = 4096         # an .npy header and its zip entry, per array, with room
+ARRAYS_PER_BLOCK = 32               # a bidirectional peephole LSTM has 14; room for more
 
 
 class ProjectError(ValueError):
@@ -139,47 +159,57 @@ class Project:
 
 # ----------------------------------------------------------------------------- saving
 def save_project(project: Project, path: str | os.PathLike) -> Path:
-    """Write ``project`` to ``path`` atomically; returns the path. ProjectError if it cannot."""
+    """Write ``project`` to ``path`` atomically; returns the path. ProjectError if it cannot.
+
+    The project is first checked with the rules opening applies (``check_for_saving``): one that
+    could not be opened again is refused before the old file is touched.
+    """
     path = Path(path)
-    payload = _pack(project)
-    folder = path.parent if str(path.parent) else Path(".")
+    payload = _pack(project, path.name)
+    remove_stale_temporaries(path)
     try:
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=folder)
+        write_atomically(path, payload)  # the old file stays whole until the new one is complete
     except OSError as exc:
-        raise ProjectError(f"cannot save to {folder}: {exc.strerror or exc}") from None
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(payload)
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, _file_mode(path))  # mkstemp makes 0600; keep the old file's mode or the umask's
-        os.replace(tmp, path)  # atomic: the old file stays whole until the new one is complete
-    except OSError as exc:
-        Path(tmp).unlink(missing_ok=True)
         raise ProjectError(f"cannot save {path}: {exc.strerror or exc}") from None
     project.path = path
     return path
 
 
-def _file_mode(path: Path) -> int:
+def check_for_saving(project: Project, label: str = "the project") -> str:
+    """``project.json`` of ``project`` as text, after checking it as opening would (ids, types,
+    finite numbers, bounded counts, the history, the arrays' names); ProjectError naming the
+    first problem."""
+    for block in project.graph.blocks:
+        _check_block_id(block.id, label)
     try:
-        return path.stat().st_mode & 0o777
-    except OSError:
-        umask = os.umask(0)
-        os.umask(umask)
-        return 0o666 & ~umask
+        text = json.dumps(project.to_json(), indent=2, allow_nan=False)
+        history = json.dumps(_finite(project.history), indent=1, allow_nan=False)
+    except (TypeError, ValueError) as exc:
+        raise ProjectError(f"cannot save {label}: it holds a value a project file cannot (({exc})") from None
+    _project_from_json(_parse_json(text.encode("utf-8"), label, "project.json"), label)
+    _check_history(_parse_json(history.encode("utf-8"), label, "history.json"), label)
+    ids = {b.id for b in project.graph.blocks}
+    _check_array_names(project.weights, ids, 2, label, "weights")
+    _check_array_names(project.optimizer, ids, 3, label, "optimizer state")
+    _check_runs_for_saving(project, label)
+    return text
 
 
-def _pack(project: Project) -> bytes:
+def _pack(project: Project, label: str = "the project") -> bytes:
+    text = check_for_saving(project, label)
     buffer = io.BytesIO()
-    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as z:
-        z.writestr("project.json", json.dumps(project.to_json(), indent=2, allow_nan=False))
-        z.writestr("history.json", json.dumps(_finite(project.history), indent=1, allow_nan=False))
-        z.writestr("weights.npz", _npz_bytes(project.weights))
-        z.writestr("optimizer.npz", _npz_bytes(project.optimizer))
-        if len(project.step_numbers):
-            z.writestr("steps.npz", _npz_bytes({"global_step": project.step_numbers, "loss": project.step_losses}))
-        _pack_runs(z, project)
+    try:
+        with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as z:
+            z.writestr("project.json", text)
+            z.writestr("history.json", json.dumps(_finite(project.history), indent=1, allow_nan=False))
+            z.writestr("weights.npz", _npz_bytes(project.weights))
+            z.writestr("optimizer.npz", _npz_bytes(project.optimizer))
+            if len(project.step_numbers):
+                z.writestr("steps.npz", _npz_bytes({"global_step": project.step_numbers,
+                                                    "loss": project.step_losses}))
+            _pack_runs(z, project)
+    except (ValueError, TypeError, struct.error, zipfile.LargeZipFile) as exc:
+        raise ProjectError(f"cannot save {label}: {exc}") from None
     return buffer.getvalue()
 
 
@@ -202,61 +232,160 @@ def _npz_bytes(arrays: dict[str, np.ndarray]) -> bytes:
 
 # ----------------------------------------------------------------------------- loading
 def load_project(path: str | os.PathLike) -> Project:
-    """Read and fully check a project file; ProjectError with one clear sentence if it cannot."""
+    """Read and fully check a project file; ProjectError with one clear sentence if it cannot.
+
+    The file is never written; a successful open removes the temporary files that killed saves
+    of it left beside it (``studio.atomic``).
+    """
     path = Path(path)
-    label = path.name
-    if not path.exists():
-        raise ProjectError(f"{path} does not exist")
-    if path.is_dir():
-        raise ProjectError(f"{path} is a folder, not a project file")
     try:
-        data = path.read_bytes()
+        regular_file(path, "the project", MAX_FILE_BYTES)
+    except DataError as exc:
+        raise ProjectError(str(exc)) from None
+    try:
+        with open(path, "rb") as stream:
+            project = parse_project(stream, path.name)
     except OSError as exc:
         raise ProjectError(f"cannot read {path}: {exc.strerror or exc}") from None
-    project = parse_project(data, label)
     project.path = path
+    remove_stale_temporaries(path)
     return project
 
 
-def parse_project(data: bytes, label: str = "the file") -> Project:
-    """A Project from the bytes of a ``.gscope`` file (see ``load_project``)."""
-    if not zipfile.is_zipfile(io.BytesIO(data)):
+def parse_project(data: bytes | IO[bytes], label: str = "the file") -> Project:
+    """A Project from the bytes of a ``.gscope`` file, or a binary file open on one (see
+    ``load_project``)."""
+    stream = io.BytesIO(data) if isinstance(data, (bytes, bytearray)) else data
+    if not zipfile.is_zipfile(stream):
         raise ProjectError(f"{label} is not a GateScope project: it is not a zip archive "
                            "(it may be damaged, or a different kind of file)")
+    stream.seek(0)
     try:
-        with zipfile.ZipFile(io.BytesIO(data)) as z:
-            infos = _check_members(z, label)
-            raw_json = _read_member(z, infos["project.json"], label)
-            meta = _parse_json(raw_json, label, "project.json")
-            history = _parse_json(_read_member(z, infos["history.json"], label), label, "history.json") \
-                if "history.json" in infos else []
-            weights = _read_npz(_read_member(z, infos["weights.npz"], label), label, "weights.npz") \
-                if "weights.npz" in infos else {}
-            optimizer = _read_npz(_read_member(z, infos["optimizer.npz"], label), label, "optimizer.npz") \
-                if "optimizer.npz" in infos else {}
-            steps = _read_npz(_read_member(z, infos["steps.npz"], label), label, "steps.npz") \
-                if "steps.npz" in infos else {}
+        with reading_zip(label):
+            z = zipfile.ZipFile(stream)
+        with z:
+            with reading_zip(label):
+                infos = zip_members(z, label, ratio_exempt=MODEL_BOUNDED)
+            if "project.json" not in infos:
+                raise ProjectError(f"{label} is not a complete GateScope project: it has no project.json")
+            if infos["project.json"].file_size > MAX_JSON_BYTES:
+                raise ProjectError(f"{label}: project.json declares {infos['project.json'].file_size:,} bytes, "
+                                   "far more than a project description needs; refusing it")
+            project = _project_from_json(_parse_json(_member(z, infos["project.json"], label), label,
+                                                     "project.json"), label)
+            analysis = analyse(project.graph)
+            limits = _member_limits(analysis)
+            for name in MEMBERS[1:]:
+                if name in infos and infos[name].file_size > limits[name]:
+                    raise ProjectError(f"{label}: {name} declares {infos[name].file_size:,} bytes, more than "
+                                       f"this model's {limits[name]:,} could need; the file is damaged")
+                if name in infos and name in MODEL_BOUNDED and not analysis.ok and absurdly_compressed(infos[name]):
+                    raise_absurd(infos[name], label)
+            if "history.json" in infos:
+                project.history = _check_history(_parse_json(_member(z, infos["history.json"], label), label,
+                                                             "history.json"), label)
+            arrays = {name: _read_npz(_member(z, infos[name], label), label, name)
+                      for name in ("weights.npz", "optimizer.npz", "steps.npz") if name in infos}
             runs_members = _read_runs_members(z, infos, label)
-    except zipfile.BadZipFile as exc:
-        raise ProjectError(f"{label} is damaged: its zip structure is broken ({exc}); "
-                           "open a backup or the autosave copy") from None
-    except (EOFError, zlib_error()) as exc:
-        raise ProjectError(f"{label} is damaged: a member is truncated or corrupt ({exc})") from None
-    project = _project_from_json(meta, label)
-    if not isinstance(history, list) or not all(isinstance(h, dict) for h in history):
-        raise ProjectError(f"{label}: history.json must be a list of epoch records")
-    project.history = history
-    project.weights, project.optimizer = weights, optimizer
-    if steps:
-        project.step_numbers, project.step_losses = _check_steps(steps, label)
-    _check_weights(project, label)
+    except DataError as exc:
+        raise ProjectError(str(exc)) from None
+    project.weights = arrays.get("weights.npz", {})
+    project.optimizer = arrays.get("optimizer.npz", {})
+    if arrays.get("steps.npz"):
+        project.step_numbers, project.step_losses = _check_steps(arrays["steps.npz"], label)
+    _check_weights(project, analysis, label)
+    _check_optimizer(project, label)
     project.runs, project.keep_run_weights = _runs_from_members(*runs_members, label)
     return project
 
 
+def _member(z: zipfile.ZipFile, info: zipfile.ZipInfo, label: str) -> bytes:
+    with reading_zip(label):
+        return read_member(z, info, label)
+
+
+def _member_limits(analysis: Analysis) -> dict[str, int]:
+    """The most bytes each member may declare. For a graph that can be built the arrays' members
+    are bounded by what its weights take (float64 at most, and Adam's two slots), so a damaged
+    member cannot make the reader inflate a gigabyte before its CRC is checked."""
+    if analysis.ok:
+        weights = 8 * analysis.total_params + ARRAY_OVERHEAD_BYTES * ARRAYS_PER_BLOCK * (len(analysis.info) + 1)
+        optimizer = 2 * weights
+    else:
+        weights = optimizer = MAX_FILE_BYTES
+    return {"history.json": MAX_HISTORY_BYTES, "weights.npz": weights, "optimizer.npz": optimizer,
+            "steps.npz": MAX_FILE_BYTES, "runs.json": MAX_HISTORY_BYTES, "runs.npz": MAX_FILE_BYTES}
+
+
+def _parse_json(raw: bytes, label: str, member: str):
+    """JSON with every number finite (and whole numbers of at most 30 digits), nested at most
+    ``MAX_JSON_DEPTH`` deep."""
+    try:
+        value = json.loads(raw.decode("utf-8"), parse_constant=_refuse_constant, parse_float=_finite_float,
+                           parse_int=_short_int)
+    except _NotANumber as exc:
+        raise ProjectError(f"{label}: {member} holds {exc}; every number in a project file must be finite "
+                           "and of ordinary size") from None
+    except RecursionError:
+        raise ProjectError(f"{label}: {member} is nested too deeply to be a GateScope project") from None
+    except (UnicodeDecodeError, ValueError) as exc:
+        raise ProjectError(f"{label}: {member} is not valid JSON ({exc})") from None
+    if _json_depth(value) > MAX_JSON_DEPTH:
+        raise ProjectError(f"{label}: {member} is nested more than {MAX_JSON_DEPTH} levels deep, "
+                           "far deeper than a project needs; refusing it")
+    return value
+
+
+class _NotANumber(ValueError):
+    """A number JSON parsing refuses: NaN, Infinity, or one beyond a float's or a count's range."""
+
+
+def _refuse_constant(name: str):
+    raise _NotANumber(name)
+
+
+def _finite_float(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        raise _NotANumber(f"the number {text[:40]}, too large for a float")
+    return value
+
+
+def _short_int(text: str) -> int:
+    if len(text.lstrip("-")) > 30:  # no count in a project comes near 10^30
+        raise _NotANumber(f"a whole number of {len(text.lstrip('-')):,} digits")
+    return int(text)
+
+
+def _json_depth(value) -> int:
+    """How deeply lists and objects nest in ``value`` (a scalar is 0), without recursion."""
+    deepest, stack = 0, [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        children = item.values() if isinstance(item, dict) else item if isinstance(item, list) else None
+        if children is None:
+            continue
+        deepest = max(deepest, depth)
+        if depth <= MAX_JSON_DEPTH:
+            stack.extend((child, depth + 1) for child in children)
+    return deepest
+
+
+def _read_npz(raw: bytes, label: str, member: str) -> dict[str, np.ndarray]:
+    """Arrays of an npz, each header checked against its stored size before reading; no pickles;
+    numbers only."""
+    where = f"{label}: {member}"
+    with reading_zip(where), zipfile.ZipFile(io.BytesIO(raw)) as inner:
+        arrays = dict(npz_arrays(inner, where))
+    for name, value in arrays.items():
+        if value.dtype.kind not in "fiu":
+            raise ProjectError(f"{where}, array {name!r}, holds {value.dtype} values; only numbers are allowed")
+    return arrays
+
+
 def _check_steps(arrays: dict[str, np.ndarray], label: str) -> tuple[np.ndarray, np.ndarray]:
     """``steps.npz``'s ``global_step`` and ``loss``: two 1-D arrays of one length, whole step
-    numbers that increase (the per-step loss curve; see docs/file-format.md)."""
+    numbers that increase, finite losses (the per-step loss curve; see docs/file-format.md)."""
     numbers, losses = arrays.get("global_step"), arrays.get("loss")
     if numbers is None or losses is None or set(arrays) != {"global_step", "loss"}:
         raise ProjectError(f"{label}: steps.npz must hold exactly the arrays global_step and loss "
@@ -264,93 +393,12 @@ def _check_steps(arrays: dict[str, np.ndarray], label: str) -> tuple[np.ndarray,
     if numbers.ndim != 1 or losses.ndim != 1 or len(numbers) != len(losses):
         raise ProjectError(f"{label}: steps.npz global_step {numbers.shape} and loss {losses.shape} must be "
                            "two lists of the same length")
-    if numbers.dtype.kind not in "iu" or (len(numbers) and (numbers[0] < 0 or np.any(np.diff(numbers) <= 0))):
+    if numbers.dtype.kind not in "iu" or (len(numbers) and (numbers[0] < 0 or numbers[-1] > 2**62
+                                                            or np.any(np.diff(numbers) <= 0))):
         raise ProjectError(f"{label}: steps.npz global_step must be whole step numbers that increase")
+    if losses.dtype.kind != "f" or not np.isfinite(losses).all():
+        raise ProjectError(f"{label}: steps.npz loss must hold finite numbers")
     return numbers.astype(np.int64), losses.astype(np.float32)
-
-
-def zlib_error() -> type[BaseException]:
-    import zlib
-    return zlib.error
-
-
-def _check_members(z: zipfile.ZipFile, label: str) -> dict[str, zipfile.ZipInfo]:
-    infos: dict[str, zipfile.ZipInfo] = {}
-    total = 0
-    for info in z.infolist():
-        name = info.filename
-        parts = name.replace("\\", "/").split("/")
-        if name.startswith(("/", "\\")) or ".." in parts or (len(name) > 1 and name[1] == ":"):
-            raise ProjectError(f"{label} has a member named {name!r} that points outside the project; "
-                               "refusing to open it")
-        if info.file_size > MAX_ARRAYS_BYTES or (info.compress_size and
-                                                 info.file_size / info.compress_size > MAX_COMPRESSION_RATIO
-                                                 and info.file_size > 2**20):
-            raise ProjectError(f"{label} declares a member {name!r} of {info.file_size:,} bytes, which is absurd "
-                               "for a project; refusing to open it")
-        total += info.file_size
-        infos[name] = info
-    if total > MAX_ARRAYS_BYTES:
-        raise ProjectError(f"{label} declares {total:,} bytes in all, more than a project can hold; refusing it")
-    for required in MEMBERS_REQUIRED:
-        if required not in infos:
-            raise ProjectError(f"{label} is not a complete GateScope project: it has no {required}")
-    if infos["project.json"].file_size > MAX_JSON_BYTES:
-        raise ProjectError(f"{label}: project.json declares {infos['project.json'].file_size:,} bytes, "
-                           "far more than a project description needs; refusing it")
-    return infos
-
-
-def _read_member(z: zipfile.ZipFile, info: zipfile.ZipInfo, label: str) -> bytes:
-    with z.open(info) as f:
-        data = f.read(info.file_size + 1)
-    if len(data) != info.file_size:
-        raise ProjectError(f"{label}: member {info.filename} is not the size it declares")
-    return data
-
-
-def _parse_json(raw: bytes, label: str, member: str):
-    try:
-        return json.loads(raw.decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise ProjectError(f"{label}: {member} is not valid JSON ({exc})") from None
-
-
-def _read_npz(raw: bytes, label: str, member: str) -> dict[str, np.ndarray]:
-    """Arrays of an npz, each header checked against its stored size before reading; no pickles."""
-    arrays: dict[str, np.ndarray] = {}
-    try:
-        with zipfile.ZipFile(io.BytesIO(raw)) as inner:
-            for info in inner.infolist():
-                name = info.filename
-                if not name.endswith(".npy"):  # names may hold '/': nothing is extracted to disk
-                    raise ProjectError(f"{label}: {member} holds {name!r}, which is not an array")
-                if info.file_size > MAX_ARRAYS_BYTES:
-                    raise ProjectError(f"{label}: {member} declares an array {name!r} of {info.file_size:,} bytes")
-                with inner.open(info) as f:
-                    version = np.lib.format.read_magic(f)
-                    if version == (1, 0):
-                        shape, fortran, dtype = np.lib.format.read_array_header_1_0(f)
-                    elif version == (2, 0):
-                        shape, fortran, dtype = np.lib.format.read_array_header_2_0(f)
-                    else:
-                        raise ProjectError(f"{label}: {member}/{name} has an unknown array format {version}")
-                    if dtype.kind not in "fiu" or dtype.hasobject:
-                        raise ProjectError(f"{label}: {member}/{name} holds {dtype} values; "
-                                           "only numbers are allowed")
-                    need = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
-                    if need > info.file_size:
-                        raise ProjectError(f"{label}: {member}/{name} declares shape {shape}, larger than "
-                                           "the data stored; the file is damaged")
-                with inner.open(info) as f:
-                    arrays[name[:-4]] = np.lib.format.read_array(f, allow_pickle=False)
-    except zipfile.BadZipFile as exc:
-        raise ProjectError(f"{label}: {member} is damaged ({exc})") from None
-    except ProjectError:
-        raise
-    except ValueError as exc:
-        raise ProjectError(f"{label}: {member} holds an unreadable array ({exc})") from None
-    return arrays
 
 
 def _project_from_json(meta: Any, label: str) -> Project:
@@ -361,11 +409,10 @@ def _project_from_json(meta: Any, label: str) -> Project:
     need(isinstance(meta, dict), "must be a JSON object")
     need(meta.get("format") == FORMAT_NAME, f"does not say format {FORMAT_NAME!r}; this is not a GateScope project")
     version = meta.get("schema_version")
-    need(isinstance(version, int) and not isinstance(version, bool) and version >= 1,
-         "has no valid schema_version")
+    need(_whole(version) and version >= 1, "has no valid schema_version")
     if version > SCHEMA_VERSION:
-        raise ProjectError(f"{label} was saved by a newer GateScope (file schema {version}; this version reads "
-                           f"up to {SCHEMA_VERSION}); update GateScope to open it")
+        raise ProjectError(f"{label} was saved by a newer GateScope (file schema {version}; this version "
+                           f"reads up to {SCHEMA_VERSION}); update GateScope to open it")
     graph = meta.get("graph")
     need(isinstance(graph, dict), "has no graph object")
     blocks, wires = graph.get("blocks"), graph.get("wires")
@@ -376,11 +423,12 @@ def _project_from_json(meta: Any, label: str) -> Project:
     for i, b in enumerate(blocks):
         need(isinstance(b, dict), f"graph.blocks[{i}] must be an object")
         need(isinstance(b.get("id"), str) and b["id"], f"graph.blocks[{i}].id must be a non-empty string")
+        _check_block_id(b["id"], label)
         need(b["id"] not in seen, f"has two blocks with id {b['id']!r}")
         seen.add(b["id"])
         need(isinstance(b.get("type"), str), f"graph.blocks[{i}].type must be a string")
         if b["type"] not in layer_registry.REGISTRY:
-            raise ProjectError(f"{label}: block {b['id']!r} has the unknown type {b['type']!r}; it may come "
+            raise ProjectError(f"{label}: block {b['id']!r} has the unknown type {b['type'][:80]!r}; it may come "
                                "from a newer GateScope")
         settings = b.get("settings", {})
         need(isinstance(settings, dict), f"graph.blocks[{i}].settings must be an object")
@@ -392,43 +440,142 @@ def _project_from_json(meta: Any, label: str) -> Project:
              f"graph.wires[{i}] needs src and dst strings")
         need(w["src"] in seen and w["dst"] in seen, f"graph.wires[{i}] joins a block that does not exist")
         port = w.get("port", 0)
-        need(isinstance(port, int) and not isinstance(port, bool) and 0 <= port < 64,
-             f"graph.wires[{i}].port must be a small whole number")
+        need(_whole(port) and 0 <= port < 64, f"graph.wires[{i}].port must be a small whole number")
         spec_wires.append(Wire(w["src"], w["dst"], port))
     positions = meta.get("positions", {})
     need(isinstance(positions, dict), "positions must be an object")
     pos = {}
     for k, v in positions.items():
-        need(isinstance(v, list) and len(v) == 2 and all(isinstance(c, (int, float)) and not isinstance(c, bool)
-                                                         and math.isfinite(c) for c in v),
-             f"positions[{k!r}] must be two numbers")
-        pos[k] = (float(v[0]), float(v[1]))
+        need(isinstance(v, list) and len(v) == 2 and all(_number(c) and abs(c) < 1e9 for c in v),
+             f"positions[{k[:80]!r}] must be two numbers")
+        if k in seen:  # a place kept for a block no longer in the graph means nothing
+            pos[k] = (float(v[0]), float(v[1]))
+    training = meta.get("training", {})
+    need(isinstance(training, dict), "training must be an object")
     try:
-        training = TrainSettings.from_dict(meta.get("training", {}))
+        training = TrainSettings.from_dict(training)
     except ValueError as exc:
         raise ProjectError(f"{label}: project.json training: {exc}") from None
-    dataset = meta.get("dataset", {})
-    need(isinstance(dataset, dict) and dataset.get("kind") in ("builtin", "file"),
-         "dataset must be an object with kind 'builtin' or 'file'")
+    dataset = _check_dataset(meta.get("dataset", {}), label)
     panels = meta.get("panels", {})
     need(isinstance(panels, dict), "panels must be an object")
-    trainer = meta.get("trainer", {"epochs_done": 0})
-    need(isinstance(trainer, dict) and isinstance(trainer.get("epochs_done", 0), int)
-         and trainer.get("epochs_done", 0) >= 0, "trainer.epochs_done must be a whole number")
-    need(isinstance(trainer.get("steps_per_epoch", 0), int) and not isinstance(trainer.get("steps_per_epoch", 0), bool)
-         and trainer.get("steps_per_epoch", 0) >= 0, "trainer.steps_per_epoch must be a whole number")
-    if "last_run" in trainer:
-        try:
-            trainer = dict(trainer, last_run=_checked_last_run(trainer["last_run"]))
-        except ValueError as exc:
-            raise ProjectError(f"{label}: project.json trainer.last_run: {exc}") from None
+    trainer = _check_trainer(meta.get("trainer", {"epochs_done": 0}), label)
     name = meta.get("name", "untitled")
-    need(isinstance(name, str), "name must be a string")
+    need(isinstance(name, str) and len(name) <= MAX_TEXT_LENGTH, "name must be a string")
     description = meta.get("description", "")
-    need(isinstance(description, str), "description must be a string")
+    need(isinstance(description, str) and len(description) <= MAX_TEXT_LENGTH, "description must be a string")
     return Project(name=name, graph=GraphSpec(spec_blocks, spec_wires), positions=pos, training=training,
                    dataset=dataset, panels=panels, description=description, trainer=trainer,
                    compare=_checked_compare(meta.get("compare"), label))
+
+
+def _whole(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _number(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _check_block_id(block_id: str, label: str) -> None:
+    """A block id names the block's arrays (``ID/NAME``) in the npz members and in the window:
+    one printable line of at most 64 characters, with no ``/`` or ``\\``."""
+    if not (0 < len(block_id) <= MAX_ID_LENGTH and block_id.isprintable() and "/" not in block_id
+            and "\\" not in block_id and block_id.strip() == block_id):
+        raise ProjectError(f"{label}: the block id {block_id[:40]!r}{'...' if len(block_id) > 40 else ''} cannot be "
+                           f"used: ids are 1 to {MAX_ID_LENGTH} printable characters without '/' or '\\\\' "
+                           "or spaces at either end")
+
+
+def _check_dataset(dataset: Any, label: str) -> dict[str, Any]:
+    """The dataset reference, its types checked (the values are checked when it is loaded);
+    ``cache_dir``, which older files could set for video folders, is dropped: caches live in
+    the user's cache directory only."""
+    def need(cond: bool, what: str) -> None:
+        if not cond:
+            raise ProjectError(f"{label}: project.json dataset {what}")
+
+    need(isinstance(dataset, dict) and dataset.get("kind") in ("builtin", "file"),
+         "must be an object with kind 'builtin' or 'file'")
+    if dataset["kind"] == "builtin":
+        need(isinstance(dataset.get("name"), str) and 0 < len(dataset["name"]) <= 200,
+             "name must be the name of a bundled dataset")
+    else:
+        path = dataset.get("path")
+        need(isinstance(path, str) and 0 < len(path) <= 4096 and "\0" not in path, "path must be a file path")
+        need(dataset.get("format") is None or isinstance(dataset["format"], str), "format must be a name or null")
+    params = dataset.get("params", {})
+    need(params is None or isinstance(params, dict), "params must be an object of named settings")
+    dataset = dict(dataset)
+    if params:
+        params = {k: v for k, v in params.items() if k != "cache_dir"}
+        dataset["params"] = params
+        for value in params.values():
+            if isinstance(value, str):
+                need("\0" not in value, "params must not hold NUL characters")
+    return dataset
+
+
+TRAINER_KEYS = ("epochs_done", "best_val_loss", "epochs_without_improvement", "steps_per_epoch", "last_run")
+
+
+def _check_trainer(trainer: Any, label: str) -> dict[str, Any]:
+    """``trainer``: whole counts within bounds, the best validation loss a finite number or null,
+    ``last_run`` as ``_checked_last_run`` says."""
+    def need(cond: bool, what: str) -> None:
+        if not cond:
+            raise ProjectError(f"{label}: project.json trainer {what}")
+
+    need(isinstance(trainer, dict), "must be an object")
+    unknown = sorted(set(trainer) - set(TRAINER_KEYS))
+    need(not unknown, f"has unknown keys {', '.join(repr(k[:40]) for k in unknown[:3])}")
+    for key, high in (("epochs_done", MAX_EPOCHS_DONE), ("epochs_without_improvement", MAX_EPOCHS_DONE),
+                      ("steps_per_epoch", WHOLE_RANGES["steps_per_epoch"][1])):
+        value = trainer.get(key, 0)
+        need(_whole(value) and 0 <= value <= high, f"{key} must be a whole number from 0 to {high:,}")
+    best = trainer.get("best_val_loss")
+    need(best is None or _number(best), "best_val_loss must be a finite number or null")
+    trainer = dict(trainer)
+    if "last_run" in trainer:
+        try:
+            trainer["last_run"] = _checked_last_run(trainer["last_run"])
+        except ValueError as exc:
+            raise ProjectError(f"{label}: project.json trainer.last_run: {exc}") from None
+    return trainer
+
+
+HISTORY_NUMBERS = ("train_loss", "train_accuracy", "val_loss", "val_accuracy", "lr", "seconds")
+
+
+def _check_history(history: Any, label: str) -> list[dict[str, Any]]:
+    """``history.json``: a list of epoch records, each with a whole ``epoch`` from 1 and every other
+    value a number or null (the curves panel plots them)."""
+    if not isinstance(history, list) or len(history) > MAX_EPOCHS_DONE:
+        raise ProjectError(f"{label}: history.json must be a list of epoch records")
+    for i, record in enumerate(history):
+        epoch = record.get("epoch") if isinstance(record, dict) else None
+        if not (_whole(epoch) and 1 <= epoch <= MAX_EPOCHS_DONE):
+            raise ProjectError(f"{label}: history.json record {i + 1} must be an object with a whole epoch number")
+        for key, value in record.items():
+            if key != "epoch" and value is not None and not _number(value):
+                raise ProjectError(f"{label}: history.json record {i + 1}: {key[:40]} must be a number or null, "
+                                   f"not {str(value)[:40]!r}")
+    return history
+
+
+def _check_array_names(arrays: dict[str, np.ndarray], ids: set[str], parts: int, label: str, what: str) -> None:
+    """Arrays are named ``BLOCK_ID/NAME`` (weights) or ``BLOCK_ID/NAME/SLOT`` (optimizer state,
+    besides ``step_count``), each of a block of the graph."""
+    for key in arrays:
+        if what == "optimizer state" and key == "step_count":
+            continue
+        pieces = key.split("/")
+        if len(pieces) != parts or not all(pieces) or len(key) > 4 * MAX_ID_LENGTH:
+            raise ProjectError(f"{label}: the {what} holds an array named {key[:80]!r}, which is not "
+                               f"{'BLOCK/NAME' if parts == 2 else 'BLOCK/NAME/SLOT'}")
+        if pieces[0] not in ids:
+            raise ProjectError(f"{label}: the {what} holds {key[:80]!r}, but the graph has no block "
+                               f"{pieces[0][:40]!r}")
 
 
 def _checked_last_run(value: Any) -> dict[str, Any]:
@@ -461,26 +608,33 @@ def _checked_last_run(value: Any) -> dict[str, Any]:
     return {"planned_epochs": count(value.get("planned_epochs"), "planned_epochs"), "ended": ended, "test": test}
 
 
-def _check_weights(project: Project, label: str) -> None:
-    """Saved arrays must belong to blocks of the graph and have the shapes those blocks need."""
+def _check_weights(project: Project, analysis: Analysis | None, label: str) -> None:
+    """Saved arrays must be finite floats of blocks of the graph, with the shapes those blocks need
+    (not checked with ``analysis`` None: a run's weights being saved came from its own model)."""
     if not project.weights:
         return
-    ids = {b.id for b in project.graph.blocks}
-    for key in project.weights:
-        if key.split("/")[0] not in ids:
-            raise ProjectError(f"{label}: weights.npz holds {key!r}, but the graph has no block "
-                               f"{key.split('/')[0]!r}")
-    analysis = analyse(project.graph)
-    if not analysis.ok:
+    _check_array_names(project.weights, {b.id for b in project.graph.blocks}, 2, label, "weights")
+    for key, value in project.weights.items():
+        if value.dtype.kind != "f" or not np.isfinite(value).all():
+            raise ProjectError(f"{label}: weights.npz array {key!r} holds non-finite or non-float values")
+    if analysis is None or not analysis.ok:
         return  # an unfinished graph opens as it is; its weights are checked when it can be built
     model = Model(project.graph)
     try:
         model.load_state_dict(project.weights)
     except ValueError as exc:
         raise ProjectError(f"{label}: {exc}") from None
-    for key, value in project.weights.items():
-        if value.dtype.kind != "f" or not np.isfinite(value).all():
-            raise ProjectError(f"{label}: weights.npz array {key!r} holds non-finite or non-float values")
+
+
+def _check_optimizer(project: Project, label: str) -> None:
+    """The optimizer state: named after blocks of the graph, finite floats, one whole step count."""
+    if not project.optimizer:
+        return
+    _check_array_names(project.optimizer, {b.id for b in project.graph.blocks}, 3, label, "optimizer state")
+    try:
+        check_state(project.optimizer)
+    except ValueError as exc:
+        raise ProjectError(f"{label}: {exc}") from None
 
 
 # ----------------------------------------------------------------------------- run history, comparison
@@ -511,12 +665,26 @@ def _read_runs_members(z: zipfile.ZipFile, infos: dict[str, zipfile.ZipInfo], la
         if RUNS_NPZ in infos:
             raise ProjectError(f"{label} has {RUNS_NPZ} without {RUNS_JSON}")
         return None, {}
-    meta = _parse_json(_read_member(z, infos[RUNS_JSON], label), label, RUNS_JSON)
-    arrays = _read_npz(_read_member(z, infos[RUNS_NPZ], label), label, RUNS_NPZ) if RUNS_NPZ in infos else {}
+    meta = _parse_json(_member(z, infos[RUNS_JSON], label), label, RUNS_JSON)
+    arrays = _read_npz(_member(z, infos[RUNS_NPZ], label), label, RUNS_NPZ) if RUNS_NPZ in infos else {}
     return meta, arrays
 
 
-def _runs_from_members(meta: Any, arrays: dict[str, np.ndarray], label: str) -> tuple[list[run_history.Run], bool]:
+def _check_runs_for_saving(project: Project, label: str) -> None:
+    """The run history as opening checks it (``_runs_from_members``), its weights' shapes aside
+    (they came from each run's own model; fitting them again would build every run's model at
+    every save)."""
+    try:
+        text = json.dumps(run_history.runs_to_json(project.runs, project.keep_run_weights), allow_nan=False)
+    except (TypeError, ValueError) as exc:
+        raise ProjectError(f"cannot save {label}: its run history holds a value a project file cannot ({exc})") \
+            from None
+    _runs_from_members(_parse_json(text.encode("utf-8"), label, RUNS_JSON), run_history.runs_arrays(project.runs),
+                       label, fit_weights=False)
+
+
+def _runs_from_members(meta: Any, arrays: dict[str, np.ndarray], label: str,
+                       fit_weights: bool = True) -> tuple[list[run_history.Run], bool]:
     """The run history, every value checked (docs/file-format.md): counts and lengths bounded,
     every number finite, every string a string, each run's model and training settings checked
     as a project's are, its curve as ``steps.npz`` is and its weights against its model."""
@@ -542,7 +710,7 @@ def _runs_from_members(meta: Any, arrays: dict[str, np.ndarray], label: str) -> 
         run = _run_from_json(record, where, need, label)
         need(not runs or run.number > runs[-1].number, f"{where}.number", "must be larger than the run before's")
         run.step_numbers, run.step_losses, run.weights = _run_arrays(run, record.get("has_weights", False), arrays,
-                                                                      where, label, used)
+                                                                      where, label, used, fit_weights)
         runs.append(run)
     stray = sorted(set(arrays) - used)
     if stray:
@@ -550,12 +718,9 @@ def _runs_from_members(meta: Any, arrays: dict[str, np.ndarray], label: str) -> 
     return runs, keep
 
 
-def _whole(value: Any, low: int = 0) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool) and low <= value <= 2**53
-
-
-def _finite_number(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+def _count(value: Any, low: int = 0) -> bool:
+    """A whole number from ``low`` to 2^53."""
+    return _whole(value) and low <= value <= 2**53
 
 
 def _text(value: Any) -> bool:
@@ -568,7 +733,7 @@ def _run_from_json(record: dict, where: str, need, label: str) -> run_history.Ru
     unknown = sorted(set(record) - known)
     need(not unknown, where, f"has unknown keys {', '.join(unknown)}")
     number = record.get("number")
-    need(_whole(number, 1), f"{where}.number", "must be a whole number of 1 or more")
+    need(_count(number, 1), f"{where}.number", "must be a whole number of 1 or more")
     when = record.get("when")
     need(isinstance(when, str) and len(when) <= 64, f"{where}.when", "must be a date and time")
     try:
@@ -577,39 +742,41 @@ def _run_from_json(record: dict, where: str, need, label: str) -> run_history.Ru
         need(False, f"{where}.when", f"must be an ISO 8601 date and time, not {when!r}")
     need(record.get("kind") in run_history.KINDS, f"{where}.kind", f"must be {' or '.join(run_history.KINDS)}")
     need(record.get("ended") in run_history.ENDINGS, f"{where}.ended", f"must be {', '.join(run_history.ENDINGS)}")
-    need(_text(record.get("label")), f"{where}.label", "must be a string")
+    need(_text(record.get("label")), f"{where}.label", f"must be a string of at most {run_history.MAX_TEXT:,} characters")
     after = record.get("after")
-    need(after is None or (_whole(after, 1) and after < number), f"{where}.after",
+    need(after is None or (_count(after, 1) and after < number), f"{where}.after",
          "must be null or the number of an earlier run")
     changes = record.get("changes", [])
     need(isinstance(changes, list) and len(changes) <= run_history.MAX_CHANGES and all(_text(c) for c in changes),
-         f"{where}.changes", f"must be a list of at most {run_history.MAX_CHANGES} strings")
-    need(_whole(record.get("first_epoch", 0)), f"{where}.first_epoch", "must be a whole number")
+         f"{where}.changes", f"must be a list of at most {run_history.MAX_CHANGES} strings of at most "
+         f"{run_history.MAX_TEXT:,} characters")
+    need(_count(record.get("first_epoch", 0)), f"{where}.first_epoch", "must be a whole number")
     epochs = record.get("epochs", [])
     need(isinstance(epochs, list) and len(epochs) <= run_history.MAX_EPOCHS, f"{where}.epochs",
          f"must be a list of at most {run_history.MAX_EPOCHS:,} epoch records")
     for k, epoch in enumerate(epochs):
         need(isinstance(epoch, dict) and set(epoch) <= set(run_history.EPOCH_KEYS), f"{where}.epochs[{k}]",
              f"must be an object with keys among {', '.join(run_history.EPOCH_KEYS)}")
-        need(_whole(epoch.get("epoch"), 1), f"{where}.epochs[{k}].epoch", "must be a whole number of 1 or more")
+        need(_count(epoch.get("epoch"), 1), f"{where}.epochs[{k}].epoch", "must be a whole number of 1 or more")
         for key in run_history.EPOCH_KEYS[1:]:
-            need(epoch.get(key) is None or _finite_number(epoch[key]), f"{where}.epochs[{k}].{key}",
+            need(epoch.get(key) is None or _number(epoch[key]), f"{where}.epochs[{k}].{key}",
                  "must be a finite number or null")
     try:
         test = _checked_last_run({"test": record.get("test")})["test"]
     except ValueError as exc:
         raise ProjectError(f"{label}: {RUNS_JSON} {where}: {exc}") from None
-    need(_finite_number(record.get("seconds", 0)) and record.get("seconds", 0) >= 0, f"{where}.seconds",
+    need(_number(record.get("seconds", 0)) and record.get("seconds", 0) >= 0, f"{where}.seconds",
          "must be a finite number of 0 or more")
-    need(_whole(record.get("parameters", 0)), f"{where}.parameters", "must be a whole number")
-    need(_whole(record.get("steps_per_epoch", 0)), f"{where}.steps_per_epoch", "must be a whole number")
+    need(_count(record.get("parameters", 0)), f"{where}.parameters", "must be a whole number")
+    need(_count(record.get("steps_per_epoch", 0)), f"{where}.steps_per_epoch", "must be a whole number")
     need(isinstance(record.get("has_weights", False), bool), f"{where}.has_weights", "must be true or false")
     # The model and settings a run trained are checked exactly as a project's own are (a run
     # keeps no dataset of its own: the project's is the one it trained on).
     try:
         model = _project_from_json({"format": FORMAT_NAME, "schema_version": SCHEMA_VERSION,
                                     "graph": record.get("graph"), "training": record.get("training", {}),
-                                    "dataset": {"kind": "builtin"}}, f"{label}: {RUNS_JSON} {where}")
+                                    "dataset": {"kind": "builtin", "name": "the project's"}},
+                                   f"{label}: {RUNS_JSON} {where}")
     except ProjectError as exc:
         raise _reworded(exc, "project.json") from None
     return run_history.Run(number=number, when=when, kind=record["kind"], label=record["label"],
@@ -620,7 +787,7 @@ def _run_from_json(record: dict, where: str, need, label: str) -> run_history.Ru
 
 
 def _run_arrays(run: run_history.Run, has_weights: bool, arrays: dict[str, np.ndarray], where: str, label: str,
-                used: set[str]):
+                used: set[str], fit_weights: bool = True):
     """Run ``run``'s per-step curve and weights from ``runs.npz``, checked; marks their keys ``used``."""
     curve = {part: arrays.get(run_history.array_key(run.number, part)) for part in ("global_step", "loss")}
     used.update(run_history.array_key(run.number, part) for part, value in curve.items() if value is not None)
@@ -632,8 +799,6 @@ def _run_arrays(run: run_history.Run, has_weights: bool, arrays: dict[str, np.nd
                                            f"{label}: {RUNS_NPZ} run {run.number}")
         except ProjectError as exc:
             raise _reworded(exc, "steps.npz") from None
-        if not np.isfinite(losses).all():
-            raise ProjectError(f"{label}: {RUNS_NPZ} run {run.number}'s losses must be finite")
     prefix = run_history.array_key(run.number, "weights/")
     weights = {key[len(prefix):]: value for key, value in arrays.items() if key.startswith(prefix)}
     used.update(prefix + name for name in weights)
@@ -642,7 +807,8 @@ def _run_arrays(run: run_history.Run, has_weights: bool, arrays: dict[str, np.nd
                            f"{RUNS_NPZ} holds {'no' if not weights else 'its'} weights")
     if weights:
         try:
-            _check_weights(Project(graph=run.graph, weights=weights), f"{label}: {RUNS_NPZ} run {run.number}")
+            _check_weights(Project(graph=run.graph, weights=weights), analyse(run.graph) if fit_weights else None,
+                           f"{label}: {RUNS_NPZ} run {run.number}")
         except ProjectError as exc:
             raise _reworded(exc, "weights.npz") from None
     return numbers, losses, weights

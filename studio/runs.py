@@ -170,23 +170,27 @@ def new_run(runs: list[Run], *, kind: str, label: str, ended: str, graph: GraphS
                graph=GraphSpec.from_dict(graph.to_dict()), training=TrainSettings(**training.to_dict()),
                after=previous.number if previous else None, changes=[c[:MAX_TEXT] for c in changes[:MAX_CHANGES]],
                first_epoch=int(first_epoch), epochs=[_finite_record(r) for r in state.history[first_epoch:]],
-               test=dict(test) if test else None, seconds=float(seconds), parameters=int(parameters),
+               test=_finite_test(test), seconds=float(seconds), parameters=int(parameters),
                steps_per_epoch=int(state.steps_per_epoch), step_numbers=numbers[mine].copy(),
                step_losses=np.asarray(state.step_losses, dtype=np.float32)[mine].copy(),
                weights={k: np.array(v, copy=True) for k, v in (weights or {}).items()})
 
 
+def _finite(value: Any) -> Any:
+    """A number as the file keeps it: a plain float or int, a non-finite one as None."""
+    if isinstance(value, (float, np.floating)):
+        return float(value) if math.isfinite(value) else None
+    return int(value) if isinstance(value, np.integer) else value
+
+
+def _finite_test(test: dict | None) -> dict | None:
+    """A test result, a non-finite loss or accuracy (of a model that diverged) as None."""
+    return {k: _finite(v) for k, v in test.items()} if test else None
+
+
 def _finite_record(record: dict) -> dict:
     """An epoch record with the keys the history keeps, non-finite numbers as None."""
-    out = {}
-    for key in EPOCH_KEYS:
-        value = record.get(key)
-        if isinstance(value, (float, np.floating)):
-            value = float(value) if math.isfinite(value) else None
-        elif isinstance(value, np.integer):
-            value = int(value)
-        out[key] = value
-    return out
+    return {key: _finite(record.get(key)) for key in EPOCH_KEYS}
 
 
 # ----------------------------------------------------------------------------- the file's members

@@ -9,8 +9,10 @@ autosave folder of its own, in a temporary folder removed afterwards.
 """
 from __future__ import annotations
 
+import contextlib
 import tempfile
 from pathlib import Path
+from typing import Iterator
 
 from PySide6.QtCore import QSettings
 from PySide6.QtWidgets import QApplication
@@ -33,10 +35,12 @@ def select_for_view(window, view: str) -> None:
         window.canvas.select([target])
 
 
-def render(file, out: Path, view: str, size: tuple[int, int]) -> int:
-    """Render the window (see the module docstring) to ``out``; 0 on success, 1 when the file
-    cannot be opened or the picture cannot be written."""
-    from gatescope.studio.app import MainWindow, initial_project_path, show_at_size, wait_until_settled
+@contextlib.contextmanager
+def window_as_a_person_sees_it(file, view: str, size: tuple[int, int]) -> Iterator:
+    """The main window on ``file`` (None: the default example) in ``view`` at ``size``, settled,
+    with settings and an autosave folder of its own; closed afterwards. Yields None when the
+    file cannot be opened (the reason is in the log)."""
+    from gatescope.studio.app import MainWindow, initial_project_path, show_at_size
     from gatescope.studio.dialogs import QuietDialogs
 
     if view not in VIEW_KEYS:
@@ -48,18 +52,34 @@ def render(file, out: Path, view: str, size: tuple[int, int]) -> int:
         try:
             path = initial_project_path(file)
             if path is not None and not window.open_path(path, as_example=file is None):
-                return 1
+                yield None
+                return
             show_at_size(window, size)
-            window.show_view(view)
-            wait_until_settled(window, SETTLE_S)
-            select_for_view(window, view)
-            wait_until_settled(window, SETTLE_S)
-            window.canvas.fit_to_view()
-            for _ in range(3):
-                app.processEvents()
-            ok = window.grab().save(str(out))
+            show(window, view)
+            yield window
         finally:
             window.close()          # QuietDialogs answers "discard" to unsaved changes
             window.deleteLater()
             app.processEvents()
-    return 0 if ok else 1
+
+
+def show(window, view: str) -> None:
+    """Click ``view`` and what a person clicks first there, and wait until everything is drawn."""
+    from gatescope.studio.app import wait_until_settled
+    app = QApplication.instance()
+    window.show_view(view)
+    wait_until_settled(window, SETTLE_S)
+    select_for_view(window, view)
+    wait_until_settled(window, SETTLE_S)
+    window.canvas.fit_to_view()
+    for _ in range(3):
+        app.processEvents()
+
+
+def render(file, out: Path, view: str, size: tuple[int, int]) -> int:
+    """Render the window (see the module docstring) to ``out``; 0 on success, 1 when the file
+    cannot be opened or the picture cannot be written."""
+    with window_as_a_person_sees_it(file, view, size) as window:
+        if window is None:
+            return 1
+        return 0 if window.grab().save(str(out)) else 1

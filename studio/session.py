@@ -12,13 +12,12 @@ def dataset_reference(project: Project) -> dict:
     ref = dict(project.dataset)
     if project.path is None:
         return ref
-    if ref.get("kind") == "file":
-        ref["path"] = _resolve(project, ref.get("path", ""))
-    params = dict(ref.get("params") or {})
-    if isinstance(params.get("folder"), str):  # builtin sources that read a folder (video-folder)
-        params["folder"] = _resolve(project, params["folder"])
-        ref["params"] = params
-    return ref
+    if ref.get("kind") == "file" and isinstance(ref.get("path"), str):
+        ref["path"] = _resolve(project, ref["path"])
+    params = ref.get("params")
+    if isinstance(params, dict) and isinstance(params.get("folder"), str):  # sources reading a folder
+        ref["params"] = {**params, "folder": _resolve(project, params["folder"])}
+    return ref  # anything else is for compute.datasets.load to check and refuse in words
 
 
 def _resolve(project: Project, path: str) -> str:

@@ -47,7 +47,3 @@ class StagedUpdates(QObject):
         while self._pending:
             key = next(iter(self._pending))
             self._pending.pop(key)()
-
-    @property
-    def pending(self) -> int:
-        return len(self._pending)

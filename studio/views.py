@@ -35,7 +35,7 @@ AREAS = {"left": Qt.LeftDockWidgetArea, "right": Qt.RightDockWidgetArea,
 # Per view and dock area: stacks of docks one above the other, each stack a list of tabs.
 DEFAULT_ARRANGEMENT: dict[str, dict[str, list[list[str]]]] = {
     "build": {"left": [["Blocks"]], "right": [["Inspector"]]},
-    "train": {"left": [["Training", "Data"]], "right": [["Confusion matrix"]]},
+    "train": {"left": [["Training", "Data"]], "right": [["Confusion matrix"], ["Samples"]]},
     # One tab group: stacked, neither the cell state's three plots nor the gradients kept a
     # readable height at 1280x800.
     "inside": {"right": [["Cell state", "Gradients through time", "Gate health", "Text generation"]]},
@@ -261,15 +261,6 @@ class ViewHost(QStackedWidget):
         if key not in self.pages:
             raise ValueError(f"no view {key!r}; the views are {', '.join(self.pages)}")
         self.setCurrentWidget(self.pages[key])
-
-    def visible_panels(self) -> list[str]:
-        """Names of the panels a person sees in the current view (docked and shown, or the
-        central tab in front)."""
-        page = self.pages[self.current]
-        names = [n for n, d in page.docks.items() if d.isVisible() and not d.visibleRegion().isEmpty()]
-        front = page.tabs.currentWidget()
-        names += [n for n, w in self.panels.items() if w is front]
-        return names
 
     # ----------------------------------------------------------------- the project file
     def layouts(self) -> dict[str, str]:

@@ -26,7 +26,8 @@ from PySide6.QtCore import QEventLoop, QSettings, QTimer  # noqa: E402
 from PySide6.QtWidgets import QApplication  # noqa: E402
 
 from gatescope.assets import example_path  # noqa: E402
-from gatescope.studio.app import MainWindow, QuietDialogs, show_at_size, wait_until_settled  # noqa: E402
+from gatescope.studio.app import MainWindow, show_at_size, wait_until_settled  # noqa: E402
+from gatescope.studio.dialogs import QuietDialogs  # noqa: E402
 
 
 def train_once(example: str, steps: int, panels: bool, work: Path) -> float:
@@ -39,7 +40,7 @@ def train_once(example: str, steps: int, panels: bool, work: Path) -> float:
     if recurrent:
         window.canvas.select(recurrent[:1])
     if panels:
-        window.panels["Gates"].raise_()
+        window.show_view("inside")      # the gates on screen while it trains
     window.project.training.steps_per_epoch = steps
     window.training_panel.form.editors["epochs"].setValue(1)
     done = QEventLoop()

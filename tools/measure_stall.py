@@ -24,7 +24,8 @@ from PySide6.QtCore import QEventLoop, QSettings, QTimer  # noqa: E402
 from PySide6.QtWidgets import QApplication  # noqa: E402
 
 from gatescope.assets import example_path  # noqa: E402
-from gatescope.studio.app import MainWindow, QuietDialogs, show_at_size, wait_until_settled  # noqa: E402
+from gatescope.studio.app import MainWindow, show_at_size, wait_until_settled  # noqa: E402
+from gatescope.studio.dialogs import QuietDialogs  # noqa: E402
 from gatescope.studio.responsiveness import StallProbe  # noqa: E402
 
 

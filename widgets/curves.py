@@ -22,13 +22,14 @@ from PySide6.QtGui import QColor, QFont, QPainter
 from PySide6.QtWidgets import QComboBox, QHBoxLayout, QLabel, QVBoxLayout, QWidget
 
 from gatescope.widgets import theme
+from gatescope.widgets.axes import plot_axes
 
 MAX_STEP_POINTS = 20000
 MIN_PLOT_WIDTH, MIN_PLOT_HEIGHT = 220, 160   # below this a curve's axes crowd out its line
 
 
 def _plot(title: str, y_label: str, legend_offset: tuple[int, int]) -> pg.PlotWidget:
-    plot = pg.PlotWidget(background=theme.BACKGROUND)
+    plot = pg.PlotWidget(background=theme.BACKGROUND, axisItems=plot_axes(bottom="integer"))
     plot.setTitle(title, color=theme.TEXT, size="10pt")
     plot.showGrid(x=True, y=True, alpha=0.15)
     plot.setLabel("left", y_label, color=theme.MUTED)
@@ -191,14 +192,12 @@ class CurvesPanel(QWidget):
                 legend.addItem(self.items["train_loss_steps"], "train (each step)")
             else:
                 self.items["train_loss_steps"].setData([], [])
-        epochs = [r["epoch"] for r in self.epochs]
-        whole_epochs = None if by_step or not epochs or len(epochs) > 15 else [[(e, str(e)) for e in epochs]]
         label = "training step" if by_step else "epoch"
-        # Axis changes re-lay the plots out: only when needed, per plot.
+        # Axis changes re-lay the plots out: only when needed, per plot. (The axes are
+        # IntegerAxis: epochs and steps are whole numbers, no 1.5 ticks.)
         for name, plot in (("loss", self.loss_plot), ("accuracy", self.accuracy_plot)):
-            if name in plots and (whole_epochs, label) != self._axis_state.get(name):
-                self._axis_state[name] = (whole_epochs, label)
-                plot.getAxis("bottom").setTicks(whole_epochs)  # epochs are whole numbers: no 1.5 ticks
+            if name in plots and label != self._axis_state.get(name):
+                self._axis_state[name] = label
                 plot.setLabel("bottom", label, color=theme.MUTED)
         if self.epochs:
             last = self.epochs[-1]

@@ -36,9 +36,10 @@ class RunControls(QWidget):
         self.stop_button = QPushButton("Stop")
         for button, signal, tip in (
                 (self.train_button, self.trainRequested, "Train the model on the dataset (F5)"),
-                (self.pause_button, self.pauseRequested, "Pause after this step; Resume goes on from there"),
-                (self.resume_button, self.resumeRequested, "Go on training from where it paused"),
-                (self.stop_button, self.stopRequested, "Stop after this step and keep the weights so far")):
+                (self.pause_button, self.pauseRequested, "Pause after this step; Resume goes on from there (F6)"),
+                (self.resume_button, self.resumeRequested, "Go on training from where it paused (F7)"),
+                (self.stop_button, self.stopRequested, "Stop after this step and keep the weights so far "
+                                                       "(Shift+F5)")):
             button.clicked.connect(signal)
             button.setToolTip(tip)
             row.addWidget(button)

@@ -127,21 +127,33 @@ def register_builtin(name: str, description: str) -> Callable[[Builder], Builder
 
 
 def load(ref: dict[str, Any]) -> Dataset:
-    """The dataset a project's reference names; DataError if it cannot be had."""
+    """The dataset a project's reference names; DataError if it cannot be had.
+
+    ``params`` must be an object of named settings; each source checks their values and
+    bounds (``checks``), so a file can never ask for more than GateScope holds.
+    """
     _load_sources()
+    if not isinstance(ref, dict):
+        raise DataError(f"a dataset reference must be an object, not {ref!r}")
     kind = ref.get("kind")
+    params = ref.get("params", {})
+    params = {} if params is None else params
+    if not isinstance(params, dict) or not all(isinstance(k, str) for k in params):
+        raise DataError(f"the dataset's params must be an object of named settings, not {params!r}")
     if kind == "builtin":
         name = ref.get("name")
-        if name not in BUILTINS:
+        if not isinstance(name, str) or name not in BUILTINS:
             raise DataError(f"unknown bundled dataset {name!r}; choose one of {', '.join(sorted(BUILTINS))}")
-        params = ref.get("params", {}) or {}
         try:
             return BUILTINS[name][0](**params)
         except TypeError as exc:
             raise DataError(f"dataset {name}: bad parameters ({exc})") from None
     if kind == "file":
         from gatescope.compute.datasets import files
-        return files.load_file(ref.get("path", ""), ref.get("format"), **(ref.get("params") or {}))
+        fmt = ref.get("format")
+        if fmt is not None and not isinstance(fmt, str):
+            raise DataError(f"the data file's format must be a name such as 'csv', not {fmt!r}")
+        return files.load_file(ref.get("path", ""), fmt, **params)
     raise DataError(f"a dataset reference must have kind 'builtin' or 'file', not {kind!r}")
 
 

@@ -9,6 +9,11 @@ Parameters (all optional):
   ``label_column``  CSV: index of the label column (default -1, the last; negative counts from the end).
   ``resize``        images: ``(H, W)`` every image is resized to (needed when their sizes differ).
   ``grey``          images: True to read every image as one grey channel.
+
+Only regular files and folders are read, each file's size is checked before it is read, and
+a table's line is quoted in an error only when the file looks like data (a .csv, .tsv or .txt
+that has already given rows of numbers); otherwise the message names the file and the line
+number alone, so a project pointing at a private file never echoes it (``checks``).
 """
 from __future__ import annotations
 
@@ -19,9 +24,15 @@ from pathlib import Path
 import numpy as np
 
 from gatescope.compute.datasets import Dataset, DataError
+from gatescope.compute.datasets.checks import (MAX_FILE_BYTES, MAX_SAMPLE_VALUES, MAX_TEXT_BYTES, flag, folder,
+                                               npz_arrays, reading_zip, regular_file, regular_files_in,
+                                               sample_budget, size_text, whole_number)
 
 FORMATS = ("npz", "csv", "images")
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".pgm", ".ppm")
+TABLE_SUFFIXES = (".csv", ".tsv", ".txt")
+MAX_IMAGE_BYTES = 64 * 2**20
+MAX_IMAGES = 1_000_000
 
 
 def load_file(path: str | os.PathLike, format: str | None = None, **params) -> Dataset:
@@ -31,9 +42,9 @@ def load_file(path: str | os.PathLike, format: str | None = None, **params) -> D
     0..1) and ``y`` int64 labels 0..K-1 (or float32 targets with ``task='regression'``).
     Raises DataError for a missing file, an unknown format or parameter, or bad data.
     """
-    path = Path(path) if str(path) else None
-    if path is None or not path.exists():
-        raise DataError(f"the data file {str(path) if path else '(none)'!r} does not exist; choose another file")
+    if not isinstance(path, (str, os.PathLike)) or not str(path):
+        raise DataError(f"the data file must be a path, not {path!r}; choose a file")
+    path = Path(path)
     task = params.pop("task", "classification")
     if task not in ("classification", "regression"):
         raise DataError(f"task must be 'classification' or 'regression', not {task!r}")
@@ -43,6 +54,10 @@ def load_file(path: str | os.PathLike, format: str | None = None, **params) -> D
             format = "csv"
     if format not in FORMATS:
         raise DataError(f"{path.name}: cannot read {format!r} files; use an .npz, a .csv or a folder of images")
+    if format == "images":
+        folder(path, "the image folder")
+    else:
+        regular_file(path, "the data file", MAX_TEXT_BYTES if format == "csv" else MAX_FILE_BYTES)
     loader = {"npz": _load_npz, "csv": _load_csv, "images": _load_images}[format]
     try:
         return loader(path, task, **params)
@@ -76,6 +91,7 @@ def _check_samples(x: np.ndarray, where: str) -> np.ndarray:
         raise DataError(f"{where}: samples must be real numbers, not {x.dtype}")
     if x.ndim < 2:
         raise DataError(f"{where}: x must hold one sample per row; it has shape {x.shape}")
+    sample_budget(where, len(x), int(np.prod(x.shape[1:])))
     if not np.isfinite(x).all():
         bad = int(np.argwhere(~np.isfinite(x.reshape(len(x), -1)))[0, 0])
         raise DataError(f"{where}: x holds NaN or Inf values (first in sample {bad}); clean or drop them")
@@ -89,21 +105,13 @@ def _load_npz(path: Path, task: str) -> Dataset:
         with open(path, "rb") as handle:
             magic = handle.read(6)
     except OSError as exc:
-        raise DataError(f"{path.name}: cannot be opened ({exc})") from None
+        raise DataError(f"{path.name}: cannot be opened ({exc.strerror or exc})") from None
     if magic == b"\x93NUMPY":
         raise DataError(f"{path.name}: holds a single array, not an .npz with arrays named x and y")
     if not magic.startswith(b"PK"):  # every .npz is a zip archive
         raise DataError(f"{path.name}: is not a readable .npz file (it is not a zip archive of arrays)")
-    try:
-        with np.load(path, allow_pickle=False) as archive:
-            arrays = {name: archive[name] for name in archive.files}
-    except ValueError as exc:
-        if "pickle" in str(exc).lower():
-            raise DataError(f"{path.name}: holds object arrays (ragged or Python objects), which are never "
-                            "loaded; save x and y as regular numeric arrays") from None
-        raise DataError(f"{path.name}: is not a readable .npz file ({exc})") from None
-    except (OSError, zipfile.BadZipFile, EOFError, KeyError) as exc:
-        raise DataError(f"{path.name}: is not a readable .npz file ({exc})") from None
+    with reading_zip(path.name), zipfile.ZipFile(path) as archive:
+        arrays = dict(npz_arrays(archive, path.name))
     missing = [name for name in ("x", "y") if name not in arrays]
     if missing:
         raise DataError(f"{path.name}: has no array named {missing[0]}; it holds "
@@ -127,29 +135,35 @@ def _load_npz(path: Path, task: str) -> Dataset:
 # ----------------------------------------------------------------------------- csv
 def _load_csv(path: Path, task: str, label_column: int = -1) -> Dataset:
     """Rows of numbers, one sample each; the label in ``label_column``; an optional header row."""
+    label_column = whole_number(path.name, "label_column", label_column, -2**20, 2**20)
     try:
         text = path.read_text(encoding="utf-8-sig")
     except (OSError, UnicodeDecodeError) as exc:
         raise DataError(f"{path.name}: cannot be read as text ({exc})") from None
     lines = [(number, line) for number, line in enumerate(text.splitlines(), start=1) if line.strip()]
+    del text
     if not lines:
         raise DataError(f"{path.name}: is empty")
     delimiter = ";" if lines[0][1].count(";") > lines[0][1].count(",") else ","
-    rows: list[list[float]] = []
+    rows: list[np.ndarray] = []
     for index, (number, line) in enumerate(lines):
         cells = [cell.strip() for cell in line.split(delimiter)]
         try:
-            rows.append([float(cell) for cell in cells])
+            rows.append(np.array(cells, dtype=np.float64))
         except ValueError:
             if index == 0:
                 continue  # a header row of column names
-            raise DataError(f"{path.name}, line {number}: {line.strip()[:60]!r} is not all numbers") from None
+            # Quote the line only from a file that is evidently a table of numbers: a project may
+            # name any readable file, and its second line must not end up on the screen.
+            shown = f"{line.strip()[:60]!r} is" if rows and path.suffix.lower() in TABLE_SUFFIXES else "is"
+            raise DataError(f"{path.name}, line {number}: {shown} not all numbers") from None
         if len(rows[-1]) != len(rows[0]):
             raise DataError(f"{path.name}, line {number}: has {len(rows[-1])} values but the first row has "
                             f"{len(rows[0])}; every row needs the same number")
     if not rows:
         raise DataError(f"{path.name}: has a header but no rows of numbers")
-    table = np.array(rows, dtype=np.float64)
+    table = np.stack(rows)
+    del rows
     columns = table.shape[1]
     if columns < 2:
         raise DataError(f"{path.name}: needs at least one feature column and a label column")
@@ -170,25 +184,31 @@ def _load_images(path: Path, task: str, resize=None, grey: bool = False) -> Data
         raise DataError(f"{path.name}: a folder of images gives classes (one subfolder each); "
                         "regression needs an .npz or a .csv")
     if resize is not None:
-        try:
-            height, width = (int(v) for v in resize)
-            if height < 1 or width < 1:
-                raise ValueError
-        except (TypeError, ValueError):
-            raise DataError(f"resize must be (height, width) in pixels, not {resize!r}") from None
+        if isinstance(resize, (str, bytes)) or not hasattr(resize, "__len__") or len(resize) != 2:
+            raise DataError(f"resize must be (height, width) in pixels, not {resize!r}")
+        height, width = (whole_number(path.name, "resize", v, 1, 4096) for v in resize)
+    grey = flag(path.name, "grey", grey)
     classes = sorted(p for p in path.iterdir() if p.is_dir() and not p.name.startswith("."))
     if len(classes) < 2:
         raise DataError(f"{path.name}: needs one subfolder per class and at least two classes; "
                         f"found {len(classes)}")
     images: list[np.ndarray] = []
     labels: list[int] = []
-    for label, folder in enumerate(classes):
-        files = sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+    values = 0
+    for label, class_folder in enumerate(classes):
+        files = regular_files_in(class_folder, IMAGE_SUFFIXES)
         if not files:
-            raise DataError(f"class folder {folder.name!r} holds no images; add some or remove the folder")
+            raise DataError(f"class folder {class_folder.name!r} holds no images; add some or remove the folder")
+        if len(images) + len(files) > MAX_IMAGES:
+            raise DataError(f"{path.name}: holds more than {MAX_IMAGES:,} images; GateScope reads fewer")
         for file in files:
-            images.append(_read_image(file, folder.name, grey))
+            regular_file(file, f"the image {class_folder.name}/{file.name}", MAX_IMAGE_BYTES)
+            images.append(_read_image(file, class_folder.name, grey))
             labels.append(label)
+            values += images[-1].size
+            if values > MAX_SAMPLE_VALUES:
+                raise DataError(f"{path.name}: its images take more than {size_text(4 * MAX_SAMPLE_VALUES)} as "
+                                "float32, more than GateScope holds; pass a smaller resize or use fewer images")
     channels = {img.shape[2] for img in images}
     if len(channels) > 1:
         # Mixed grey and colour: grey images become three equal channels.

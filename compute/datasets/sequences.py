@@ -10,13 +10,11 @@ from __future__ import annotations
 import numpy as np
 
 from gatescope.assets import DATA
-from gatescope.compute.datasets import DataError, Dataset, register_builtin
+from gatescope.compute.datasets import Dataset, register_builtin
+from gatescope.compute.datasets.checks import (MAX_GENERATED, MAX_SEED, flag, real_number, sample_budget,
+                                               whole_number)
 
-
-def _check_sizes(name: str, **sizes: int) -> None:
-    for key, value in sizes.items():
-        if int(value) < 1:
-            raise DataError(f"{name}: {key} must be at least 1, not {value}")
+MAX_STEPS = 100_000
 
 
 @register_builtin("adding", "Adding problem (Hochreiter & Schmidhuber 1997): sum the two marked values")
@@ -25,9 +23,10 @@ def adding(n: int = 2000, length: int = 100, seed: int = 0) -> Dataset:
     exactly two 1s (one in each half of the sequence). ``y`` ``(n, 1)``: the sum of the two
     marked values. Predicting the mean, 1.0, gives a mean squared error of about 1/6; a
     model that remembers does far better."""
-    _check_sizes("adding", n=n, length=length)
-    if length < 2:
-        raise DataError("adding: length must be at least 2 to hold two markers")
+    n = whole_number("adding", "n", n, 1, MAX_GENERATED)
+    length = whole_number("adding", "length (at least 2, to hold two markers)", length, 2, MAX_STEPS)
+    seed = whole_number("adding", "seed", seed, 0, MAX_SEED)
+    sample_budget("adding", n, length * 2)
     rng = np.random.default_rng([seed, 1997])
     values = rng.random((n, length))
     half = length // 2
@@ -53,7 +52,12 @@ def copy(n: int = 2000, symbols: int = 5, delay: int = 10, vocabulary: int = 8, 
 
     ``x`` ``(n, T, vocabulary + 2)`` one-hot: index 0 blank, 1..vocabulary symbols,
     vocabulary + 1 the marker. ``y`` ``(n, T)`` int labels 0..vocabulary."""
-    _check_sizes("copy", n=n, symbols=symbols, delay=delay, vocabulary=vocabulary)
+    n = whole_number("copy", "n", n, 1, MAX_GENERATED)
+    symbols = whole_number("copy", "symbols", symbols, 1, MAX_STEPS)
+    delay = whole_number("copy", "delay", delay, 1, MAX_STEPS)
+    vocabulary = whole_number("copy", "vocabulary", vocabulary, 1, 1000)
+    seed = whole_number("copy", "seed", seed, 0, MAX_SEED)
+    sample_budget("copy", n, (2 * symbols + delay) * (vocabulary + 2))
     rng = np.random.default_rng([seed, 2])
     t = 2 * symbols + delay
     seq = rng.integers(1, vocabulary + 1, (n, symbols))
@@ -73,9 +77,11 @@ def sine(n: int = 1000, length: int = 50, noise: float = 0.05, seed: int = 0) ->
     """Sines of random frequency (0.02..0.1 cycles per step), phase and amplitude (0.5..1).
     ``x`` ``(n, length, 1)``: the wave plus Gaussian noise of std ``noise``. ``y``
     ``(n, length, 1)``: the clean value one step ahead, per step (regression)."""
-    _check_sizes("sine", n=n, length=length)
-    if noise < 0:
-        raise DataError(f"sine: noise must be 0 or more, not {noise}")
+    n = whole_number("sine", "n", n, 1, MAX_GENERATED)
+    length = whole_number("sine", "length", length, 1, MAX_STEPS)
+    noise = real_number("sine", "noise", noise, 0.0, 10.0)
+    seed = whole_number("sine", "seed", seed, 0, MAX_SEED)
+    sample_budget("sine", n, length)
     rng = np.random.default_rng([seed, 3])
     freq = rng.uniform(0.02, 0.1, (n, 1))
     phase = rng.uniform(0, 2 * np.pi, (n, 1))
@@ -95,7 +101,7 @@ def hello(n: int = 32) -> Dataset:
     """The lectures' example (seed 003): vocabulary h, e, l, o; input "hell" one-hot
     ``(n, 4, 4)``, per-step targets "ello" ``(n, 4)``. The same sequence ``n`` times, so a
     batch has something to average over."""
-    _check_sizes("hello", n=n)
+    n = whole_number("hello", "n", n, 1, MAX_GENERATED)
     index = {c: i for i, c in enumerate(HELLO_VOCAB)}
     x = np.eye(4, dtype=np.float32)[[index[c] for c in "hell"]]
     y = np.array([index[c] for c in "ello"], dtype=np.int64)
@@ -114,13 +120,14 @@ def text(n: int = 2000, length: int = 50, lowercase: bool = False, seed: int = 0
     """``n`` random windows of ``length`` characters from the bundled text, one-hot
     ``(n, length, V)``, with per-step targets ``(n, length)``: the index of the next character.
     ``vocab`` (and the class names) list the V characters, index -> character."""
-    _check_sizes("text", n=n, length=length)
+    n = whole_number("text", "n", n, 1, MAX_GENERATED)
     corpus = load_text()
-    if lowercase:
+    if flag("text", "lowercase", lowercase):
         corpus = corpus.lower()
-    if length + 1 > len(corpus):
-        raise DataError(f"text: length must be below {len(corpus)}, the size of the text")
+    length = whole_number("text", "length", length, 1, min(MAX_STEPS, len(corpus) - 2))
+    seed = whole_number("text", "seed", seed, 0, MAX_SEED)
     vocab = sorted(set(corpus))
+    sample_budget("text", n, length * len(vocab))
     codes = np.frombuffer(corpus.encode("ascii"), dtype=np.uint8)
     lookup = np.zeros(256, dtype=np.int64)
     lookup[[ord(c) for c in vocab]] = np.arange(len(vocab))

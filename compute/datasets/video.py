@@ -10,9 +10,11 @@ frames does (what seed 001 asks an LSTM over per-frame CNN features to learn).
 ``video-folder`` (builtin): one subfolder per class holding video files, read with
 ``cv2.VideoCapture`` frame by frame and cut into windows of ``frames`` frames every ``stride``
 frames. A video is streamed: only the last ``frames`` small preprocessed frames are held while
-it is read. Decoded windows are cached in memory and in an ``.npz`` file keyed by the file's
-path, modification time, size and the reading parameters, so building the dataset again (a
-second run, a new epoch's reload) does not decode again.
+it is read. Decoded windows are cached in memory and in an ``.npz`` file in the user's cache
+directory (``compute.userdirs``, ``video/``), keyed by the file's path, a digest of its
+contents and the reading parameters, so building the dataset again (a second run, a new
+epoch's reload) does not decode again. The cache is never written anywhere a project or data
+file names.
 
 ``prepare_frame`` is the one preprocessing both training data and live video go through, as
 the model's Input block says: resize to (H, W), grey or colour by C, scale by ``normalize``.
@@ -29,6 +31,10 @@ from typing import Iterator
 import numpy as np
 
 from gatescope.compute.datasets import Dataset, DataError, register_builtin
+from gatescope.compute.datasets.checks import (MAX_FILE_BYTES, MAX_GENERATED, MAX_SAMPLE_VALUES, MAX_SEED, flag,
+                                               real_number, regular_file, regular_files_in, sample_budget,
+                                               whole_number)
+from gatescope.compute.userdirs import ensure, user_cache_dir
 
 log = logging.getLogger(__name__)
 
@@ -42,8 +48,10 @@ NORMALIZE_CHOICES = ("none", "unit", "symmetric")
 def opencv():
     """OpenCV, imported on first use and told to keep its own and FFmpeg's warnings quiet: a file
     that cannot be read is reported in one sentence of ours (OPENCV_FFMPEG_LOGLEVEL, when set by
-    the person, wins)."""
+    the person, wins). Images over 2^26 pixels (8192 x 8192) are refused by the decoder itself
+    (OpenCV's default, 2^30, lets one small crafted PNG ask for gigabytes)."""
     os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")  # AV_LOG_QUIET
+    os.environ.setdefault("OPENCV_IO_MAX_IMAGE_PIXELS", str(2**26))
     import cv2
     try:
         cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_SILENT)
@@ -185,15 +193,12 @@ def render_clip(rng: np.random.Generator, direction: int, frames: int, size: int
 def moving_shapes(n: int = 2000, frames: int = 8, size: int = 16, seed: int = 0, noise: float = 0.1) -> Dataset:
     """``n`` clips ``x`` of shape ``(n, frames, 1, size, size)`` in 0..1 and labels ``y`` (n,):
     0 left, 1 right, 2 up, 3 down, balanced (each class n // 4 or one more), order shuffled."""
-    n, frames, size, seed = int(n), int(frames), int(size), int(seed)
-    if n < 4:
-        raise DataError("moving-shapes needs n of at least 4, one clip per direction")
-    if not 2 <= frames <= 256:
-        raise DataError(f"moving-shapes frames must be 2..256, not {frames}")
-    if not 8 <= size <= 256:
-        raise DataError(f"moving-shapes size must be 8..256 pixels, not {size}")
-    if not 0.0 <= float(noise) <= 1.0:
-        raise DataError(f"moving-shapes noise must be 0..1, not {noise}")
+    n = whole_number("moving-shapes", "n (at least 4, one clip per direction)", n, 4, MAX_GENERATED)
+    frames = whole_number("moving-shapes", "frames", frames, 2, 256)
+    size = whole_number("moving-shapes", "size (pixels)", size, 8, 256)
+    seed = whole_number("moving-shapes", "seed", seed, 0, MAX_SEED)
+    noise = real_number("moving-shapes", "noise", noise, 0.0, 1.0)
+    sample_budget("moving-shapes", n, frames * size * size)
     rng = np.random.default_rng([seed, 2024])
     labels = rng.permutation(np.arange(n) % len(DIRECTIONS)).astype(np.int64)
     x = np.empty((n, frames, 1, size, size), dtype=np.float32)
@@ -224,11 +229,7 @@ def read_video_frames(path: str | os.PathLike, channels: int, height: int, width
     file ends where its decodable frames end.
     """
     cv2 = opencv()
-    path = Path(path)
-    if not path.exists():
-        raise DataError(f"{path} does not exist")
-    if path.is_dir():
-        raise DataError(f"{path} is a folder, not a video file")
+    path = regular_file(path, "the video", MAX_FILE_BYTES)
     capture = cv2.VideoCapture(str(path), cv2.CAP_FFMPEG)
     try:
         if not capture.isOpened():
@@ -248,26 +249,28 @@ _MEMORY_CACHE: dict[str, np.ndarray] = {}
 
 def _cache_key(path: Path, frames: int, channels: int, height: int, width: int, stride: int,
                max_windows: int) -> str:
-    stat = path.stat()
-    text = f"{path.resolve()}|{stat.st_mtime_ns}|{stat.st_size}|{frames}|{channels}|{height}|{width}|{stride}|{max_windows}"
-    return hashlib.sha1(text.encode("utf-8")).hexdigest()
+    """A digest of the file's resolved path, its contents and the reading parameters. Hashing the
+    contents reads the file once more (BLAKE2b runs at about 1 GB/s, decoding at a few MB/s of
+    video), and a file rewritten in place with its old size and time still gets a new key."""
+    with open(path, "rb") as handle:
+        contents = hashlib.file_digest(handle, "blake2b").hexdigest()
+    text = f"{path.resolve()}|{contents}|{frames}|{channels}|{height}|{width}|{stride}|{max_windows}"
+    return hashlib.blake2b(text.encode("utf-8"), digest_size=20).hexdigest()
 
 
 def video_windows(path: str | os.PathLike, frames: int, channels: int, height: int, width: int,
-                  stride: int, max_windows: int = 0, cache_dir: str | os.PathLike | None = None) -> np.ndarray:
+                  stride: int, max_windows: int = 0, use_disk_cache: bool = True) -> np.ndarray:
     """uint8 windows ``(K, T, C, H, W)`` of one video (K may be 0 when it is shorter than T).
 
-    Cached in memory and, with ``cache_dir``, in ``cache_dir/<key>.npz`` (read back with
-    ``allow_pickle=False``); the key changes when the file or any parameter does.
+    Cached in memory and, with ``use_disk_cache``, in ``<user cache>/video/<key>.npz`` (read back
+    with ``allow_pickle=False``); the key changes when the file or any parameter does.
     """
-    path = Path(path)
-    if not path.exists():
-        raise DataError(f"{path} does not exist")
+    path = regular_file(path, "the video", MAX_FILE_BYTES)
     key = _cache_key(path, frames, channels, height, width, stride, max_windows)
     if key in _MEMORY_CACHE:
         return _MEMORY_CACHE[key]
-    cache_file = Path(cache_dir) / f"{key}.npz" if cache_dir else None
-    if cache_file is not None and cache_file.exists():
+    cache_file = user_cache_dir("video", f"{key}.npz") if use_disk_cache else None
+    if cache_file is not None and cache_file.is_file():
         try:
             with np.load(cache_file, allow_pickle=False) as stored:
                 windows = stored["windows"]
@@ -281,12 +284,15 @@ def video_windows(path: str | os.PathLike, frames: int, channels: int, height: i
         collected.append(window)
         if max_windows and len(collected) >= max_windows:
             break
+        if len(collected) * window.size > MAX_SAMPLE_VALUES:
+            raise DataError(f"{path.name} gives more clips than GateScope holds (over {MAX_SAMPLE_VALUES:,} "
+                            "values); set max_windows_per_video or a larger stride")
     windows = np.stack(collected) if collected else np.zeros((0, frames, channels, height, width), np.uint8)
     _MEMORY_CACHE[key] = windows
     if cache_file is not None:
         try:
-            cache_file.parent.mkdir(parents=True, exist_ok=True)
-            tmp = cache_file.with_suffix(".tmp.npz")
+            ensure(cache_file.parent)
+            tmp = cache_file.with_suffix(f".{os.getpid()}.tmp.npz")
             np.savez_compressed(tmp, windows=windows)
             os.replace(tmp, cache_file)
         except OSError as exc:
@@ -303,33 +309,32 @@ def _size_pair(size) -> tuple[int, int]:
     if isinstance(size, (list, tuple)):
         if len(size) != 2:
             raise DataError(f"video-folder size must be one number or [height, width], not {size!r}")
-        height, width = int(size[0]), int(size[1])
+        height, width = size
     else:
-        height = width = int(size)
-    if not (1 <= height <= 1024 and 1 <= width <= 1024):
-        raise DataError(f"video-folder frame size must be 1..1024 pixels, not {height}x{width}")
-    return height, width
+        height = width = size
+    return (whole_number("video-folder", "frame height", height, 1, 1024),
+            whole_number("video-folder", "frame width", width, 1, 1024))
 
 
 @register_builtin("video-folder", "Video files in one subfolder per class, cut into clips of T frames")
 def video_folder(folder: str = "", frames: int = 8, size=16, channels: int = 1, stride: int = 0,
-                 normalize: str = "unit", max_windows_per_video: int = 0, cache: bool = True,
-                 cache_dir: str | None = None) -> Dataset:
+                 normalize: str = "unit", max_windows_per_video: int = 0, cache: bool = True) -> Dataset:
     """Clips ``(N, frames, channels, H, W)`` from ``folder/<class>/<video>``, labels by subfolder
     (sorted names). ``stride``: frames between window starts (0 = ``frames``, no overlap).
-    ``cache_dir`` defaults to ``folder/.gatescope-cache``. Files that cannot be read or are
-    shorter than ``frames`` are skipped and listed in ``meta['skipped']``; DataError if no
-    clip at all can be had."""
-    if not folder:
+    ``cache``: keep decoded clips in the user's cache directory too (see the module docstring).
+    Files that cannot be read or are shorter than ``frames`` are skipped and listed in
+    ``meta['skipped']``; DataError if no clip at all can be had."""
+    if not isinstance(folder, str) or not folder:
         raise DataError("video-folder needs a folder: one subfolder per class, each holding video files")
     root = Path(folder).expanduser()
     if not root.is_dir():
         raise DataError(f"{root} is not a folder; video-folder reads one subfolder per class")
-    frames, channels = int(frames), int(channels)
+    frames = whole_number("video-folder", "frames", frames, 1, 256)
+    channels = whole_number("video-folder", "channels", channels, 1, 3)
     height, width = _size_pair(size)
-    stride = int(stride) or frames
-    if frames < 1 or stride < 1:
-        raise DataError("video-folder frames and stride must be at least 1")
+    stride = whole_number("video-folder", "stride", stride, 0, 100_000) or frames
+    max_windows = whole_number("video-folder", "max_windows_per_video", max_windows_per_video, 0, MAX_GENERATED)
+    cache = flag("video-folder", "cache", cache)
     if channels not in (1, 3):
         raise DataError(f"video-folder channels must be 1 (grey) or 3 (colour), not {channels}")
     if normalize not in NORMALIZE_CHOICES:
@@ -337,21 +342,20 @@ def video_folder(folder: str = "", frames: int = 8, size=16, channels: int = 1, 
     classes = sorted(p.name for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
     if not classes:
         raise DataError(f"{root} has no class subfolders; put each class's videos in a folder named after it")
-    cache_folder = (Path(cache_dir) if cache_dir else root / ".gatescope-cache") if cache else None
     clips, labels, skipped, sources = [], [], [], []
+    n_windows = 0
     for label, name in enumerate(classes):
-        files = sorted(p for p in (root / name).iterdir()
-                       if p.is_file() and p.suffix.lower() in VIDEO_SUFFIXES and not p.name.startswith("."))
-        for path in files:
+        for path in regular_files_in(root / name, VIDEO_SUFFIXES):
             try:
-                windows = video_windows(path, frames, channels, height, width, stride,
-                                        int(max_windows_per_video), cache_folder)
+                windows = video_windows(path, frames, channels, height, width, stride, max_windows, cache)
             except DataError as exc:
                 skipped.append(f"{name}/{path.name}: {exc}")
                 continue
             if len(windows) == 0:
                 skipped.append(f"{name}/{path.name}: fewer than {frames} frames could be decoded")
                 continue
+            n_windows += len(windows)
+            sample_budget(f"video-folder {root.name}", n_windows, windows[0].size)
             clips.append(windows)
             labels.append(np.full(len(windows), label, dtype=np.int64))
             sources.append(f"{name}/{path.name}")

@@ -8,12 +8,16 @@ sequence ``(T, F)``, video clip ``(T, C, H, W)``.
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import numpy as np
 
 RANK_NAMES = {1: "vector", 2: "sequence", 3: "image", 4: "video clip"}
+MAX_SHAPE_VALUES = 2**31
+"""The most values a shape setting may hold per sample (a 46,000 x 46,000 image): products of
+shapes, batch sizes and units are computed in int64 and must not overflow."""
 
 
 def describe_shape(shape: tuple[int, ...]) -> str:
@@ -84,6 +88,9 @@ class Setting:
                 out = tuple(int(v) for v in value)
                 if not 1 <= len(out) <= 4 or min(out) < 1:
                     raise SettingsError(f"{name} must be 1 to 4 positive sizes, not {list(value)}")
+                if math.prod(out) > MAX_SHAPE_VALUES:  # beyond it, shape products overflow int64 in NumPy
+                    raise SettingsError(f"{name} {list(out)} holds {math.prod(out):,} values per sample; "
+                                        f"at most {MAX_SHAPE_VALUES:,} are allowed")
             elif self.kind == "padding":
                 if value in ("valid", "same"):
                     out = value

@@ -1,4 +1,10 @@
 """load_file: npz, CSV and image folders; every kind of bad data gives a DataError that names it."""
+import io
+import os
+import warnings
+import zipfile
+from pathlib import Path
+
 import cv2
 import numpy as np
 import pytest
@@ -148,3 +154,50 @@ def test_image_folder_problems(tmp_path):
         load_file(lonely)
     with pytest.raises(DataError, match="resize must be"):
         load_file(make_folder(tmp_path / "r"), resize="big")
+
+
+def test_a_line_is_quoted_only_from_a_file_that_looks_like_data(tmp_path):
+    """A table that gave rows of numbers shows the bad line; any other file is named, never echoed
+    (a project pointing at /etc/shadow printed one of its lines)."""
+    table = tmp_path / "t.csv"
+    table.write_text("a,b,label\n1,2,0\n3,x,1\n")
+    with pytest.raises(DataError, match=r"t.csv, line 3: '3,x,1' is not all numbers"):
+        load_file(table)
+    secret = tmp_path / "shadow"
+    secret.write_text("root:$6$HASH:19000:0:99999:7:::\nbin:*:19000:0:99999:7:::\n")
+    with pytest.raises(DataError) as refused:
+        load_file(secret, "csv")
+    assert str(refused.value) == "shadow, line 2: is not all numbers"
+    unlabelled = tmp_path / "notes.csv"
+    unlabelled.write_text("title\nsecret words here\n")
+    with pytest.raises(DataError) as refused:
+        load_file(unlabelled)
+    assert "secret" not in str(refused.value), "no row of numbers yet: the file is not evidently data"
+
+
+@pytest.mark.parametrize("special", ["fifo", "/dev/zero", "/dev/null"])
+def test_only_regular_files_are_read(special, tmp_path):
+    path = tmp_path / "data.npz"
+    if special == "fifo":
+        os.mkfifo(path)
+    else:
+        path = Path(special)
+    with pytest.raises(DataError, match="not a regular file"):
+        load_file(path, "npz")
+
+
+def test_npz_members_are_sized_before_reading(tmp_path):
+    header = io.BytesIO()
+    np.lib.format.write_array_header_1_0(header, {"descr": "<f4", "fortran_order": False, "shape": (10**6, 10**6)})
+    with zipfile.ZipFile(tmp_path / "bomb.npz", "w") as z:
+        z.writestr("x.npy", header.getvalue() + bytes(16))
+        z.writestr("y.npy", header.getvalue())
+    with pytest.raises(DataError, match=r"array 'x', declares shape \(1000000, 1000000\) of float32, 4 TB"):
+        load_file(tmp_path / "bomb.npz")
+    with zipfile.ZipFile(tmp_path / "twice.npz", "w") as z, warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # zipfile warns about the duplicate made on purpose
+        z.writestr("x.npy", b"")
+        z.writestr("x.npy", b"")
+    with pytest.raises(DataError, match="two members named 'x.npy'"):
+        load_file(tmp_path / "twice.npz")
+

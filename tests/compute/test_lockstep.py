@@ -83,7 +83,8 @@ def test_a_variant_with_fewer_steps_per_epoch_keeps_pace_by_share_of_its_run(row
 def test_same_batches_is_checked_on_the_batches(rows):
     same = LockStep([Variant("a", recurrent(), SETTINGS), Variant("b", recurrent("GRU"), SETTINGS)], rows)
     assert same.same_batches(2)
-    np.testing.assert_array_equal(same.trainers[0].epoch_batches(1), same.trainers[1].epoch_batches(1))
+    np.testing.assert_array_equal(np.stack(list(same.trainers[0].epoch_batches(1))),
+                                  np.stack(list(same.trainers[1].epoch_batches(1))))
     for other in (replace(SETTINGS, seed=5), replace(SETTINGS, batch_size=8), replace(SETTINGS, val_fraction=0.2)):
         pair = [Variant("a", recurrent(), SETTINGS), Variant("b", recurrent(), other)]
         assert not LockStep(pair, rows).same_batches(2)
@@ -105,7 +106,7 @@ def test_the_epoch_batches_are_the_batches_the_trainer_reads(rows):
     model.forward = spy
     trainer = Trainer(model, rows, SETTINGS)
     list(trainer.run(epochs=2))
-    planned = np.concatenate([trainer.epoch_batches(e) for e in range(2)])
+    planned = [indices for e in range(2) for indices in trainer.epoch_batches(e)]
     assert len(seen) == len(planned) == 12
     for batch, indices in zip(seen, planned):
         np.testing.assert_array_equal(batch, rows.x[indices])
@@ -141,12 +142,21 @@ def test_probe_events_carry_gradients_through_time(rows):
 
 
 def test_a_failing_variant_drops_out_and_the_others_finish(rows):
-    exploding = replace(SETTINGS, learning_rate=1e30, optimizer="sgd", momentum=0.0)
-    variants = [Variant("ok", recurrent(), SETTINGS),
-                Variant("explodes", recurrent("SimpleRNN", activation="relu"), exploding)]
-    events = run(LockStep(variants, rows))
+    lockstep = LockStep([Variant("ok", recurrent(), SETTINGS), Variant("diverges", recurrent("GRU"), SETTINGS),
+                         Variant("also ok", recurrent("SimpleRNN"), SETTINGS)], rows)
+    model, calls = lockstep.models[1], []
+    forward = model.forward
+
+    def diverging(x, training=False):             # from its fourth training step on, the loss is NaN
+        calls.append(training)
+        return forward(x * np.nan if calls.count(True) >= 4 else x, training)
+
+    model.forward = diverging
+    events = run(lockstep)
     endings = {i: e.kind for i, e in events if e.kind in ("finished", "failed")}
-    assert endings == {0: "finished", 1: "failed"}
+    assert endings == {0: "finished", 1: "failed", 2: "finished"}
+    assert lockstep.steps_done == [12, 3, 12]
+    assert "NaN at epoch 1, step 4" in next(e.data["message"] for i, e in events if e.kind == "failed")
 
 
 def test_stop_ends_every_variant(rows):

@@ -151,3 +151,16 @@ def test_settings_are_checked():
     with pytest.raises(ValueError, match="batch_size must be a int"):
         TrainSettings.from_dict({"batch_size": "32"})
     assert TrainSettings.from_dict({"learning_rate": 1}).learning_rate == 1.0
+
+
+@pytest.mark.parametrize("n, batch, steps", [(10, 3, 7), (5, 5, 4), (7, 32, 3), (100, 8, 12)])
+def test_batches_are_slices_of_consecutive_permutations(n, batch, steps):
+    """Drawn lazily, the batches are exactly the slices of the passes over range(n) drawn all at
+    once (what the loop did before), so a seed gives the runs it gave."""
+    from gatescope.compute.train import shuffled_batches
+    got = list(shuffled_batches(np.random.default_rng([3, 1]), n, batch, steps))
+    reference_rng = np.random.default_rng([3, 1])
+    order = np.concatenate([reference_rng.permutation(n) for _ in range(-(-steps * batch // n))])
+    assert len(got) == steps
+    for step, idx in enumerate(got):
+        np.testing.assert_array_equal(idx, order[step * batch:(step + 1) * batch])

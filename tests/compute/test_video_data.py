@@ -8,6 +8,13 @@ from gatescope.compute.datasets import DataError, builtin_names, load  # noqa: E
 from gatescope.compute.datasets import video  # noqa: E402
 
 
+@pytest.fixture(autouse=True)
+def cache_in_tmp(tmp_path, monkeypatch):
+    """Decoded clips go to the user's cache directory: here, a folder of the test's own."""
+    monkeypatch.setenv("GATESCOPE_CACHE_DIR", str(tmp_path / "user-cache"))
+    return tmp_path / "user-cache"
+
+
 # ----------------------------------------------------------------------------- moving shapes
 def test_moving_shapes_shapes_range_and_balance():
     ds = load({"kind": "builtin", "name": "moving-shapes", "params": {"n": 202, "frames": 6, "size": 16, "seed": 3}})
@@ -171,11 +178,11 @@ def test_video_folder_colour_and_size_pairs(clip_folder):
     assert ds.x.shape == (8, 4, 3, 10, 14) and ds.x.min() >= -1.0
 
 
-def test_second_build_does_not_decode_again(clip_folder, tmp_path, monkeypatch):
-    cache_dir = tmp_path / "cache"
-    params = dict(folder=str(clip_folder), frames=5, size=8, cache_dir=str(cache_dir))
+def test_second_build_does_not_decode_again(clip_folder, cache_in_tmp, monkeypatch):
+    params = dict(folder=str(clip_folder), frames=5, size=8)
     first = video.video_folder(**params)
-    assert list(cache_dir.glob("*.npz"))
+    assert list((cache_in_tmp / "video").glob("*.npz")), "the clips are cached in the user's cache directory"
+    assert not [p for p in clip_folder.rglob("*") if p.name.startswith(".")], "nothing is written beside the data"
     opened = []
     real_capture = cv2.VideoCapture
     monkeypatch.setattr(cv2, "VideoCapture", lambda *a: opened.append(a) or real_capture(*a))

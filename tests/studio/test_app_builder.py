@@ -13,6 +13,7 @@ from PySide6.QtGui import QDragEnterEvent, QDropEvent
 from PySide6.QtTest import QTest
 from PySide6.QtWidgets import QApplication, QLabel
 
+from gatescope.assets import example_path
 from gatescope.compute.graph import GraphSpec
 from gatescope.studio.app import MainWindow, install_exception_hook, run_app
 from gatescope.studio.project import Project, load_project, save_project
@@ -390,12 +391,25 @@ def test_export_without_module_is_a_message(window, monkeypatch):
     assert window.dialogs.errors and "ONNX" in window.dialogs.errors[-1][0]
 
 
-def test_screenshot_renders_png(tmp_path):
+def test_screenshot_renders_the_view_asked_for_at_the_size_asked_for(tmp_path, capsys):
+    from PySide6.QtGui import QImage
+    from gatescope.studio.cli import main
     path = tmp_path / "project.gscope"
     small_project(path)
     out = tmp_path / "shot.png"
     assert run_app(str(path), screenshot=str(out)) == 0
     assert out.exists() and out.stat().st_size > 10000
+    assert main(["--screenshot", str(tmp_path / "inside.png"), str(example_path("adding-lstm")),
+                 "--view", "inside", "--size", "1280x800"]) == 0
+    image = QImage(str(tmp_path / "inside.png"))
+    assert (image.width(), image.height()) == (1280, 800)
+    settings = QSettings("GateScope", "GateScope")
+    before = settings.value("view")
+    assert main(["--screenshot", str(tmp_path / "train.png"), "--view", "train", "--size", "1600x1000"]) == 0
+    assert settings.value("view") == before          # a picture never changes the person's settings
+    with pytest.raises(SystemExit) as usage:
+        main(["--screenshot", str(tmp_path / "x.png"), "--size", "big"])
+    assert usage.value.code == 2 and "WIDTHxHEIGHT" in capsys.readouterr().err
 
 
 def test_gui_stays_responsive_while_training(window, qtbot):

@@ -117,8 +117,9 @@ def edit_runs(path, edit):
 
 @pytest.mark.parametrize("edit, words", [
     (lambda m: m["runs"][0].update(label=5), "runs[0].label must be a string"),
-    (lambda m: m["runs"][0]["epochs"][0].update(val_loss=float("nan")), "val_loss must be a finite number"),
-    (lambda m: m["runs"][0]["epochs"][0].update(val_loss=1e400), "val_loss must be a finite number"),
+    (lambda m: m["runs"][0]["epochs"][0].update(val_loss=float("nan")), "runs.json holds NaN"),
+    (lambda m: m["runs"][0]["epochs"][0].update(val_loss=1e400), "every number in a project file must be finite"),
+    (lambda m: m["runs"][0]["epochs"][0].update(val_loss="low"), "val_loss must be a finite number or null"),
     (lambda m: m["runs"][0].update(seconds=-1), "seconds must be a finite number of 0 or more"),
     (lambda m: m["runs"][0].update(when="yesterday"), "must be an ISO 8601 date"),
     (lambda m: m["runs"][0].update(kind="cooking"), "kind must be train or compare"),
@@ -148,7 +149,7 @@ def npz_with(arrays):
 
 @pytest.mark.parametrize("arrays, words", [
     ({"run1/global_step": np.array([0, 2, 1]), "run1/loss": np.ones(3, np.float32)}, "increase"),
-    ({"run1/global_step": np.arange(3), "run1/loss": np.array([1, np.inf, 1], np.float32)}, "must be finite"),
+    ({"run1/global_step": np.arange(3), "run1/loss": np.array([1, np.inf, 1], np.float32)}, "loss must hold finite numbers"),
     ({"run9/global_step": np.arange(3), "run9/loss": np.ones(3, np.float32)}, "belongs to no run"),
 ])
 def test_bad_run_arrays_are_refused(tmp_path, arrays, words):
@@ -190,3 +191,11 @@ def test_a_run_history_survives_a_save_of_stale_weights(tmp_path):
     path, project = project_with_runs(tmp_path)
     project = replace(project, weights={}, optimizer={})
     assert len(load_project(save_project(project, tmp_path / "q.gscope")).runs) == 2
+
+
+def test_a_run_history_that_could_not_be_opened_is_not_saved(tmp_path):
+    path, project = project_with_runs(tmp_path)
+    project.runs[1].changes = ["fine", "x" * 3000]
+    with pytest.raises(ProjectError, match="changes must be a list of at most 200 strings"):
+        save_project(project, path)
+    assert len(load_project(path).runs) == 2            # the file on disk is as it was

@@ -14,7 +14,10 @@ from PySide6.QtCore import Signal
 from PySide6.QtWidgets import QLabel, QLineEdit, QPushButton, QSpinBox, QVBoxLayout, QWidget
 
 from gatescope.widgets import theme
+from gatescope.widgets.axes import plot_axes
 from gatescope.widgets.inside.common import InputSequence, InsidePanel, fill_input_strip, line_colour, time_ticks
+
+MIN_PLOT_HEIGHT = 130     # a C_t or h_t plot, title and axis included
 
 EMPTY_NO_BLOCK = ("This model has no recurrent block (SimpleRNN, LSTM or GRU): add one in the Build view "
                   "to see its memory over time.")
@@ -83,16 +86,22 @@ class CellStatePanel(InsidePanel):
         column.addWidget(self.caption_label)
         column.addWidget(self.graphics, 1)
         column.addWidget(self.error_label)
-        self.set_content(content)
+        # The strip, the legend row and two plots that each still show their lines; below, it scrolls.
+        self.set_content(content, min_height=60 + 40 + 2 * MIN_PLOT_HEIGHT + 90)
 
-        self.input_plot = self.graphics.addPlot(row=0, col=0)
+        self.input_plot = self.graphics.addPlot(row=0, col=0, axisItems=plot_axes(bottom="integer"))
         self.input_plot.setMaximumHeight(80)
+        self.input_plot.setMinimumHeight(60)
         # One legend for both plots (a unit has the same colour in each), in a row of its own
         # above them, in rows of five: inside a plot it covered the lines it names.
         self.legend = pg.LegendItem(labelTextSize="8pt", labelTextColor=theme.TEXT, colCount=5)
         self.graphics.addItem(self.legend, row=1, col=0)
-        self.cell_plot = self.graphics.addPlot(row=2, col=0, title="cell state C_t (long-term memory)")
-        self.hidden_plot = self.graphics.addPlot(row=3, col=0, title="hidden state h_t = o_t · tanh(C_t)")
+        self.cell_plot = self.graphics.addPlot(row=2, col=0, title="cell state C_t (long-term memory)",
+                                               axisItems=plot_axes(bottom="integer"))
+        self.hidden_plot = self.graphics.addPlot(row=3, col=0, title="hidden state h_t = o_t · tanh(C_t)",
+                                                 axisItems=plot_axes(bottom="integer"))
+        for plot in (self.cell_plot, self.hidden_plot):
+            plot.setMinimumHeight(MIN_PLOT_HEIGHT)
         for plot in (self.input_plot, self.cell_plot, self.hidden_plot):
             plot.setMenuEnabled(False)
             plot.hideButtons()

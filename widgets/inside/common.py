@@ -18,6 +18,7 @@ from PySide6.QtWidgets import (QFileDialog, QFrame, QLabel, QPushButton, QScroll
                                QStackedWidget, QVBoxLayout, QWidget)
 
 from gatescope.widgets import theme
+from gatescope.widgets.axes import plot_axes
 from gatescope.widgets.flow_layout import FlowLayout
 
 # Gate names as the recurrent layers record them -> how the lectures write them.
@@ -141,6 +142,7 @@ def fill_input_strip(plot: pg.PlotItem, sequence: InputSequence, max_frames: int
     """
     plot.clear()
     plot.hideAxis("bottom")
+    plot.audit_min_height = 30          # a strip under a title: thin on purpose (studio.layout_audit)
     if sequence.kind == "signal":
         values = sequence.values.reshape(len(sequence.values), -1)
         for f in range(min(values.shape[1], len(LINE_COLOURS))):
@@ -335,7 +337,7 @@ class InsidePanel(QWidget):
 
 def heatmap_plot(layout: pg.GraphicsLayout, row: int, col: int, title: str) -> tuple[pg.PlotItem, pg.ImageItem]:
     """A plot at ``(row, col)`` of ``layout`` holding one row-major ImageItem (rows down)."""
-    plot = layout.addPlot(row=row, col=col, title=title)
+    plot = layout.addPlot(row=row, col=col, title=title, axisItems=plot_axes(bottom="integer", left="integer"))
     image = pg.ImageItem(axisOrder="row-major")
     plot.addItem(image)
     plot.getViewBox().invertY(True)
@@ -360,6 +362,8 @@ class ColourBar(pg.PlotItem):
     ``values``: the (low, high) the strip spans; ``set_values`` changes them. Horizontal bars
     run low -> high left to right, vertical ones bottom to top.
     """
+
+    audit_exempt = True     # its strip is thin on purpose (studio.layout_audit)
 
     def __init__(self, colormap: pg.ColorMap, values: tuple[float, float], label: str,
                  orientation: str = "horizontal"):

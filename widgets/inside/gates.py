@@ -11,10 +11,11 @@ from __future__ import annotations
 
 import numpy as np
 import pyqtgraph as pg
-from PySide6.QtCore import QPointF, Signal
+from PySide6.QtCore import QPointF, Qt, Signal
 from PySide6.QtWidgets import QComboBox, QLabel, QPushButton, QSpinBox, QVBoxLayout, QWidget
 
 from gatescope.widgets import theme
+from gatescope.widgets.axes import plot_axes
 from gatescope.widgets.inside.common import (ColourBar, InputSequence, InsidePanel, diverging_colormap,
                                    fill_input_strip, gate_label, gate_range, heatmap_plot, readable_char,
                                    sequential_colormap, set_heatmap, time_ticks)
@@ -23,9 +24,10 @@ EMPTY_NO_BLOCK = ("This model has no recurrent block (SimpleRNN, LSTM or GRU): a
                   "to see its gates.")
 EMPTY_NO_DATA = "Train the model, or choose a probe sample, to fill this panel with its gates."
 MIN_HEATMAP_HEIGHT = 40     # pixels of each gate's heatmap, below which its rows cannot be told apart
-TITLE_HEIGHT = 22           # a heatmap's title above it
-STRIP_HEIGHT = 90           # the input strip above the heatmaps
-AXIS_AND_BARS_HEIGHT = 110  # the shared time axis and the colour bars below them
+TITLE_HEIGHT = 30           # a heatmap's title above it
+AXIS_HEIGHT = 45            # the shared time axis under the last heatmap
+MIN_STRIP_HEIGHT = 70       # the input strip above the heatmaps, its title included
+LABELS_HEIGHT = 60          # the caption above the plots and the hover line below them
 
 
 class GatesPanel(InsidePanel):
@@ -169,7 +171,7 @@ class GatesPanel(InsidePanel):
         row = 0
         self.input_plot = None
         if self.input_sequence is not None and self.input_sequence.needs_strip:
-            self.input_plot = self.graphics.addPlot(row=row, col=0)
+            self.input_plot = self.graphics.addPlot(row=row, col=0, axisItems=plot_axes(bottom="integer"))
             self.input_plot.setMaximumHeight(90)
             self.input_plot.setMenuEnabled(False)
             self.input_plot.hideButtons()
@@ -192,8 +194,13 @@ class GatesPanel(InsidePanel):
             self.input_plot.setXLink(first)
         self.plots[names[-1]].setLabel("bottom", "time step t")
         # Below this the panel scrolls instead of squashing the heatmaps to slivers.
-        self.set_content_min_height(len(names) * (MIN_HEATMAP_HEIGHT + TITLE_HEIGHT) + AXIS_AND_BARS_HEIGHT
-                                    + (STRIP_HEIGHT if self.input_plot is not None else 0) + 50)
+        for name in names:
+            self.plots[name].setMinimumHeight(MIN_HEATMAP_HEIGHT + TITLE_HEIGHT + (AXIS_HEIGHT if name == names[-1] else 0))
+        if self.input_plot is not None:
+            self.input_plot.setMinimumHeight(MIN_STRIP_HEIGHT)
+        needed = int(self.graphics.ci.effectiveSizeHint(Qt.MinimumSize).height()) + 10
+        self.graphics.setMinimumHeight(needed)
+        self.set_content_min_height(needed + LABELS_HEIGHT)
         bars = self.graphics.addLayout(row=row, col=0)
         sigmoid = [self.images[n] for n in names if n != "candidate"]
         if sigmoid:

@@ -16,10 +16,11 @@ from PySide6.QtCore import Qt, Signal
 from PySide6.QtWidgets import QLabel, QPushButton, QVBoxLayout, QWidget
 
 from gatescope.widgets import theme
+from gatescope.widgets.axes import plot_axes
 from gatescope.widgets.inside.common import InsidePanel, line_colour
 
-EMPTY = ("Select a recurrent block, then train or press Run once: the size of the gradient that "
-         "reaches each time step appears here.")
+EMPTY = ("Train the model, or choose a probe sample: the size of the gradient that reaches each time step "
+         "of its recurrent blocks appears here.")
 
 
 @dataclass
@@ -60,17 +61,17 @@ class GradientsPanel(InsidePanel):
         self.caption_label = QLabel()
         self.caption_label.setObjectName("muted")
         self.caption_label.setWordWrap(True)
-        self.plot_widget = pg.PlotWidget()
+        self.plot_widget = pg.PlotWidget(axisItems=plot_axes(bottom="integer", left="log"))
         column.addWidget(self.caption_label)
         column.addWidget(self.plot_widget, 1)
-        self.set_content(content)
+        self.set_content(content, min_height=260)
         self.plot = self.plot_widget.getPlotItem()
         self.plot.setLogMode(x=False, y=True)
         theme.plain_axes(self.plot)
         self.plot.showGrid(x=True, y=True, alpha=0.25)
         self.plot.setLabel("bottom", "time step t")
-        self.plot.setLabel("left", "gradient norm ‖∂L/∂h_t‖, ‖∂L/∂C_t‖ (log scale)")
-        self.plot.getAxis("left").enableAutoSIPrefix(False)    # a "(x0.001)" makes no sense on a log axis
+        # Short: the legend names the curves (‖∂L/∂h_t‖, ‖∂L/∂C_t‖); the long label was cut to "(log".
+        self.plot.setLabel("left", "gradient norm (log scale)")
         self.plot.setMenuEnabled(False)
         self.legend = self.plot.addLegend(offset=(-10, -10), labelTextSize="8pt")
 
