@@ -314,8 +314,9 @@ def compare_events(job: CompareJob, control: Control, min_interval_s: float = 1.
       "shared"}], "same_batches", "device_description", "task", "class_names"})``;
     * ``("steps", {"variants": {index: {"global_steps", "losses", "accuracies", "grad_norms"}},
       "done", "total"})``: every step since the last one sent (NumPy arrays; accuracies NaN for a
-      regression; the gradient's global norm before any clipping), at most ``1 / min_interval_s`` times a second; ``done``/``total``: steps per
-      variant; ``seconds_per_step``: each variant's median so far (None before its first);
+      regression; the gradient's global norm before any clipping), at most ``1 / min_interval_s``
+      times a second; ``done``/``total``: steps per variant; ``seconds_per_step``: each
+      variant's median so far (None before its first);
     * ``("epoch", {"variant", "record"})``: a variant's epoch record;
     * ``("probe", {"variant", "epoch", "blocks"})``: gradients through time and gate health of
       its recurrent blocks after ``epoch`` epochs (see ``_probe_summary``);

@@ -303,10 +303,11 @@ class CompareController(QObject):
             t = list(range(len(block["grad_hidden"])))
             key = f"{label}/{block_id}"
             name = f"{label} ({block_id})"
-            self.gradients.set_curve(f"{key}/grad_h", f"{name}: ‖∂L/∂h_t‖", t, block["grad_hidden"], colour=colour)
+            self.gradients.set_curve(f"{key}/grad_h", f"{name}: ‖∂L/∂h_t‖", t, block["grad_hidden"],
+                                     colour=colour)
             if block["grad_cell"] is not None:
-                self.gradients.set_curve(f"{key}/grad_c", f"{name}: ‖∂L/∂C_t‖", t, block["grad_cell"], dashed=True,
-                                         colour=colour)
+                self.gradients.set_curve(f"{key}/grad_c", f"{name}: ‖∂L/∂C_t‖", t, block["grad_cell"],
+                                         dashed=True, colour=colour)
             if not shown_gates:                     # the first recurrent block speaks for its variant
                 shown_gates = True
                 if block["health"]:

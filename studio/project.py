@@ -742,7 +742,8 @@ def _run_from_json(record: dict, where: str, need, label: str) -> run_history.Ru
         need(False, f"{where}.when", f"must be an ISO 8601 date and time, not {when!r}")
     need(record.get("kind") in run_history.KINDS, f"{where}.kind", f"must be {' or '.join(run_history.KINDS)}")
     need(record.get("ended") in run_history.ENDINGS, f"{where}.ended", f"must be {', '.join(run_history.ENDINGS)}")
-    need(_text(record.get("label")), f"{where}.label", f"must be a string of at most {run_history.MAX_TEXT:,} characters")
+    need(_text(record.get("label")), f"{where}.label",
+         f"must be a string of at most {run_history.MAX_TEXT:,} characters")
     after = record.get("after")
     need(after is None or (_count(after, 1) and after < number), f"{where}.after",
          "must be null or the number of an earlier run")

@@ -149,7 +149,8 @@ def npz_with(arrays):
 
 @pytest.mark.parametrize("arrays, words", [
     ({"run1/global_step": np.array([0, 2, 1]), "run1/loss": np.ones(3, np.float32)}, "increase"),
-    ({"run1/global_step": np.arange(3), "run1/loss": np.array([1, np.inf, 1], np.float32)}, "loss must hold finite numbers"),
+    ({"run1/global_step": np.arange(3), "run1/loss": np.array([1, np.inf, 1], np.float32)},
+     "loss must hold finite numbers"),
     ({"run9/global_step": np.arange(3), "run9/loss": np.ones(3, np.float32)}, "belongs to no run"),
 ])
 def test_bad_run_arrays_are_refused(tmp_path, arrays, words):
