@@ -1,7 +1,7 @@
 """The main window and the GUI entry point ``run_app``.
 
-The window arranges views (``studio.views``): Build, Train, Inside, Video, one click (or
-Ctrl+1 to Ctrl+4) apart in the tool bar, beside the run controls that work from every view.
+The window arranges views (``studio.views``): Build, Train, Inside, Video, Compare, one click (or
+Ctrl+1 to Ctrl+5) apart in the tool bar, beside the run controls that work from every view.
 The policies live in controllers that can be tested without it: files and autosave
 (``studio.files``), training runs (``studio.training_control``), the dataset
 (``studio.data_control``). The inside-the-network panels (``studio.inside``) and the video
@@ -939,7 +939,7 @@ class MainWindow(QMainWindow):
         self.statusBar().showMessage(f"Exported {Path(path).name}", 5000)
 
     def getting_started(self) -> None:
-        """Help > Getting Started (F1): the four views and what to do in each."""
+        """Help > Getting Started (F1): the five views and what to do in each."""
         self.dialogs.show_help("Getting started", help_pages.GETTING_STARTED)
 
     def keyboard_shortcuts(self) -> None:
