@@ -18,6 +18,9 @@ from typing import Any, Iterator
 
 import numpy as np
 
+from gatescope.compute.augment import active as augmentation_active
+from gatescope.compute.augment import applies_to, augment_batch
+from gatescope.compute.augment import check_settings as check_augmentation
 from gatescope.compute.backend import to_numpy
 from gatescope.compute.datasets import Dataset, DataError, split_indices
 from gatescope.compute.datasets.checks import MAX_SEED
@@ -54,6 +57,13 @@ class TrainSettings:
     seed: int = 0
     device: str = "auto"
     steps_per_epoch: int = 0        # 0 = one pass over the training split
+    # Augmentation of training images and clips (compute.augment; 0 / False = off)
+    augment_shift: float = 0.0
+    augment_scale: float = 0.0
+    augment_flip: bool = False
+    augment_brightness: float = 0.0
+    augment_noise: float = 0.0
+    augment_speed: float = 0.0
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "TrainSettings":
@@ -98,6 +108,45 @@ class TrainSettings:
         for name in ("val_fraction", "test_fraction"):
             if not 0.0 <= getattr(self, name) < 0.9:
                 raise ValueError(f"{name} must be between 0 and 0.9, not {getattr(self, name)!r}")
+        check_augmentation(self)
+
+
+def fit_problem(dataset: Dataset, input_shape: tuple[int, ...], task: str | None,
+                head_shape: tuple[int, ...] | None) -> str | None:
+    """Why a model with this Input shape, task and head output cannot train on ``dataset``
+    (one sentence saying what to change), or None when it can.
+
+    When the samples hold as many values as the Input expects, only in another shape (vectors
+    of 40 for a GRU that reads 40 steps of one feature), the sentence points at a Reshape block
+    after an Input of the data's shape, not at changing the Input alone (which would break the
+    blocks after it).
+    """
+    have, want = tuple(dataset.sample_shape), tuple(input_shape)
+    if have != want:
+        from gatescope.compute.layers.base import describe_shape, with_article
+        said = (f"the dataset's samples are {with_article(describe_shape(have))} but the Input block expects "
+                f"{with_article(describe_shape(want))}")
+        data_shape = ", ".join(map(str, have))
+        if int(np.prod(have)) == int(np.prod(want)):
+            return (f"{said}: set the Input's shape to {data_shape} and put a Reshape block with shape "
+                    f"{', '.join(map(str, want))} right after it")
+        return f"{said}; set the Input's shape to {data_shape} (the Input's inspector has \"Use the data's shape\")"
+    if task != dataset.task:
+        return (f"the dataset is for {dataset.task} but the model ends in a {task} block; "
+                f"use {'Classify' if dataset.task == 'classification' else 'Regress'} as the output")
+    if head_shape is None:
+        return None
+    if dataset.task == "classification":
+        if dataset.n_classes > head_shape[-1]:
+            return (f"the dataset has {dataset.n_classes} classes but the model gives {head_shape[-1]} "
+                    f"class scores; set the last Dense to {dataset.n_classes} units")
+        label_shape = dataset.y.shape[1:]
+        if label_shape != tuple(head_shape[:-1]):
+            return (f"the labels have shape {label_shape} per sample but the model predicts "
+                    f"{tuple(head_shape[:-1]) or 'one label'} per sample; use return_sequences to match per-step labels")
+    elif int(np.prod(dataset.y.shape[1:])) != int(np.prod(head_shape)):
+        return f"the targets have shape {dataset.y.shape[1:]} per sample but the model predicts {tuple(head_shape)}"
+    return None
 
 
 @dataclass
@@ -220,30 +269,17 @@ class Trainer:
             self.optimizer.load_state_dict(self.state.optimizer)
         xp = model.xp
         self._backup = {name: xp.empty_like(p) for name, p, _ in model.parameters()}
+        wanted = augmentation_active(settings)
+        self.augmented = wanted and applies_to(dataset.sample_shape)
+        self.note = ("augmentation changes images and clips; these samples are "
+                     f"{len(dataset.sample_shape)}-axis arrays, so it is off") if wanted and not self.augmented else ""
 
     def _check_fit(self) -> None:
-        ds, model = self.dataset, self.model
-        if tuple(ds.sample_shape) != tuple(model.input_shape):
-            raise DataError(f"the dataset's samples have shape {ds.sample_shape} but the model's Input "
-                            f"block expects {tuple(model.input_shape)}; set the Input shape to "
-                            f"{list(ds.sample_shape)}")
-        if model.task != ds.task:
-            raise DataError(f"the dataset is for {ds.task} but the model ends in a {model.task} block; "
-                            f"use {'Classify' if ds.task == 'classification' else 'Regress'} as the output")
-        out_shape = model.analysis.info[model.head_id].out_shape
-        if ds.task == "classification":
-            if ds.n_classes > out_shape[-1]:
-                raise DataError(f"the dataset has {ds.n_classes} classes but the model gives {out_shape[-1]} "
-                                f"class scores; set the last Dense to {ds.n_classes} units")
-            label_shape = ds.y.shape[1:]
-            if label_shape != out_shape[:-1]:
-                raise DataError(f"the labels have shape {label_shape} per sample but the model predicts "
-                                f"{out_shape[:-1] or 'one label'} per sample; "
-                                "use return_sequences to match per-step labels")
-        else:
-            target = ds.y.shape[1:]
-            if int(np.prod(target)) != int(np.prod(out_shape)):
-                raise DataError(f"the targets have shape {target} per sample but the model predicts {out_shape}")
+        model = self.model
+        problem = fit_problem(self.dataset, model.input_shape, model.task,
+                              model.analysis.info[model.head_id].out_shape)
+        if problem:
+            raise DataError(problem)
 
     # ----------------------------------------------------------------- data
     def _parts(self):
@@ -295,7 +331,8 @@ class Trainer:
         steps, batch = self.batch_plan()
         self._drop_unfinished_steps(steps)
         yield Event("start", {"device": self.device_name, "train": n, "val": len(x_val),
-                              "steps_per_epoch": steps, "epochs": epochs, "first_epoch": self.state.epochs_done})
+                              "steps_per_epoch": steps, "epochs": epochs, "first_epoch": self.state.epochs_done,
+                              "note": self.note})
         started = time.perf_counter()
         last_probe = 0.0
         last_good_loss = None
@@ -315,6 +352,8 @@ class Trainer:
                 t0 = time.perf_counter()
                 idx = next(batches)
                 xb, yb = x_train[idx], y_train[idx]
+                if self.augmented:   # the training split only; reproducible from the seed
+                    xb = augment_batch(xb, s, np.random.default_rng([s.seed, epoch, step, 5]))
                 model.zero_grads()
                 try:
                     # overflow shows up as a non-finite loss or norm, reported below in words

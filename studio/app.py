@@ -29,8 +29,9 @@ from PySide6.QtWidgets import QApplication, QFrame, QLabel, QMainWindow, QMenu, 
 
 from gatescope.compute.backend import DeviceError, select_device
 from gatescope.compute.datasets import Dataset, DataError, split_indices
+from gatescope.compute.datasets.files import LOADER_OPTIONS, detect_format
 from gatescope.compute.graph import Model
-from gatescope.compute.train import TrainSettings
+from gatescope.compute.train import TrainSettings, fit_problem
 from gatescope.studio import __version__, palette_data
 from gatescope.studio import help as help_pages
 from gatescope.studio.data_control import DataController, describe_source
@@ -126,6 +127,7 @@ class MainWindow(QMainWindow):
         self.inside: InsideController | None = None
         self.video: VideoController | None = None
         self.compare: CompareController | None = None
+        self.new_from_data_controller = None   # File > New from Data…, made when first asked for
         self.val_predictions = None      # of the newest evaluation, per validation sample
         self.setWindowTitle("GateScope")
 
@@ -147,6 +149,7 @@ class MainWindow(QMainWindow):
         self.inspector = Inspector()
         self.data_panel = DataPanel()
         self.data_panel.set_sources(palette_data.dataset_sources())
+        self.data_panel.set_formats(LOADER_OPTIONS, detect_format)
         self.training_panel = TrainingPanel(palette_data.training_fields())
         self.run_controls = RunControls()
         self.curves = CurvesPanel()
@@ -269,6 +272,7 @@ class MainWindow(QMainWindow):
         bar = self.menuBar()
         file_menu = bar.addMenu("&File")
         self.new_action = self._action(file_menu, "&New", self.new_project, QKeySequence.New)
+        self.new_from_data_action = self._action(file_menu, "New from &Data…", self.new_from_data)
         self.open_action = self._action(file_menu, "&Open…", self.open_dialog, QKeySequence.Open)
         self.examples_menu = file_menu.addMenu("Open &Example")
         self.examples_menu.aboutToShow.connect(self._fill_examples)
@@ -401,6 +405,7 @@ class MainWindow(QMainWindow):
         self.canvas.selectionChanged.connect(self._on_selection_changed)
         self.palette.blockActivated.connect(self._on_palette_activated)
         self.inspector.settingEdited.connect(doc.set_setting)
+        self.inspector.useDataShapeRequested.connect(self.use_data_shape)
         self.training_panel.settingEdited.connect(self._on_training_setting)
         self.run_controls.trainRequested.connect(self.start_training)
         self.run_controls.pauseRequested.connect(self.pause_training)
@@ -446,7 +451,7 @@ class MainWindow(QMainWindow):
         if LAYOUTS_KEY in project.panels:       # else the arrangement the person has stays
             self.views.restore_layouts(project.panels[LAYOUTS_KEY])
         self.data.clear()
-        self.data_panel.set_reference(project.dataset)
+        self.data_panel.set_reference(dataset_reference(project))   # paths as they are read: absolute
         self.choose_dataset(project.dataset, from_project=True)
         QTimer.singleShot(0, self.canvas.fit_to_view)
         self._update_title()
@@ -498,8 +503,15 @@ class MainWindow(QMainWindow):
         return self.files.may_close_project()
 
     def new_project(self) -> None:
-        """An empty project (digits as its dataset)."""
-        self.files.new_project()
+        """An empty project that keeps the dataset in use (its paths made absolute)."""
+        self.files.new_project(Project(dataset=dataset_reference(self.project)))
+
+    def new_from_data(self) -> None:
+        """File > New from Data…: the dialog that reads data and makes a project for it."""
+        if self.new_from_data_controller is None:
+            from gatescope.studio.new_from_data import NewFromData
+            self.new_from_data_controller = NewFromData(self)
+        self.new_from_data_controller.show()
 
     def open_dialog(self) -> None:
         self.files.open_dialog()
@@ -608,10 +620,27 @@ class MainWindow(QMainWindow):
         block = self.project.graph.block(ids[0])
         self.inspector.show_block(block.id, block.type, palette_data.block_summary(block.type),
                                   palette_data.block_fields(block.type), block.settings)
+        self.inspector.offer_data_shape(self._data_shape_offer(block))
         status = self.block_status().get(block.id, {})
         self.inspector.show_result(status.get("shape", ""), status.get("params", ""), status.get("formula", ""),
                                    status.get("error"), status.get("warning"), status.get("size_formula", ""))
         self.inspector.set_locked(self.training_control.running)
+
+    def _data_shape_offer(self, block) -> str:
+        """The text of the Input's "use the data's shape" button, or '' when it has that shape."""
+        dataset = self.data.dataset
+        if block.type != "Input" or dataset is None or tuple(block.settings.get("shape", ())) == dataset.sample_shape:
+            return ""
+        return f"Use the data's shape: {' x '.join(map(str, dataset.sample_shape))}"
+
+    def use_data_shape(self, block_id: str) -> None:
+        """Set the Input block ``block_id``'s shape to the loaded samples' shape (one undo step)."""
+        dataset = self.data.dataset
+        if dataset is None or self._editing_refused():
+            return
+        self.document.set_setting(block_id, "shape", tuple(int(v) for v in dataset.sample_shape))
+        self.statusBar().showMessage(f"{self.block_name(block_id)} takes the data's shape now "
+                                     f"({self.undo_action.shortcut().toString()} puts the old one back)", 6000)
 
     def _refresh_train_blocker(self) -> None:
         if not self.training_control.running:
@@ -630,14 +659,8 @@ class MainWindow(QMainWindow):
             if self.data.busy:
                 return None     # the run loads it itself when Train is pressed before it arrives
             return "no dataset is loaded; choose one in the Data panel of the Train view"
-        shape = tuple(dataset.sample_shape)
-        wanted = analysis.info[analysis.input_id].out_shape
-        if tuple(wanted) != shape:
-            return (f"the dataset's samples have shape {list(shape)} but the Input block expects {list(wanted)}; "
-                    f"set the Input block's shape to {', '.join(map(str, shape))}")
-        if analysis.task != dataset.task:
-            return (f"the dataset is for {dataset.task} but the model ends in a {analysis.task} block")
-        return None
+        return fit_problem(dataset, analysis.info[analysis.input_id].out_shape, analysis.task,
+                           analysis.info[analysis.head_id].out_shape)
 
     # ----------------------------------------------------------------- clipboard
     def copy(self) -> None:
@@ -696,6 +719,7 @@ class MainWindow(QMainWindow):
         n_test = len(dataset.x_test) if dataset.x_test is not None else len(split.test)
         summary, samples, labels = palette_data.dataset_view(dataset, len(split.train), len(split.val), n_test)
         self.data_panel.show_dataset(summary, samples, labels)
+        self._refresh_inspector()              # the Input's "use the data's shape" follows the data
         if not from_project and ref != self.project.dataset:
             self.project.dataset = ref
             self.document.mark_modified()
@@ -708,9 +732,14 @@ class MainWindow(QMainWindow):
     def _on_dataset_failed(self, message: str, ref: dict, from_project: bool) -> None:
         if from_project or self.data.dataset is None:
             self.data_panel.show_error(message)
+        elif ref.get("kind") == "file":
+            # Own data stays shown with its options, to be mended and loaded again; the words say
+            # plainly that the project goes on with the dataset it had.
+            self.data_panel.show_error(f"{message}\n\nNot loaded: the project keeps {describe_source(self.data.ref)}. "
+                                       "Change the options above and press Load, or choose other data.")
         else:
             # Never a half-changed project: the panel goes back to the dataset still in use.
-            self.data_panel.set_reference(self.data.ref)
+            self.data_panel.set_reference(dataset_reference(replace(self.project, dataset=dict(self.data.ref))))
             self.data_panel.show_error(f"{message}\n\nThe project keeps {describe_source(self.data.ref)}.")
         self._refresh_train_blocker()
 
@@ -847,7 +876,8 @@ class MainWindow(QMainWindow):
         self.document.locked = running
         self.inspector.set_locked(running)
         self.palette.setEnabled(not running)
-        for action in self.graph_actions + (self.undo_action, self.redo_action, self.new_action):
+        for action in self.graph_actions + (self.undo_action, self.redo_action, self.new_action,
+                                            self.new_from_data_action):
             action.setEnabled(not running)
         if not running:
             self.undo_action.setEnabled(self.document.undo_stack.canUndo())
@@ -967,7 +997,7 @@ class MainWindow(QMainWindow):
             event.ignore()
             return
         self.files.shutdown()
-        for controller in (self.inside, self.video, self.compare):
+        for controller in (self.inside, self.video, self.compare, self.new_from_data_controller):
             if controller is not None:
                 controller.shutdown()
         self.training_control.shutdown()

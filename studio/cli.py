@@ -9,6 +9,20 @@
     gatescope predict PROJECT (--input X.npy --output Y.npy | --video FILE) [--json]
     gatescope export PROJECT -o MODEL.onnx [--unroll]
     gatescope bench [--device D] [--only GROUP ...] [--quick] [--json]
+    gatescope new OUT.gscope --data PATH [--template NAME] [--epochs N] [--batch-size B]
+                  [--learning-rate LR] [loader options] [--force] [--json]
+    gatescope new --list-templates
+
+``new`` reads the data at PATH (an .npz with arrays x and y; a table .csv, .tsv or .txt with a
+label column; a folder with one subfolder of images or of videos per class), prints what it
+found (samples, shape, task, classes and their counts, the loader's warnings) and writes a
+project whose Input, last Dense and class names fit the data, with training settings that
+suit its size (``studio.templates``). The loader options are those of the Data panel:
+``--task classification|regression`` and ``--label-column C`` (tables; 0 the first, -1 the
+last), ``--resize HxW`` (images of different sizes), ``--grey`` / ``--colour`` (images and
+videos), ``--frames T``, ``--stride S`` and ``--size HxW`` (videos). A data path inside the
+project's folder is written relative to it. An existing OUT is kept unless ``--force``.
+``--list-templates`` prints one line per template: its name, what it is, the data it takes.
 
 Exit codes: 0 success, 2 usage error, 1 failure with one clear line on stderr. With
 ``--json`` the last line of standard output is one JSON object. Nothing here imports Qt
@@ -36,7 +50,7 @@ import numpy as np
 from gatescope.studio import __version__
 from gatescope.studio.viewspec import VIEW_KEYS, parse_size
 
-COMMANDS = ("train", "compare", "predict", "export", "bench")
+COMMANDS = ("train", "compare", "predict", "export", "bench", "new")
 
 
 class CommandError(Exception):
@@ -140,13 +154,37 @@ def _parser() -> argparse.ArgumentParser:
     bench.add_argument("--only", nargs="+", metavar="GROUP", help="only these groups (conv2d, lstm, gru, rnn, ...)")
     bench.add_argument("--quick", action="store_true", help="fewer repeats")
     bench.add_argument("--json", action="store_true")
+
+    new = sub.add_parser("new", help="make a project from a data file or folder (gatescope new --list-templates)")
+    new.add_argument("out", nargs="?", metavar="OUT.gscope", help="the project file to write")
+    new.add_argument("--data", metavar="PATH", help="an .npz, a .csv/.tsv/.txt table, or a folder of class "
+                     "subfolders of images or videos")
+    new.add_argument("--template", help="the model to start from (default: the one for the kind of data)")
+    new.add_argument("--list-templates", action="store_true", help="list the templates and exit")
+    new.add_argument("--epochs", type=int, help="epochs to train (default: about 1,500 steps, 8 to 40 epochs)")
+    new.add_argument("--batch-size", type=int, help="samples per step (default: 16, 32 or 64 by the data's size)")
+    new.add_argument("--learning-rate", type=float, help="Adam's step size (default 0.001)")
+    new.add_argument("--task", choices=("classification", "regression"), help="npz and tables: what y holds")
+    new.add_argument("--label-column", type=int, metavar="C", help="tables: the label column (0 the first, "
+                     "-1 the last; default -1)")
+    new.add_argument("--resize", metavar="HxW", help="images: resize every image to H x W pixels")
+    colour = new.add_mutually_exclusive_group()
+    colour.add_argument("--grey", action="store_true", default=None, help="images and videos: one grey channel")
+    colour.add_argument("--colour", dest="grey", action="store_false", help="images and videos: three colour "
+                        "channels (the default for images; videos default to grey)")
+    new.add_argument("--frames", type=int, metavar="T", help="videos: frames per clip (default 8)")
+    new.add_argument("--stride", type=int, metavar="S", help="videos: frames between clip starts (default: T)")
+    new.add_argument("--size", metavar="HxW", help="videos: frame size (default 16x16)")
+    new.add_argument("--force", action="store_true", help="overwrite OUT if it exists")
+    new.add_argument("--json", action="store_true")
     return parser
 
 
 def _run_command(argv: list[str]) -> int:
     args = _parser().parse_args(argv)
-    return {"train": cmd_train, "compare": cmd_compare, "predict": cmd_predict, "export": cmd_export,
-            "bench": cmd_bench}[args.command](args)
+    commands = {"train": cmd_train, "compare": cmd_compare, "predict": cmd_predict, "export": cmd_export,
+                "bench": cmd_bench, "new": cmd_new}
+    return commands[args.command](args)
 
 
 def _load(path: str, buildable: bool = False):
@@ -207,7 +245,7 @@ def cmd_train(args) -> int:
     from gatescope.studio.atomic import check_writable
     from gatescope.studio.project import ProjectError, save_project
     from gatescope.studio.runs import new_run
-    from gatescope.studio.session import load_dataset
+    from gatescope.studio.session import load_dataset, portable_reference
 
     label = Path(args.project).name
     project = _load(args.project, buildable=True)
@@ -265,6 +303,7 @@ def cmd_train(args) -> int:
         test = None
     weights = model.state_dict()
     project.take_train_state(trainer.state, weights)
+    project.dataset = portable_reference(project, out)
     project.runs.append(new_run(
         project.runs, kind="train", label="", ended=ended, graph=project.graph, training=project.training,
         state=trainer.state, first_epoch=first_epoch, seconds=seconds, parameters=model.analysis.total_params,
@@ -304,7 +343,7 @@ def cmd_compare(args) -> int:
     from gatescope.studio.compare import CompareJob, compare_events, slug, variant_project, variants_for
     from gatescope.studio.compare_choice import ChoiceError, parse_swap, parse_vary
     from gatescope.studio.project import ProjectError, save_project
-    from gatescope.studio.session import dataset_reference, load_dataset
+    from gatescope.studio.session import dataset_reference, load_dataset, portable_reference
 
     name = Path(args.project).name
     project = _load(args.project, buildable=True)
@@ -371,8 +410,10 @@ def cmd_compare(args) -> int:
     if folder is not None:
         try:
             for result in results:
-                written[result.label] = str(save_project(variant_project(project, result, labels),
-                                                         folder / f"{slug(result.label)}.gscope"))
+                target = folder / f"{slug(result.label)}.gscope"
+                variant = variant_project(project, result, labels)
+                variant.dataset = portable_reference(variant, target)
+                written[result.label] = str(save_project(variant, target))
         except (OSError, ProjectError) as exc:
             raise CommandError(f"cannot write the variants to {folder}: {exc}") from None
     runs = [{"label": r.label, "test_loss": None if r.test is None else r.test["loss"],
@@ -523,6 +564,76 @@ def cmd_bench(args) -> int:
         print(f"geometric mean, {'all rows' if name == 'all' else name + ':':<12} ours/GEMM "
               f"{'-' if g is None else f'{g:.2f}'}; PyTorch time / ours "
               f"{'- (PyTorch not importable)' if t is None else f'{t:.2f}'}")
+    return 0
+
+
+def _pixels(text: str | None, option: str):
+    """``'16'`` -> 16, ``'24x32'`` -> ``[24, 32]``; CommandError for anything else."""
+    if text is None:
+        return None
+    parts = text.lower().replace("×", "x").split("x")
+    if not all(p.strip().isdigit() and int(p) > 0 for p in parts) or len(parts) > 2:
+        raise CommandError(f"{option} takes a size in pixels, such as 16 or 24x32, not {text!r}")
+    sizes = [int(p) for p in parts]
+    return sizes[0] if len(sizes) == 1 and option == "--size" else sizes * (3 - len(sizes))
+
+
+def cmd_new(args) -> int:
+    from gatescope.compute.datasets import DataError, load
+    from gatescope.studio import templates
+    from gatescope.studio.project import SUFFIX, ProjectError, save_project
+    from gatescope.studio.session import file_reference, portable_reference
+
+    if args.list_templates:
+        print("\n".join(templates.list_templates()))
+        return 0
+    if not args.out or not args.data:
+        print("gatescope new: give the project to write and --data PATH (or --list-templates)", file=sys.stderr)
+        return 2
+    out = Path(args.out)
+    if out.suffix != SUFFIX:
+        out = out.with_name(out.name + SUFFIX)
+    if out.exists() and not args.force:
+        raise CommandError(f"{out} exists already; choose another name, or pass --force to replace it")
+    options = {"task": args.task, "label_column": args.label_column, "resize": _pixels(args.resize, "--resize"),
+               "grey": args.grey, "frames": args.frames, "stride": args.stride, "size": _pixels(args.size, "--size")}
+    try:
+        ref = file_reference(args.data, options)
+        from gatescope.compute.datasets.files import LOADER_OPTIONS
+        unused = sorted(k for k in ref["params"] if k not in LOADER_OPTIONS[ref["format"]] and k != "task")
+        if unused:
+            raise CommandError(f"{Path(args.data).name} is {ref['format']} data, which takes no "
+                               f"{', '.join('--' + k.replace('_', '-') for k in unused)}")
+        dataset = load(ref)
+        project = templates.new_project(dataset, ref, args.template, name=out.stem, epochs=args.epochs,
+                                        batch_size=args.batch_size, learning_rate=args.learning_rate)
+    except (DataError, templates.TemplateError) as exc:
+        raise CommandError(str(exc)) from None
+    project.dataset = portable_reference(project, out)
+    found = templates.describe(dataset)
+    try:
+        project.training.check()
+        save_project(project, out)
+    except (ProjectError, ValueError) as exc:
+        raise CommandError(str(exc)) from None
+    from gatescope.compute.graph import analyse
+    analysis = analyse(project.graph)
+    template = templates.choose(dataset, args.template).name
+    t = project.training
+    if args.json:
+        _emit_json({"project": str(out), "template": template, "found": found, "samples": len(dataset.x),
+                    "shape": list(dataset.sample_shape), "task": dataset.task,
+                    "classes": dict(zip(dataset.class_names, dataset.class_counts().tolist()))
+                    if dataset.task == "classification" else None,
+                    "parameters": analysis.total_params, "epochs": t.epochs, "batch_size": t.batch_size,
+                    "learning_rate": t.learning_rate, "dataset": project.dataset})
+        return 0
+    print(f"found in {Path(args.data).name}:")
+    for line in found:
+        print(f"  {line}")
+    print(f"wrote {out}: the {template} template, {len(project.graph.blocks)} blocks, {analysis.total_params:,} "
+          f"parameters; {t.epochs} epochs of batches of {t.batch_size}, learning rate {t.learning_rate:g}")
+    print(f"train it: gatescope train {out}")
     return 0
 
 

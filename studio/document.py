@@ -12,7 +12,6 @@ from __future__ import annotations
 import copy
 import json
 import re
-from collections import defaultdict
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -23,12 +22,11 @@ from PySide6.QtGui import QUndoCommand, QUndoStack
 
 from gatescope.compute import layers as layer_registry
 from gatescope.compute.graph import Analysis, Block, GraphError, GraphSpec, Model, Wire, analyse
+from gatescope.studio.layout import layered_positions
 from gatescope.studio.palette_data import default_settings
 from gatescope.studio.project import Project, save_project
+from gatescope.studio.session import portable_reference
 
-LAYER_X, LAYER_Y = 270.0, 130.0
-LAYERS_PER_ROW = 5
-ROW_GAP = 60.0
 CLIPBOARD_FORMAT = "gatescope-blocks"
 
 _SETTING_MERGE_ID = 1
@@ -117,6 +115,7 @@ class Document(QObject):
         if self.project.name in ("", "untitled"):
             self.project.name = Path(path).stem
         weights_kept = self.write_copy(path)
+        self.project.dataset = portable_reference(self.project, path)   # as written: read against the new file
         self.project.path = Path(path)
         self.undo_stack.setClean()
         self._extra_modified = False
@@ -128,7 +127,7 @@ class Document(QObject):
 
         Returns False when stale weights were left out (see ``save``); ProjectError if it cannot write.
         """
-        project = replace(self.project)
+        project = replace(self.project, dataset=portable_reference(self.project, path))
         weights_kept = not project.weights or self.weights_fit()
         if not weights_kept:
             project = replace(project, weights={}, optimizer={}, history=[], trainer={"epochs_done": 0},
@@ -296,45 +295,3 @@ class Document(QObject):
 
 def _jsonable(settings: dict) -> dict:
     return {k: list(v) if isinstance(v, tuple) else v for k, v in settings.items()}
-
-
-def layered_positions(graph: GraphSpec, positions: dict[str, tuple[float, float]]) -> dict[str, tuple[float, float]]:
-    """Left-to-right layers by topological depth; within a layer, blocks keep their vertical order.
-
-    A long model wraps onto several rows of at most ``LAYERS_PER_ROW`` layers, so it stays
-    readable on screen. A cycle (which analysis reports) is cut where it is found.
-    """
-    sources: dict[str, list[str]] = defaultdict(list)
-    for w in graph.wires:
-        sources[w.dst].append(w.src)
-    ids = [b.id for b in graph.blocks]
-    depth: dict[str, int] = {}
-    visiting: set[str] = set()
-
-    def depth_of(bid: str) -> int:
-        if bid in depth:
-            return depth[bid]
-        if bid in visiting:  # a cycle: cut it here
-            return 0
-        visiting.add(bid)
-        d = max((depth_of(s) + 1 for s in sources[bid] if s in set(ids)), default=0)
-        visiting.discard(bid)
-        depth[bid] = d
-        return d
-
-    for bid in ids:
-        depth_of(bid)
-    layers: dict[int, list[str]] = defaultdict(list)
-    for bid in ids:
-        layers[depth[bid]].append(bid)
-    tallest = max(len(members) for members in layers.values())
-    n_layers = max(layers) + 1
-    per_row = n_layers if n_layers <= LAYERS_PER_ROW + 1 else LAYERS_PER_ROW
-    row_height = tallest * LAYER_Y + ROW_GAP
-    out = {}
-    for d, members in layers.items():
-        members.sort(key=lambda bid: positions.get(bid, (0.0, 0.0))[1])
-        top = (d // per_row) * row_height + (tallest - len(members)) * LAYER_Y / 2
-        for i, bid in enumerate(members):
-            out[bid] = ((d % per_row) * LAYER_X, top + i * LAYER_Y)
-    return out

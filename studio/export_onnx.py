@@ -219,6 +219,10 @@ def _flatten(g: _Graph, b: _Block, xs: list[str]) -> str:
     return g.op("Flatten", [xs[0]], b.id, axis=1)
 
 
+def _reshape(g: _Graph, b: _Block, xs: list[str]) -> str:
+    return g.reshape(xs[0], [-1] + list(b.settings["shape"]), b.id)  # -1: the batch axis stays free
+
+
 def _dropout(g: _Graph, b: _Block, xs: list[str]) -> str:
     return xs[0]  # the identity at inference: left out of the exported graph
 
@@ -602,6 +606,7 @@ EMITTERS: dict[str, Emitter] = {
     "Sigmoid": _elementwise("Sigmoid"),
     "Softmax": _elementwise("Softmax", axis=-1),
     "Flatten": _flatten,
+    "Reshape": _reshape,
     "Dropout": _dropout,
     "Conv2D": _conv2d,
     "Conv1D": _conv1d,

@@ -14,6 +14,7 @@ from gatescope.compute import layers as layer_registry
 from gatescope.compute.datasets import BUILTINS, Dataset, builtin_names
 from gatescope.compute.graph import Analysis, Block, GraphSpec
 from gatescope.compute.layers.base import Setting
+from gatescope.compute.augment import LIMITS as AUGMENT_LIMITS
 from gatescope.compute.optim import OPTIMIZERS, SCHEDULES
 from gatescope.compute.train import WHOLE_RANGES
 from gatescope.studio.wording import article, plural
@@ -29,6 +30,9 @@ _DETAIL_FORMS = {
 
 # Parameters of bundled datasets whose values are a known few (shown as choices in the data panel).
 DATASET_CHOICES = {"digits": {"layout": ["image", "vector", "rows"]}}
+# Registered sources that read a person's own files: offered as own data (a video folder is a
+# format of the file loader), not in the list of bundled datasets.
+OWN_DATA_SOURCES = ("video-folder",)
 
 
 def palette_blocks() -> list[dict]:
@@ -207,6 +211,32 @@ def training_fields() -> list[dict]:
          "help": "Fixes the initial weights and the shuffling: the same seed gives the same run."},
         {"name": "device", "kind": "choice", "label": "Device", "choices": ["auto", "cpu", "gpu"],
          "help": "auto uses the GPU when CuPy finds one, else the CPU."},
+    ] + augmentation_fields()
+
+
+def augmentation_fields() -> list[dict]:
+    """The augmentation settings (``compute.augment``): training images and clips only."""
+    limits = AUGMENT_LIMITS
+    return [
+        {"name": "augment_shift", "kind": "float", "label": "Augment: shift", "minimum": 0.0,
+         "maximum": limits["augment_shift"],
+         "help": "Images and clips: move each training sample up to this share of its height and width; 0 is off."},
+        {"name": "augment_scale", "kind": "float", "label": "Augment: zoom", "minimum": 0.0,
+         "maximum": limits["augment_scale"],
+         "help": "Zoom each training sample by 1 - s to 1 + s (0.5: half to one and a half times); "
+                 "zooming out also slows what moves in a clip. 0 is off."},
+        {"name": "augment_flip", "kind": "bool", "label": "Augment: mirror",
+         "help": "Mirror half the training samples left to right. Only where a mirrored sample keeps its label: "
+                 "not for left against right."},
+        {"name": "augment_brightness", "kind": "float", "label": "Augment: brightness", "minimum": 0.0,
+         "maximum": limits["augment_brightness"],
+         "help": "Change brightness and contrast by up to this share of each sample's range; 0 is off."},
+        {"name": "augment_noise", "kind": "float", "label": "Augment: noise", "minimum": 0.0,
+         "maximum": limits["augment_noise"],
+         "help": "Add noise of this share of each sample's range; 0 is off."},
+        {"name": "augment_speed", "kind": "float", "label": "Augment: speed", "minimum": 0.0,
+         "maximum": limits["augment_speed"],
+         "help": "Clips: play each training clip at a speed from 1 - s to 1, from a random start; 0 is off."},
     ]
 
 
@@ -215,6 +245,8 @@ def dataset_sources() -> list[dict]:
     """Bundled datasets with their parameters (name -> default) for the data panel."""
     out = []
     for name in builtin_names():
+        if name in OWN_DATA_SOURCES:
+            continue
         builder, description = BUILTINS[name]
         params = {p.name: p.default for p in inspect.signature(builder).parameters.values()
                   if p.default is not inspect.Parameter.empty}
@@ -234,7 +266,8 @@ def dataset_view(dataset: Dataset, n_train: int, n_val: int, n_test: int, n_samp
              f"Split: {n_train:,} train, {n_val:,} validation, {n_test:,} test"]
     if dataset.description:
         lines.append(dataset.description)
-    summary: dict[str, Any] = {"title": dataset.name, "lines": lines, "kind": "image"}
+    summary: dict[str, Any] = {"title": dataset.name, "lines": lines, "kind": "image",
+                               "warnings": list(dataset.meta.get("warnings", []))}
     if dataset.task == "classification":
         summary["class_counts"] = [int(c) for c in dataset.class_counts()]
         summary["class_names"] = list(dataset.class_names)

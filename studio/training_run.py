@@ -158,8 +158,9 @@ def _train(job: TrainingJob, control: Control, trainer: Trainer, model: Model, d
                 time.sleep(YIELD_S)  # let the GUI thread take the interpreter between steps
             elif event.kind == "start":
                 window_start = last_sent = time.perf_counter()
+                notes = "; ".join(n for n in (note, event.data.get("note", "")) if n)
                 yield RunEvent("started", dict(event.data, device_description=device_description,
-                                               class_names=list(dataset.class_names), fresh=fresh, note=note))
+                                               class_names=list(dataset.class_names), fresh=fresh, note=notes))
             elif event.kind == "epoch":
                 sent = flush()
                 if sent is not None:

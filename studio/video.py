@@ -1,17 +1,23 @@
 """Live video: frame sources, the capture / inference pipeline, clip recording, and the panel's controller.
 
-DESIGN section 4: a capture thread reads the webcam, a video file or a folder of images and
-keeps only the latest frame (for drawing) and the frames the next window needs; an inference
-thread takes the newest window of the last T frames, runs the model and reports the result by
-callback (Qt signal in the controller); the GUI thread only draws, on a timer, whatever is
-newest. Nothing waits on anything else: when the model is slower than the camera, windows that
-arrive while it is busy replace the waiting one (counted as skipped), so there is never more
-than one window waiting.
+DESIGN section 4, on the one worker pattern (``studio.worker``): ``capture_loop``, a Qt-free
+generator on the capture worker, reads the webcam, a video file or a folder of images, paces
+files at their frame rate, writes a recording, and prepares every frame as the model's Input
+block says; each frame it yields reaches the GUI thread with, once T frames are there and every
+``clip_stride`` frames, the newest window of the last T. The GUI thread keeps the newest picture
+for drawing and puts the window in a one-window slot that ``inference_loop``, a Qt-free generator
+on the inference worker, takes from (``classify_window``): when the model is slower than the
+camera, a window that arrives while it is busy replaces the one waiting (counted as skipped), so
+there is never more than one window waiting and never a backlog, and the model never waits for
+the GUI thread between windows. The GUI thread only draws. Pause, seek, loop, speed and stop reach the
+running loop through a ``PlaybackControl`` it reads between frames.
 
 Frames are preprocessed as the model's Input block says (``ClipFormat``): resized to its H, W,
 grey or colour by its C, scaled by its ``normalize`` setting, a window of T frames taken every
 ``clip_stride`` frames (``compute.datasets.video.prepare_frame``, the same function the
-video-folder dataset uses for training).
+video-folder dataset uses for training). The panel is told what the model sees in those terms
+(``describe_model``), and shown each window the model was given and, for a model with a
+recurrent block, that block's gates over the window.
 
 Sources: ``CameraSource`` (an index; ``probe_cameras`` lists the ones that open),
 ``VideoFileSource`` (whatever OpenCV's FFmpeg reads; seek, loop, speed), ``ImageFolderSource``
@@ -39,6 +45,7 @@ from PySide6.QtCore import QObject, QTimer, Signal
 
 from gatescope.compute.datasets import DataError
 from gatescope.compute.datasets.video import VIDEO_SUFFIXES, clip_geometry, opencv, prepare_frame, to_uint8
+from gatescope.studio.worker import Worker
 
 log = logging.getLogger(__name__)
 
@@ -384,7 +391,11 @@ def class_names_of(model, n_classes: int) -> list[str]:
 
 @dataclass
 class Prediction:
-    """One window's result: ``probabilities`` (K,), the best class, and the frame the window ends at."""
+    """One window's result: ``probabilities`` (K,), the best class, and the frame the window ends at.
+
+    ``window``: the clip the model was given, (T, C, H, W) as prepared. For a model with a
+    recurrent block, ``gates`` holds that block's gate values over the window, gate name ->
+    (T, H) (time steps, units), ``gate_block`` its id and ``family`` LSTM or GRU."""
 
     probabilities: np.ndarray
     class_names: list[str]
@@ -392,62 +403,55 @@ class Prediction:
     confidence: float
     frame: int
     seconds: float
+    window: np.ndarray | None = None
+    gates: dict[str, np.ndarray] | None = None
+    gate_block: str = ""
+    family: str = "LSTM"
 
     @property
     def class_name(self) -> str:
         return self.class_names[self.predicted]
 
 
-class ClipBuffer:
-    """The last T preprocessed frames, and at most one window waiting for the model.
+def recurrent_block(model) -> str:
+    """The id of the model's first recurrent block whose gates can be recorded, or ''."""
+    for block_id in getattr(model, "order", []):
+        layer = model.layers[block_id]
+        if hasattr(layer, "gate_names") and hasattr(layer, "probe") and layer.gate_names:
+            return block_id
+    return ""
 
-    ``push`` (capture thread) adds a frame; every ``clip_stride`` frames, once T are there,
-    the newest window is offered: it replaces a window still waiting (counted in ``dropped``).
-    ``take`` (inference thread) waits for a window and removes it.
-    """
 
-    def __init__(self, clip_format: ClipFormat):
-        self.format = clip_format
-        self._frames: deque[np.ndarray] = deque(maxlen=clip_format.frames)
-        self._since_window = 0
-        self._waiting: tuple[np.ndarray, int] | None = None
-        self._ready = threading.Condition()
-        self.offered = self.taken = self.dropped = 0
-        self.most_waiting = 0
-
-    def push(self, pixels: np.ndarray, frame_index: int) -> None:
-        self._frames.append(pixels)
-        self._since_window += 1
-        if len(self._frames) < self.format.frames or self._since_window < self.format.clip_stride:
-            return
-        self._since_window = 0
-        window = np.stack(self._frames)
-        with self._ready:
-            if self._waiting is not None:
-                self.dropped += 1
-            self._waiting = (window, frame_index)
-            self.offered += 1
-            self.most_waiting = max(self.most_waiting, 1)
-            self._ready.notify()
-
-    def take(self, timeout: float) -> tuple[np.ndarray, int] | None:
-        with self._ready:
-            if self._waiting is None:
-                self._ready.wait(timeout)
-            item, self._waiting = self._waiting, None
-            if item is not None:
-                self.taken += 1
-            return item
-
-    @property
-    def waiting(self) -> int:
-        return 0 if self._waiting is None else 1
-
-    def clear(self) -> None:
-        self._frames.clear()
-        self._since_window = 0
-        with self._ready:
-            self._waiting = None
+def classify_window(model, window: np.ndarray, class_names: list[str], frame: int,
+                    with_gates: bool = True) -> Prediction:
+    """``model``'s class probabilities for one clip ``window`` (T, C, H, W), and with
+    ``with_gates``, for a model with a recurrent block, the gates it opened over the window
+    (probes on for this one sample: the step loop records them as it runs, at no extra pass,
+    though on the CPU a probed step takes the NumPy route rather than the fused kernel). Qt-free:
+    the inference worker runs it."""
+    started = time.perf_counter()
+    block = recurrent_block(model)
+    layer = model.layers[block] if block and with_gates else None
+    if layer is not None:
+        layer.probe = [0]
+    try:
+        output = np.asarray(model.predict(window[None]), dtype=np.float64)
+        gates = None
+        if layer is not None and layer.probe_data:
+            from gatescope.studio.inside_math import sample_probe
+            gates = {name: np.asarray(values, np.float32) for name, values in sample_probe(layer.probe_data).gates.items()}
+    finally:
+        if layer is not None:
+            layer.probe, layer.probe_data = None, {}
+    probabilities = output.reshape(output.shape[1:]) if output.ndim >= 2 else output
+    if probabilities.ndim == 2:  # a sequence of per-step scores: the last step speaks for the clip
+        probabilities = probabilities[-1]
+    k = probabilities.shape[-1]
+    labels = class_names if len(class_names) == k else [f"class {i}" for i in range(k)]
+    best = int(np.argmax(probabilities))
+    family = "GRU" if block and model.layers[block].type_name == "GRU" else "LSTM"
+    return Prediction(probabilities, labels, best, float(probabilities[best]), frame, time.perf_counter() - started,
+                      window, gates, block, family)
 
 
 class RateMeter:
@@ -473,320 +477,476 @@ class RateMeter:
         self.count = 0
 
 
-class VideoPipeline:
-    """The capture and inference threads around one source and one model (Qt-free).
+class PlaybackControl:
+    """What the GUI tells a running capture loop, read between frames (Qt-free, thread-safe).
 
-    Callbacks (called from the worker threads; keep them short): ``on_prediction(Prediction)``,
-    ``on_message(text, is_error)``, ``on_state()`` when playing / paused / ended / failed changes.
+    ``playing``, ``loop``, ``speed``; ``seek(frame)``; ``clip_format`` (the model's, or None for
+    preview only: a new one starts the frames anew); ``recorder`` (a ``ClipRecorder`` frames are
+    written to, or None). ``stop()`` ends the loop; ``finished`` is set once it has let go of the
+    source. ``ended``: a file played to its end without looping.
     """
 
-    def __init__(self, on_prediction: Callable[[Prediction], None] | None = None,
-                 on_message: Callable[[str, bool], None] | None = None,
-                 on_state: Callable[[], None] | None = None):
-        self.on_prediction = on_prediction or (lambda p: None)
-        self.on_message = on_message or (lambda text, error: None)
-        self.on_state = on_state or (lambda: None)
-        self._lock = threading.Lock()
+    def __init__(self, playing: bool = True, loop: bool = True, speed: float = 1.0,
+                 clip_format: ClipFormat | None = None):
+        self.lock = threading.Lock()
+        self.stopped = threading.Event()
+        self.finished = threading.Event()
+        self.wake = threading.Event()
+        self.playing, self.loop, self.speed = playing, loop, speed
+        self.clip_format = clip_format
+        self.recorder: ClipRecorder | None = None
+        self.seek_to: int | None = None
+        self.ended = False
+
+    def stop(self) -> None:
+        self.stopped.set()
+        self.wake.set()
+
+    def seek(self, frame: int) -> None:
+        with self.lock:
+            self.seek_to = int(frame)
+        self.wake.set()
+
+    def take_recorder(self) -> ClipRecorder | None:
+        with self.lock:
+            recorder, self.recorder = self.recorder, None
+        return recorder
+
+
+def capture_loop(source: FrameSource, control: PlaybackControl, rate: RateMeter):
+    """Read ``source`` until ``control`` says stop, pacing files at their frame rate x speed;
+    a Qt-free generator for the capture worker (``studio.worker``). Yields:
+
+      ``("frame", picture, index, window)``  every frame: the picture to draw and, once T
+                                             frames are there and every ``clip_stride`` frames,
+                                             the newest window prepared for the model (else None)
+      ``("message", text, is_error)``        a bad frame (said once), a seek that failed
+      ``("ended", saved)``                   a file reached its end (a recording was finished: its path)
+      ``("failed", text, saved)``            the source stopped working (the loop ends)
+
+    Lets go of the source when it ends (``control.finished`` is set then).
+    """
+    frames: deque[np.ndarray] = deque()
+    clip_format, since_window = None, 0
+    next_due = time.perf_counter()
+    bad_frame_reported = False
+    try:
+        while not control.stopped.is_set():
+            with control.lock:
+                seek_to, control.seek_to = control.seek_to, None
+                playing = control.playing
+                if seek_to is not None:
+                    control.ended = False
+            show_one = False
+            if seek_to is not None and source.seekable:
+                try:
+                    source.seek(seek_to)
+                except SourceError as exc:
+                    yield ("message", str(exc), True)
+                show_one = not playing          # read the frame sought, then honour pause
+                playing = True
+            if not playing:
+                control.wake.wait(0.05)
+                control.wake.clear()
+                next_due = time.perf_counter()
+                continue
+            try:
+                frame = source.read()
+            except SourceError as exc:
+                yield ("failed", str(exc), _finish_recording(control))
+                return
+            except Exception as exc:  # noqa: BLE001 - a decoder or driver error must not kill the app
+                yield ("failed", f"reading {source.name} failed: {exc}", _finish_recording(control))
+                return
+            if frame is None:
+                if control.loop and source.seekable and source.position > 1:
+                    source.seek(0)
+                    continue
+                with control.lock:
+                    control.playing, control.ended = False, True
+                yield ("ended", _finish_recording(control))
+                continue
+            try:
+                picture = display_image(frame)
+            except DataError as exc:
+                if not bad_frame_reported:
+                    yield ("message", f"{source.name} sent an unusable frame: {exc}", True)
+                    bad_frame_reported = True
+                continue
+            index = source.position - 1
+            recorder = control.recorder
+            if recorder is not None:
+                try:
+                    recorder.write(frame)
+                except (RecordingError, DataError) as exc:
+                    _finish_recording(control)
+                    yield ("message", str(exc), True)
+            rate.tick()
+            window = None
+            if control.clip_format is not clip_format:
+                clip_format, since_window = control.clip_format, 0
+                frames = deque(maxlen=clip_format.frames) if clip_format else deque()
+            if clip_format is not None:
+                try:
+                    frames.append(clip_format.prepare(frame))
+                except DataError as exc:
+                    if not bad_frame_reported:
+                        yield ("message", f"a frame cannot be prepared for the model: {exc}", True)
+                        bad_frame_reported = True
+                else:
+                    since_window += 1
+                    if len(frames) == clip_format.frames and since_window >= clip_format.clip_stride:
+                        since_window = 0
+                        window = np.stack(frames)
+            yield ("frame", picture, index, window)
+            if show_one:
+                with control.lock:
+                    control.playing = False
+                continue
+            if not source.live and source.fps > 0:
+                next_due += 1.0 / (source.fps * control.speed)
+                delay = next_due - time.perf_counter()
+                if delay > 0:
+                    control.stopped.wait(delay)
+                elif delay < -0.25:
+                    next_due = time.perf_counter()  # fell behind (slow disk, big frames): do not rush to catch up
+    finally:
+        source.close()
+        control.finished.set()
+
+
+def _finish_recording(control: PlaybackControl) -> Path | None:
+    recorder = control.take_recorder()
+    return recorder.close() if recorder is not None else None
+
+
+class WindowSlot:
+    """The one window waiting for the model (thread-safe): ``put`` from the GUI thread replaces a
+    window still waiting (counted in ``dropped``), ``take`` on the inference worker waits for one."""
+
+    def __init__(self):
+        self._ready = threading.Condition()
+        self._item: tuple | None = None
+        self.closed = False
+        self.dropped = self.most_waiting = 0
+
+    def put(self, item: tuple) -> None:
+        with self._ready:
+            if self._item is not None:
+                self.dropped += 1
+            self._item = item
+            self.most_waiting = 1
+            self._ready.notify()
+
+    def take(self, timeout: float) -> tuple | None:
+        with self._ready:
+            if self._item is None and not self.closed:
+                self._ready.wait(timeout)
+            item, self._item = self._item, None
+            return item
+
+    def clear(self) -> None:
+        with self._ready:
+            self._item = None
+
+    def close(self) -> None:
+        with self._ready:
+            self.closed = True
+            self._ready.notify_all()
+
+    @property
+    def waiting(self) -> int:
+        return 0 if self._item is None else 1
+
+
+def inference_loop(slot: WindowSlot, gates_interval_s: float = 0.1):
+    """Classify the window waiting in ``slot``, one after another, until the slot is closed; a
+    Qt-free generator for the inference worker. A slot item is ``(model, class_names, window,
+    frame, tag)``; yields ``("prediction", tag, model, Prediction)`` or ``("failed", tag, model,
+    message)``. Gates are recorded for at most one window every ``gates_interval_s``: the eye
+    follows ten pictures a second, and a probed window costs the recurrent block its fused kernel."""
+    gates_at = 0.0
+    while not slot.closed:
+        item = slot.take(0.1)
+        if item is None:
+            continue
+        model, names, window, frame, tag = item
+        now = time.perf_counter()
+        with_gates = now - gates_at >= gates_interval_s
+        if with_gates:
+            gates_at = now
+        try:
+            prediction = classify_window(model, window, names, frame, with_gates)
+        except Exception as exc:  # noqa: BLE001 - the person's model; reported, then set aside
+            yield ("failed", tag, model, str(exc))
+            continue
+        yield ("prediction", tag, model, prediction)
+
+
+class VideoPipeline(QObject):
+    """Capture and inference, each on its own worker (``studio.worker``), around one source and
+    one model.
+
+    The capture worker runs ``capture_loop``; every frame it yields arrives on the GUI thread,
+    where the newest picture is kept for drawing and the window it brings, if any, is put in the
+    ``WindowSlot`` the inference worker's ``inference_loop`` takes from: a window that arrives
+    while the model is busy replaces the one waiting (counted in ``stats()["windows_dropped"]``),
+    so at most one window ever waits and a slow model never builds a backlog, and the model
+    takes the next window without waiting for the GUI thread.
+
+    Signals (GUI thread): ``predictionReady(Prediction)``, ``messagePosted(str, bool is_error)``,
+    ``stateChanged()`` when playing / paused / ended / failed changes. The attributes
+    ``on_prediction``, ``on_message`` and ``on_state`` are called with the same, for code that
+    takes plain callables.
+    """
+
+    predictionReady = Signal(object)
+    messagePosted = Signal(str, bool)
+    stateChanged = Signal()
+
+    def __init__(self, parent: QObject | None = None):
+        super().__init__(parent)
+        self.on_prediction: Callable[[Prediction], None] = lambda prediction: None
+        self.on_message: Callable[[str, bool], None] = lambda text, error: None
+        self.on_state: Callable[[], None] = lambda: None
+        self.capture = Worker("video-capture", self)
+        self.inference = Worker("video-inference", self)
         self.source: FrameSource | None = None
-        self._capture_thread: threading.Thread | None = None
-        self._inference_thread: threading.Thread | None = None
-        self._stop_capture = threading.Event()
-        self._stop_all = threading.Event()
-        self._wake = threading.Event()
+        self.control: PlaybackControl | None = None
+        self._session = 0
         self._model = None
         self._class_names: list[str] = []
-        self.buffer: ClipBuffer | None = None
+        self._format: ClipFormat | None = None
+        self.slot = WindowSlot()
+        self._inference_started = False
         self._latest: tuple[np.ndarray, int] | None = None
         self.frame_serial = 0
-        self.playing = False
         self.loop = True
         self.speed = 1.0
-        self._seek_to: int | None = None
-        self.recorder: ClipRecorder | None = None
         self.capture_rate, self.inference_rate = RateMeter(), RateMeter()
         self.last_prediction: Prediction | None = None
+        self.last_window: np.ndarray | None = None
         self.failed: str | None = None
-        self.ended = False
+        self.windows_offered = 0
 
     # ----------------------------------------------------------------- model
     def set_model(self, model, class_names: list[str] | None = None, clip_format: ClipFormat | None = None) -> None:
         """Classify with ``model`` (anything with ``predict(batch) -> (N, K)``) from now on; None stops
         classifying. ``clip_format`` defaults to what the model's Input block says. DataError when
         the model does not take video clips (the preview goes on without predictions)."""
+        self.slot.clear()
         if model is None:
-            with self._lock:
-                self._model, self.buffer = None, None
-            return
-        if clip_format is None:
-            clip_format = ClipFormat.from_model(model)
-            task = getattr(model, "task", "classification")
-            if task != "classification":
-                raise DataError("the model predicts numbers (a Regress output); live video shows class predictions, "
-                                "so end the model with Classify")
-        with self._lock:
-            self._model = model
-            self._class_names = list(class_names or [])
-            self.buffer = ClipBuffer(clip_format)
-        self._ensure_inference_thread()
+            self._model, self._format = None, None
+        else:
+            if clip_format is None:
+                clip_format = ClipFormat.from_model(model)
+                if getattr(model, "task", "classification") != "classification":
+                    raise DataError("the model predicts numbers (a Regress output); live video shows class "
+                                    "predictions, so end the model with Classify")
+            self._model, self._class_names, self._format = model, list(class_names or []), clip_format
+            if not self._inference_started:
+                self._inference_started = True
+                self.inference.submit(inference_loop, self.slot, event=self._on_inference)
+        if self.control is not None:
+            self.control.clip_format = self._format
 
     @property
     def clip_format(self) -> ClipFormat | None:
-        buffer = self.buffer
-        return buffer.format if buffer else None
+        return self._format
+
+    @property
+    def model(self):
+        return self._model
 
     # ----------------------------------------------------------------- source
     def open(self, source: FrameSource, play: bool = True) -> None:
         """Read ``source`` from now on (closing the previous one)."""
         self.close_source()
-        with self._lock:
-            self.source = source
-            self.playing = play
-            self.failed = None
-            self.ended = False
-            self._seek_to = None
-            self._latest = None
-            if self.buffer is not None:
-                self.buffer.clear()
+        self._session += 1
+        session = self._session
+        self.source, self.failed = source, None
+        self._latest, self.last_window = None, None
+        self.slot.clear()
+        self.control = PlaybackControl(play, self.loop, self.speed, self._format)
         self.capture_rate.reset()
         self.inference_rate.reset()
-        self._stop_capture = threading.Event()
-        self._capture_thread = threading.Thread(target=self._capture_loop, args=(source, self._stop_capture),
-                                                name=f"capture {source.name}", daemon=True)
-        self._capture_thread.start()
-        self.on_state()
+        self.capture.submit(capture_loop, source, self.control, self.capture_rate,
+                            event=lambda event: self._on_capture(session, event),
+                            failed=lambda message, details: self._on_capture(session, ("failed", message, None)))
+        self._state()
 
     def close_source(self) -> Path | None:
         """Stop reading and let go of the source; a recording in progress is finished and its path returned."""
-        thread, self._capture_thread = self._capture_thread, None
-        self._stop_capture.set()
-        self._wake.set()
-        if thread is not None:
-            thread.join(timeout=5.0)
-        saved = self.stop_recording()
-        with self._lock:
-            source, self.source = self.source, None
-            self.playing = False
-        if source is not None:
-            source.close()
+        control, self.control = self.control, None
+        self._session += 1                 # what the old loop still sends is of no interest
+        saved = None
+        if control is not None:
+            control.stop()
+            control.finished.wait(5.0)
+            saved = _finish_recording(control)
+        self.source = None
+        self.slot.clear()
         return saved
+
+    @property
+    def playing(self) -> bool:
+        return self.control is not None and self.control.playing and self.failed is None
+
+    @property
+    def ended(self) -> bool:
+        return self.control is not None and self.control.ended
+
+    @property
+    def recorder(self) -> ClipRecorder | None:
+        return self.control.recorder if self.control is not None else None
 
     def play(self) -> None:
         """Go on reading; a file that reached its end starts again from its first frame."""
-        with self._lock:
-            if self.source is not None and self.failed is None:
-                self.playing = True
-                if self.ended and self.source.seekable:
-                    self._seek_to = 0
-                self.ended = False
-        self._wake.set()
-        self.on_state()
+        control = self.control
+        if control is None or self.failed is not None:
+            return
+        with control.lock:
+            control.playing = True
+            if control.ended and self.source is not None and self.source.seekable:
+                control.seek_to = 0
+            control.ended = False
+        control.wake.set()
+        self._state()
 
     def pause(self) -> None:
-        with self._lock:
-            self.playing = False
-        self.on_state()
+        if self.control is not None:
+            with self.control.lock:
+                self.control.playing = False
+        self._state()
 
     def seek(self, frame: int) -> None:
         """Jump to ``frame`` (files and image folders); shown even while paused."""
-        with self._lock:
-            self._seek_to = int(frame)
-        self._wake.set()
+        if self.control is not None:
+            self.control.seek(frame)
 
     def set_loop(self, loop: bool) -> None:
         self.loop = bool(loop)
+        if self.control is not None:
+            self.control.loop = self.loop
 
     def set_speed(self, speed: float) -> None:
         """Playback speed of files (1 = their own frame rate); cameras run as fast as they send."""
         self.speed = max(0.01, float(speed))
+        if self.control is not None:
+            self.control.speed = self.speed
 
     def latest_frame(self) -> tuple[np.ndarray, int, int] | None:
         """``(picture, frame index, serial)`` of the newest frame, or None before the first."""
-        with self._lock:
-            if self._latest is None:
-                return None
-            return self._latest[0], self._latest[1], self.frame_serial
+        if self._latest is None:
+            return None
+        return self._latest[0], self._latest[1], self.frame_serial
 
     # ----------------------------------------------------------------- recording
     def start_recording(self, dataset_folder: str | Path, class_name: str, codec: str = "MJPG") -> Path:
         """Record the frames read from now on as a clip of ``class_name``; RecordingError if it cannot."""
-        source = self.source
-        if source is None or self.failed is not None:
+        control, source = self.control, self.source
+        if control is None or source is None or self.failed is not None:
             raise RecordingError("open a camera (or a video) before recording")
         fps = source.fps if source.fps > 0 else (self.capture_rate.rate() or 30.0)
         recorder = ClipRecorder(dataset_folder, class_name, fps, codec)
-        with self._lock:
-            previous, self.recorder = self.recorder, recorder
+        with control.lock:
+            previous, control.recorder = control.recorder, recorder
         if previous is not None:
             previous.close()
         return recorder.path
 
     def stop_recording(self) -> Path | None:
         """Finish the clip being recorded; its path (None when nothing was recorded)."""
-        with self._lock:
-            recorder, self.recorder = self.recorder, None
-        return recorder.close() if recorder is not None else None
+        return _finish_recording(self.control) if self.control is not None else None
+
+    # ----------------------------------------------------------------- what the workers send (GUI thread)
+    def _on_capture(self, session: int, event: tuple) -> None:
+        if session != self._session:
+            return
+        kind = event[0]
+        if kind == "frame":
+            _, picture, index, window = event
+            self._latest = (picture, index)
+            self.frame_serial += 1
+            if window is not None:
+                self._offer(window, index)
+        elif kind == "message":
+            self._message(event[1], event[2])
+        elif kind == "ended":
+            saved = event[1]
+            name = self.source.name if self.source is not None else "the video"
+            self._message(f"end of {name}" + (f"; clip saved to {saved}" if saved else ""), False)
+            self._state()
+        elif kind == "failed":
+            message, saved = event[1], event[2]
+            self.failed = message
+            if saved is not None:
+                message += f"; the recording was kept up to the last good frame: {saved}"
+            self._message(message, True)
+            self._state()
+
+    def _offer(self, window: np.ndarray, frame: int) -> None:
+        self.windows_offered += 1
+        self.last_window = window
+        if self._model is not None:
+            self.slot.put((self._model, list(self._class_names), window, frame, self._session))
+
+    def _on_inference(self, event: tuple) -> None:
+        kind, session, model, payload = event
+        if model is not self._model:
+            return                                   # a model set aside or replaced meanwhile
+        if kind == "failed":
+            self._model = None
+            self.slot.clear()
+            self._message(f"the model failed on a video clip and was set aside: {payload}", True)
+        elif session == self._session:
+            self.last_prediction = payload
+            self.inference_rate.tick()
+            self.on_prediction(payload)
+            self.predictionReady.emit(payload)
+
+    def _message(self, text: str, error: bool) -> None:
+        self.on_message(text, error)
+        self.messagePosted.emit(text, error)
+
+    def _state(self) -> None:
+        self.on_state()
+        self.stateChanged.emit()
 
     # ----------------------------------------------------------------- stats
+    @property
+    def waiting(self) -> int:
+        """Windows waiting for the model: 0 or 1."""
+        return self.slot.waiting
+
     def stats(self) -> dict[str, Any]:
-        buffer = self.buffer
         return {"capture_fps": self.capture_rate.rate(), "inference_fps": self.inference_rate.rate(),
                 "frames": self.capture_rate.count, "inferences": self.inference_rate.count,
-                "windows_offered": buffer.offered if buffer else 0,
-                "windows_dropped": buffer.dropped if buffer else 0,
-                "most_waiting": buffer.most_waiting if buffer else 0}
+                "windows_offered": self.windows_offered, "windows_dropped": self.slot.dropped,
+                "most_waiting": self.slot.most_waiting}
 
     def shutdown(self) -> None:
-        """Stop both threads and let go of everything (the window is closing)."""
+        """Stop both workers and let go of everything (the window is closing)."""
         self.close_source()
-        self._stop_all.set()
-        thread, self._inference_thread = self._inference_thread, None
-        if thread is not None:
-            thread.join(timeout=5.0)
-
-    # ----------------------------------------------------------------- capture thread
-    def _capture_loop(self, source: FrameSource, stop: threading.Event) -> None:
-        next_due = time.perf_counter()
-        bad_frame_reported = False
-        while not stop.is_set():
-            with self._lock:
-                seek_to, self._seek_to = self._seek_to, None
-                playing = self.playing
-                if seek_to is not None:
-                    self.ended = False
-            if seek_to is not None and source.seekable:
-                try:
-                    source.seek(seek_to)
-                except SourceError as exc:
-                    self.on_message(str(exc), True)
-                playing = True  # read the frame sought, then honour pause below
-                show_one = not self.playing
-            else:
-                show_one = False
-            if not playing:
-                self._wake.wait(0.05)
-                self._wake.clear()
-                next_due = time.perf_counter()
-                continue
-            try:
-                frame = source.read()
-            except SourceError as exc:
-                self._fail(str(exc))
-                return
-            except Exception as exc:  # noqa: BLE001 - a decoder or driver error must not kill the app
-                self._fail(f"reading {source.name} failed: {exc}")
-                return
-            if frame is None:
-                if self.loop and source.seekable and source.position > 1:
-                    source.seek(0)
-                    continue
-                with self._lock:
-                    self.playing = False
-                    self.ended = True
-                saved = self.stop_recording()
-                self.on_message(f"end of {source.name}" + (f"; clip saved to {saved}" if saved else ""), False)
-                self.on_state()
-                continue
-            try:
-                picture = display_image(frame)
-            except DataError as exc:
-                if not bad_frame_reported:
-                    self.on_message(f"{source.name} sent an unusable frame: {exc}", True)
-                    bad_frame_reported = True
-                continue
-            index = source.position - 1
-            self._record(frame)
-            with self._lock:
-                self._latest = (picture, index)
-                self.frame_serial += 1
-                buffer = self.buffer
-            self.capture_rate.tick()
-            if buffer is not None:
-                try:
-                    buffer.push(buffer.format.prepare(frame), index)
-                except DataError as exc:
-                    if not bad_frame_reported:
-                        self.on_message(f"a frame cannot be prepared for the model: {exc}", True)
-                        bad_frame_reported = True
-            if show_one:
-                continue
-            if not source.live and source.fps > 0:
-                next_due += 1.0 / (source.fps * self.speed)
-                delay = next_due - time.perf_counter()
-                if delay > 0:
-                    stop.wait(delay)
-                elif delay < -0.25:
-                    next_due = time.perf_counter()  # fell behind (slow disk, big frames): do not rush to catch up
-
-    def _record(self, frame: np.ndarray) -> None:
-        recorder = self.recorder
-        if recorder is None:
-            return
-        try:
-            recorder.write(frame)
-        except (RecordingError, DataError) as exc:
-            self.stop_recording()
-            self.on_message(str(exc), True)
-
-    def _fail(self, message: str) -> None:
-        saved = self.stop_recording()
-        with self._lock:
-            self.failed = message
-            self.playing = False
-        if saved is not None:
-            message += f"; the recording was kept up to the last good frame: {saved}"
-        self.on_message(message, True)
-        self.on_state()
-
-    # ----------------------------------------------------------------- inference thread
-    def _ensure_inference_thread(self) -> None:
-        if self._inference_thread is None or not self._inference_thread.is_alive():
-            self._inference_thread = threading.Thread(target=self._inference_loop, name="video inference",
-                                                      daemon=True)
-            self._inference_thread.start()
-
-    def _inference_loop(self) -> None:
-        while not self._stop_all.is_set():
-            with self._lock:
-                buffer, model, names = self.buffer, self._model, self._class_names
-            if buffer is None or model is None:
-                self._stop_all.wait(0.05)
-                continue
-            item = buffer.take(timeout=0.1)
-            if item is None:
-                continue
-            window, frame = item
-            started = time.perf_counter()
-            try:
-                output = np.asarray(model.predict(window[None]), dtype=np.float64)
-            except Exception as exc:  # noqa: BLE001 - the person's model; report and stop using it
-                with self._lock:
-                    if self._model is model:
-                        self._model = None
-                self.on_message(f"the model failed on a video clip and was set aside: {exc}", True)
-                continue
-            probabilities = output.reshape(output.shape[1:]) if output.ndim >= 2 else output
-            if probabilities.ndim == 2:  # a sequence of per-step scores: the last step speaks for the clip
-                probabilities = probabilities[-1]
-            k = probabilities.shape[-1]
-            labels = names if len(names) == k else [f"class {i}" for i in range(k)]
-            best = int(np.argmax(probabilities))
-            prediction = Prediction(probabilities, labels, best, float(probabilities[best]), frame,
-                                    time.perf_counter() - started)
-            self.last_prediction = prediction
-            self.inference_rate.tick()
-            self.on_prediction(prediction)
+        self.slot.close()
+        self.capture.shutdown()
+        self.inference.shutdown()
 
 
 # ----------------------------------------------------------------------------- the controller (Qt)
 class VideoController(QObject):
     """Joins a ``VideoPanel`` (plain data, signals) to a ``VideoPipeline``.
 
-    The worker threads never touch Qt: their callbacks leave the newest prediction in one slot
-    (a newer one replaces one not yet drawn) and messages in a mailbox. A GUI-thread timer
-    draws the newest frame, delivers what the workers left and emits the signals below, so a
-    busy GUI never builds a backlog. (Emitting Qt signals from Python worker threads also
-    corrupts reference counts in PySide6 6.12.0 on Python 3.11: the process aborts with
-    "deallocating None" after some thousands of emits.) ``draw_rate`` counts frames put on screen.
+    The pipeline's workers send their news as queued signals to the GUI thread; a GUI-thread
+    timer (running only while a source is open) draws the newest frame when it is new, so
+    however fast a camera sends, the picture is drawn at most every ``DRAW_INTERVAL_MS``.
+    ``draw_rate`` counts frames put on screen.
+
+    The panel says what the model sees (``describe_model``): the frames it takes (T frames at
+    H x W, grey or colour, a window every ``clip_stride`` frames), or that it classifies nothing
+    and why; the line is set again whenever the model changes (a run ending brings new weights),
+    so it is never stale. Each prediction shows the window the model was given, and for a model
+    with a recurrent block its gates over that window, beside the live picture.
 
     Signals (GUI thread): ``predictionReady(Prediction)``, ``messagePosted(str, bool is_error)``,
     ``stateChanged()`` when playing / paused / ended / failed changes.
@@ -803,19 +963,14 @@ class VideoController(QObject):
                  camera_prober: Callable[[], list[int]] = probe_cameras, parent: QObject | None = None):
         super().__init__(parent)
         self.panel = panel
-        self.pipeline = pipeline or VideoPipeline()
-        self.pipeline.on_prediction = self._prediction_from_worker
-        self.pipeline.on_message = self._message_from_worker
-        self.pipeline.on_state = self._state_from_worker
+        self.pipeline = pipeline or VideoPipeline(self)
         self.camera_prober = camera_prober
         self.dataset_folder = ""
         self.draw_rate = RateMeter()
         self._drawn_serial = -1
-        self._pending_prediction: Prediction | None = None
-        self._mailbox: deque[tuple[str, bool]] = deque(maxlen=50)
-        self._state_changed = False
-        self._worker_lock = threading.Lock()
-
+        self.pipeline.predictionReady.connect(self._on_prediction)
+        self.pipeline.messagePosted.connect(self.messagePosted)
+        self.pipeline.stateChanged.connect(self.stateChanged)
         self.messagePosted.connect(self.panel.show_message)
         self.stateChanged.connect(self._update_playback)
         panel.cameraRequested.connect(self.open_camera)
@@ -831,9 +986,10 @@ class VideoController(QObject):
         panel.recordStopRequested.connect(self.stop_recording)
         panel.datasetFolderChanged.connect(self.set_dataset_folder)
         self.pipeline.set_loop(panel.loop_check.isChecked())
+        self.panel.set_model_status(describe_model(None, None))
 
-        # The timers run only while a source is open: the GUI thread has nothing to draw or
-        # deliver otherwise, and a 10 ms tick would compete with training for the interpreter.
+        # The timers run only while a source is open: the GUI thread has nothing to draw
+        # otherwise, and a 10 ms tick would compete with training for the interpreter.
         self.draw_timer = QTimer(self)
         self.draw_timer.setInterval(self.DRAW_INTERVAL_MS)
         self.draw_timer.timeout.connect(self.draw)
@@ -842,11 +998,15 @@ class VideoController(QObject):
         self.rates_timer.timeout.connect(self._update_rates)
 
     # ----------------------------------------------------------------- model
-    def set_model(self, model, class_names: list[str] | None = None, clip_format: ClipFormat | None = None) -> bool:
-        """Classify with ``model`` (None: preview only); False with a message in the panel when it cannot."""
+    def set_model(self, model, class_names: list[str] | None = None, clip_format: ClipFormat | None = None,
+                  why_not: str = "") -> bool:
+        """Classify with ``model`` (None: preview only, ``why_not`` says why); False with a
+        message in the panel when it cannot."""
         self.panel.clear_predictions()
+        self.panel.show_gates(None)
         if model is None:
             self.pipeline.set_model(None)
+            self.panel.set_model_status(describe_model(None, None, why_not))
             return False
         try:
             if class_names is None:
@@ -856,22 +1016,28 @@ class VideoController(QObject):
         except DataError as exc:
             self.pipeline.set_model(None)
             self.panel.show_message(str(exc), error=True)
+            self.panel.set_model_status(describe_model(None, None, str(exc)))
             return False
+        self.panel.set_model_status(describe_model(self.pipeline.clip_format, model, class_names=class_names))
+        block = recurrent_block(model)
+        if block:
+            # The gate heatmaps are laid out now, while nothing plays (building them took the
+            # GUI thread 0.5-1 s on a loaded machine when the first window's gates arrived).
+            layer = model.layers[block]
+            blank = np.full((self.pipeline.clip_format.frames, layer.units), 0.5, np.float32)
+            self.panel.show_gates({name: blank for name in layer.gate_names},
+                                  "GRU" if layer.type_name == "GRU" else "LSTM", block)
         return True
 
     def set_project(self, project) -> bool:
         """Classify with ``project``'s trained model (its own copy, so training can go on beside it)."""
         if project is None or not project.trained:
-            self.set_model(None)
-            self.panel.show_message("train the model to see its predictions; the picture plays meanwhile")
-            return False
+            return self.set_model(None, why_not=NOT_TRAINED)
         from gatescope.compute.graph import GraphError
         try:
             model = project.build_model()
         except (GraphError, ValueError) as exc:
-            self.set_model(None)
-            self.panel.show_message(f"the model cannot be built: {exc}", error=True)
-            return False
+            return self.set_model(None, why_not=f"the model cannot be built: {exc}")
         return self.set_model(model)
 
     # ----------------------------------------------------------------- sources
@@ -906,15 +1072,13 @@ class VideoController(QObject):
         self.pipeline.open(source)
         self.draw_timer.start()
         self.rates_timer.start()
-        self.panel.show_message(f"playing {source.name}" + ("" if self.pipeline.buffer else
-                                                            " (no trained video model: preview only)"))
+        self.panel.show_message(f"playing {source.name}")
         return True
 
     def stop(self) -> None:
         saved = self.pipeline.close_source()
         self.draw_timer.stop()
         self.rates_timer.stop()
-        self.deliver()  # what the workers said before they stopped
         self.panel.set_stopped()
         self.panel.set_recording(False)
         if saved:
@@ -951,36 +1115,16 @@ class VideoController(QObject):
             self.panel.set_record_counts(clip_counts(self.dataset_folder))
 
     # ----------------------------------------------------------------- drawing (GUI thread)
-    def _prediction_from_worker(self, prediction: Prediction) -> None:
-        with self._worker_lock:
-            self._pending_prediction = prediction
-
-    def _message_from_worker(self, text: str, error: bool) -> None:
-        with self._worker_lock:
-            self._mailbox.append((text, error))
-
-    def _state_from_worker(self) -> None:
-        with self._worker_lock:
-            self._state_changed = True
-
-    def deliver(self) -> None:
-        """Pass on what the worker threads left since the last call (GUI thread)."""
-        with self._worker_lock:
-            prediction, self._pending_prediction = self._pending_prediction, None
-            messages = list(self._mailbox)
-            self._mailbox.clear()
-            state_changed, self._state_changed = self._state_changed, False
-        for text, error in messages:
-            self.messagePosted.emit(text, error)
-        if state_changed:
-            self.stateChanged.emit()
-        if prediction is not None:
-            self.panel.show_prediction(prediction.probabilities, prediction.class_names, prediction.frame)
-            self.predictionReady.emit(prediction)
+    def _on_prediction(self, prediction: Prediction) -> None:
+        self.panel.show_prediction(prediction.probabilities, prediction.class_names, prediction.frame)
+        if prediction.window is not None:
+            self.panel.show_model_input(model_input_picture(prediction.window))
+        if prediction.gates is not None or not recurrent_block(self.pipeline.model):
+            self.panel.show_gates(prediction.gates, prediction.family, prediction.gate_block)
+        self.predictionReady.emit(prediction)
 
     def draw(self) -> None:
-        """Deliver the workers' news and put the newest frame on screen if it is new."""
-        self.deliver()
+        """Put the newest frame on screen if it is new."""
         latest = self.pipeline.latest_frame()
         if latest is None or latest[2] == self._drawn_serial:
             return
@@ -1009,13 +1153,48 @@ class VideoController(QObject):
             self.panel.set_recording(False)
 
     def shutdown(self) -> None:
-        """Stop the timers and the threads."""
+        """Stop the timers and the workers."""
         self.draw_timer.stop()
         self.rates_timer.stop()
         saved = self.pipeline.close_source()
         self.pipeline.shutdown()
         if saved:
             log.info("recording saved to %s", saved)
+
+
+NOT_TRAINED = "the model is not trained yet: train it, and it classifies here"
+
+
+def describe_model(clip_format: ClipFormat | None, model, why_not: str = "",
+                   class_names: list[str] | None = None) -> str:
+    """What the model sees, in one line: ``8 frames at 16x16, grey, a new window every frame;
+    classes left, right, up, down; an LSTM's gates shown`` or why it sees nothing."""
+    if clip_format is None or model is None:
+        return f"Preview only: {why_not or NOT_TRAINED}."
+    f = clip_format
+    every = "every frame" if f.clip_stride == 1 else f"every {f.clip_stride} frames"
+    scale = {"unit": "scaled to 0..1", "symmetric": "scaled to -1..1", "none": "as 0..255"}.get(f.normalize, f.normalize)
+    text = (f"The model sees {f.frames} frames at {f.height}x{f.width}, {'grey' if f.channels == 1 else 'colour'}, "
+            f"{scale}; a new window {every}")
+    if class_names:
+        text += f"; classes {', '.join(class_names)}"
+    block = recurrent_block(model)
+    if block:
+        text += f"; the gates of {model.layers[block].type_name} {block} over each window are shown"
+    return text + "."
+
+
+def model_input_picture(window: np.ndarray) -> np.ndarray:
+    """A prepared window (T, C, H, W) as one picture for the panel: the frames side by side with a
+    one-pixel gap, float (H, T*(W+1)-1) grey or (H, ..., 3) colour, each scaled to 0..1 over the window."""
+    frames = np.asarray(window, dtype=np.float32)
+    low, high = float(frames.min()), float(frames.max())
+    frames = (frames - low) / (high - low) if high > low else np.zeros_like(frames)
+    t, c, h, w = frames.shape
+    picture = np.full((h, t * (w + 1) - 1, c), np.nan, np.float32)
+    for i in range(t):
+        picture[:, i * (w + 1):i * (w + 1) + w] = frames[i].transpose(1, 2, 0)
+    return picture[:, :, 0] if c == 1 else picture
 
 
 def install_video_panel(window) -> VideoController:
@@ -1040,8 +1219,9 @@ def install_video_panel(window) -> VideoController:
     def follow_model() -> None:
         model = window.trained_model()
         if model is None:
-            controller.set_model(None)
-            panel.show_message("train the model to see its predictions; the picture plays meanwhile")
+            why = NOT_TRAINED if not window.project.weights else \
+                "the model changed since it was trained: train it again"
+            controller.set_model(None, why_not=why)
         else:
             controller.set_model(model)
 

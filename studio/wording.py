@@ -4,6 +4,8 @@ One home for these so that no message says "1 units" or "1 epochs trained in all
 """
 from __future__ import annotations
 
+from gatescope.compute.layers.base import with_article as article  # noqa: F401 - one home, used here by name
+
 
 def plural(count: int, word: str, words: str | None = None) -> str:
     """``plural(1, "epoch")`` -> ``'1 epoch'``; ``plural(3, "epoch")`` -> ``'3 epochs'``;
@@ -21,6 +23,3 @@ def format_duration(seconds: float) -> str:
     return f"{seconds // 3600} h {seconds % 3600 // 60:02d} min"
 
 
-def article(word: str) -> str:
-    """``'an image'``, ``'a sequence'``: the indefinite article a word takes (by its first letter)."""
-    return f"{'an' if word[:1].lower() in 'aeiou' else 'a'} {word}"

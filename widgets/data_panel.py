@@ -1,13 +1,22 @@
-"""The data panel: choose a bundled dataset or one's own file, and see what it holds.
+"""The data panel: choose a bundled dataset or one's own data with its loader options, and see what it holds.
 
 Fed plain data: ``set_sources(sources)`` with dicts ``{"name", "description", "params":
-{param: default}}``; ``set_reference(ref)``; ``show_dataset(summary, samples, labels)`` where
-``summary`` is ``{"title", "lines": [str, ...], "class_names": [...], "class_counts": [...]}``
-and ``samples`` a list of 2-D arrays (images are shown as pictures, ``(T, F)`` sequences as
-lines when ``summary["kind"] == "sequence"``); ``show_error(message)``; ``set_busy(bool)``.
+{param: default}}``; ``set_formats(options, detect)``: which loader options each own-data
+format takes (``{"csv": ["task", "label_column"], ...}``) and a function naming the format of a
+path (or raising ValueError with the reason); ``set_reference(ref)``; ``show_dataset(summary,
+samples, labels)`` where ``summary`` is ``{"title", "lines": [str, ...], "warnings": [str, ...],
+"class_names": [...], "class_counts": [...]}`` and ``samples`` a list of 2-D arrays (images are
+shown as pictures, ``(T, F)`` sequences as lines when ``summary["kind"] == "sequence"``);
+``show_error(message)``; ``set_busy(bool)``.
+
+Own data is chosen with a button per kind: a file (.npz, or a table .csv, .tsv, .txt), a folder
+of images, a folder of videos (one subfolder per class). The options its format takes appear
+under it: task and label column for tables, task for .npz, resize and grey for images, frames,
+stride, size and grey for videos. Options are kept per path, so picking the same file again
+brings back what was set for it.
 
 Emits ``datasetRequested(dict)`` with a dataset reference: ``{"kind": "builtin", "name",
-"params"}`` or ``{"kind": "file", "path"}``.
+"params"}`` or ``{"kind": "file", "path", "format", "params"}``.
 """
 from __future__ import annotations
 
@@ -16,62 +25,146 @@ from typing import Callable
 import numpy as np
 import pyqtgraph as pg
 from PySide6.QtCore import Signal
-from PySide6.QtWidgets import (QComboBox, QFileDialog, QFormLayout, QHBoxLayout, QLabel, QPushButton,
-                               QVBoxLayout, QWidget)
+from PySide6.QtWidgets import (QCheckBox, QComboBox, QFileDialog, QFormLayout, QHBoxLayout, QLabel, QPushButton,
+                               QSpinBox, QVBoxLayout, QWidget)
 
 from gatescope.widgets import theme
+from gatescope.widgets.flow_layout import FlowLayout
 
-FILE_SOURCE = "Your own file…"
+FILE_SOURCE = "Your own data…"
 N_SAMPLES = 12
+OWN_DATA_HELP = ("A .npz with arrays x and y; a table (.csv, .tsv or .txt) of numbers with a label column; "
+                 "or a folder with one subfolder per class holding images or videos.")
+TABLE_FILTER = "Datasets (*.npz *.csv *.tsv *.txt);;All files (*)"
+# The option controls: label, tooltip.
+OPTION_TEXT = {
+    "task": ("Task", "Classification: the labels are classes. Regression: they are numbers to predict."),
+    "label_column": ("Label column", "Which column holds the label: 0 is the first, -1 the last."),
+    "resize": ("Resize to", "Resize every image to this height x width (needed when their sizes differ)."),
+    "grey": ("Grey", "Read every image or frame as one grey channel (off: three colour channels)."),
+    "frames": ("Frames per clip", "How many frames make one clip: the model's T."),
+    "stride": ("Stride", "Frames between the starts of two clips; 0: as many as a clip has (no overlap)."),
+    "size": ("Frame size", "Every frame is resized to this height x width."),
+}
+# The options' values when nothing was chosen (the loaders' own defaults).
+OPTION_DEFAULTS = {"task": "classification", "label_column": -1, "resize": None, "grey": False,
+                   "frames": 8, "stride": 0, "size": [16, 16]}
+FORMAT_DEFAULTS = {"videos": {"grey": True}}
+OLD_VIDEO_SOURCE = "video-folder"   # how projects named a video folder before it was own data
 
 
-def _default_file_chooser(parent: QWidget, folder: bool) -> str | None:
-    if folder:
-        path = QFileDialog.getExistingDirectory(parent, "Choose a folder of images, one subfolder per class")
+def _video_folder_as_file(ref: dict) -> dict:
+    """A ``video-folder`` reference of an older project as own data of format ``videos``."""
+    params = dict(ref.get("params") or {})
+    options = {k: params[k] for k in ("frames", "stride", "size") if k in params}
+    options["grey"] = int(params.get("channels", 1)) == 1
+    return {"kind": "file", "path": params.get("folder", ""), "format": "videos", "params": options}
+
+
+def _default_file_chooser(parent: QWidget, what: str) -> str | None:
+    """``what``: ``file``, ``images`` or ``videos``."""
+    if what == "file":
+        path, _ = QFileDialog.getOpenFileName(parent, "Choose a dataset file", "", TABLE_FILTER)
     else:
-        path, _ = QFileDialog.getOpenFileName(parent, "Choose a dataset file", "",
-                                              "Datasets (*.npz *.csv);;All files (*)")
+        title = ("Choose a folder of images, one subfolder per class" if what == "images" else
+                 "Choose a folder of videos, one subfolder per class")
+        path = QFileDialog.getExistingDirectory(parent, title)
     return path or None
 
 
+def _label(name: str) -> str:
+    """A parameter's name as a label: ``layout`` -> ``Layout``, ``max_windows`` -> ``Max windows``."""
+    return name.replace("_", " ").capitalize()
+
+
+class _PairEditor(QWidget):
+    """Two sizes, height x width, in pixels; optionally switched off (``None``)."""
+
+    def __init__(self, optional: bool, parent=None):
+        super().__init__(parent)
+        row = QHBoxLayout(self)
+        row.setContentsMargins(0, 0, 0, 0)
+        self.enabled = QCheckBox()
+        self.enabled.setVisible(optional)
+        self.height_spin, self.width_spin = QSpinBox(), QSpinBox()
+        for spin in (self.height_spin, self.width_spin):
+            spin.setRange(1, 1024)
+            spin.setValue(32)
+        row.addWidget(self.enabled)
+        row.addWidget(self.height_spin)
+        row.addWidget(QLabel("x"))
+        row.addWidget(self.width_spin)
+        row.addStretch(1)
+        self.enabled.toggled.connect(self._sync)
+        self.enabled.setChecked(not optional)
+        self._sync(self.enabled.isChecked())
+
+    def _sync(self, on: bool) -> None:
+        self.height_spin.setEnabled(on)
+        self.width_spin.setEnabled(on)
+
+    def value(self):
+        return [self.height_spin.value(), self.width_spin.value()] if self.enabled.isChecked() else None
+
+    def set_value(self, value) -> None:
+        if value is None:
+            self.enabled.setChecked(False)
+            return
+        pair = [int(value), int(value)] if isinstance(value, (int, float)) else [int(v) for v in value]
+        self.enabled.setChecked(True)
+        self.height_spin.setValue(pair[0])
+        self.width_spin.setValue(pair[-1])
+
+
 class DataPanel(QWidget):
-    """Dataset choice on top; summary, class counts and sample pictures below."""
+    """Dataset choice and loader options on top; summary, warnings, class counts and sample pictures below."""
 
     datasetRequested = Signal(dict)
 
     def __init__(self, parent=None):
         super().__init__(parent)
-        self.choose_file: Callable[[QWidget, bool], str | None] = _default_file_chooser
+        self.choose_file: Callable[[QWidget, str], str | None] = _default_file_chooser
+        self.detect_format: Callable[[str], str] | None = None
+        self._format_options: dict[str, list[str]] = {}
         layout = QVBoxLayout(self)
         layout.setContentsMargins(8, 8, 8, 8)
         row = QHBoxLayout()
         self.source = QComboBox()
         self.source.currentTextChanged.connect(self._on_source_changed)
-        row.addWidget(QLabel("Dataset"))
+        self.source_label = QLabel("Dataset")
+        row.addWidget(self.source_label)
         row.addWidget(self.source, 1)
         self.load_button = QPushButton("Load")
+        self.load_button.setToolTip("Load the dataset with the settings below")
         self.load_button.clicked.connect(self._request)
         row.addWidget(self.load_button)
         layout.addLayout(row)
-        self.params_form = QFormLayout()
-        layout.addLayout(self.params_form)
-        files = QHBoxLayout()
-        self.file_button = QPushButton("Choose file (.npz, .csv)…")
+        files = FlowLayout()
+        self.file_button = QPushButton("Choose file (.npz, .csv, .tsv, .txt)…")
         self.folder_button = QPushButton("Choose image folder…")
-        self.file_button.clicked.connect(lambda: self._choose(folder=False))
-        self.folder_button.clicked.connect(lambda: self._choose(folder=True))
-        files.addWidget(self.file_button)
-        files.addWidget(self.folder_button)
+        self.video_button = QPushButton("Choose video folder…")
+        self.file_button.clicked.connect(lambda: self._choose("file"))
+        self.folder_button.clicked.connect(lambda: self._choose("images"))
+        self.video_button.clicked.connect(lambda: self._choose("videos"))
+        for button in (self.file_button, self.folder_button, self.video_button):
+            files.addWidget(button)
         layout.addLayout(files)
         self.description = QLabel()
         self.description.setObjectName("muted")
         self.description.setWordWrap(True)
         layout.addWidget(self.description)
+        self.params_form = QFormLayout()
+        layout.addLayout(self.params_form)
         self.error = QLabel()
         self.error.setObjectName("error")
         self.error.setWordWrap(True)
         self.error.hide()
         layout.addWidget(self.error)
+        self.warnings = QLabel()
+        self.warnings.setObjectName("warning")
+        self.warnings.setWordWrap(True)
+        self.warnings.hide()
+        layout.addWidget(self.warnings)
         self.summary = QLabel()
         self.summary.setWordWrap(True)
         layout.addWidget(self.summary)
@@ -91,12 +184,15 @@ class DataPanel(QWidget):
         layout.addWidget(self.counts)
         self._sources: dict[str, dict] = {}
         self._param_editors: dict[str, QComboBox] = {}
+        self.option_editors: dict[str, QWidget] = {}
         self._file_path: str | None = None
+        self._file_format: str | None = None
+        self._options_by_path: dict[str, dict] = {}
         self.shown_samples: list[np.ndarray] = []
 
     # ----------------------------------------------------------------- choosing
     def set_sources(self, sources: list[dict]) -> None:
-        """The bundled datasets to offer, in order; the own-file choice is added last."""
+        """The bundled datasets to offer, in order; the own-data choice is added last."""
         self._sources = {s["name"]: s for s in sources}
         self.source.blockSignals(True)
         self.source.clear()
@@ -104,11 +200,21 @@ class DataPanel(QWidget):
         self.source.blockSignals(False)
         self._on_source_changed(self.source.currentText())
 
+    def set_formats(self, options: dict[str, list[str]], detect: Callable[[str], str]) -> None:
+        """Which loader options each own-data format takes, and how a path's format is found."""
+        self._format_options = {k: list(v) for k, v in options.items()}
+        self.detect_format = detect
+
     def set_reference(self, ref: dict) -> None:
-        """Show ``ref`` as the current choice (without requesting it)."""
+        """Show ``ref`` as the current choice, its options in the controls (without requesting it)."""
+        if ref.get("kind") == "builtin" and ref.get("name") == OLD_VIDEO_SOURCE:
+            ref = _video_folder_as_file(ref)
         self.source.blockSignals(True)
         if ref.get("kind") == "file":
             self._file_path = ref.get("path")
+            self._file_format = ref.get("format") or self._detect(self._file_path)
+            if self._file_path:
+                self._options_by_path[self._file_path] = dict(ref.get("params") or {})
             self.source.setCurrentText(FILE_SOURCE)
         else:
             self.source.setCurrentText(ref.get("name", ""))
@@ -118,19 +224,31 @@ class DataPanel(QWidget):
             if name in self._param_editors:
                 self._param_editors[name].setCurrentText(str(value))
 
-    def _on_source_changed(self, name: str) -> None:
+    def _detect(self, path: str | None) -> str | None:
+        if not path or self.detect_format is None:
+            return None
+        try:
+            return self.detect_format(path)
+        except ValueError:
+            return None
+
+    def _clear_form(self) -> None:
         while self.params_form.rowCount():
             self.params_form.removeRow(0)
         self._param_editors = {}
+        self.option_editors = {}
+
+    def _on_source_changed(self, name: str) -> None:
+        self._clear_form()
         is_file = name == FILE_SOURCE
-        self.file_button.setVisible(is_file)
-        self.folder_button.setVisible(is_file)
-        self.load_button.setVisible(not is_file)
+        for button in (self.file_button, self.folder_button, self.video_button):
+            button.setVisible(is_file)
+        if is_file:
+            self._show_file_options()
+            return
+        self.load_button.setVisible(True)
         source = self._sources.get(name)
         if source is None:
-            self.description.setText(f"File: {self._file_path}" if is_file and self._file_path else
-                                     "A .npz with arrays x and y, a .csv with a label column, "
-                                     "or a folder with one subfolder of images per class.")
             return
         self.description.setText(source.get("description", ""))
         for param, default in source.get("params", {}).items():
@@ -138,14 +256,75 @@ class DataPanel(QWidget):
             editor.setEditable(True)
             editor.addItems([str(c) for c in source.get("choices", {}).get(param, [default])])
             editor.setCurrentText(str(default))
-            self.params_form.addRow(param, editor)
+            self.params_form.addRow(_label(param), editor)
             self._param_editors[param] = editor
+
+    def _show_file_options(self) -> None:
+        """The chosen path and the controls of the options its format takes."""
+        self.load_button.setVisible(bool(self._file_path))
+        if not self._file_path:
+            self.description.setText(OWN_DATA_HELP)
+            return
+        kind = {"npz": "arrays", "csv": "table", "images": "image folder", "videos": "video folder"}.get(
+            self._file_format or "", "file")
+        self.description.setText(f"{kind.capitalize()}: {self._file_path}")
+        values = {**OPTION_DEFAULTS, **FORMAT_DEFAULTS.get(self._file_format or "", {}),
+                  **self._options_by_path.get(self._file_path, {})}
+        for option in self._format_options.get(self._file_format or "", []):
+            editor = self._option_editor(option, values.get(option))
+            label, tip = OPTION_TEXT.get(option, (_label(option), ""))
+            editor.setToolTip(tip)
+            self.params_form.addRow(label, editor)
+            self.option_editors[option] = editor
+
+    @staticmethod
+    def _option_editor(option: str, value) -> QWidget:
+        if option == "task":
+            editor = QComboBox()
+            editor.addItem("Classification", "classification")
+            editor.addItem("Regression", "regression")
+            editor.setCurrentIndex(max(0, editor.findData(value)))
+        elif option == "grey":
+            editor = QCheckBox("one channel")
+            editor.setChecked(bool(value))
+        elif option in ("resize", "size"):
+            editor = _PairEditor(optional=option == "resize")
+            editor.set_value(value)
+        else:
+            editor = QSpinBox()
+            low = {"label_column": -1, "frames": 1, "stride": 0}[option]
+            editor.setRange(low, 100000 if option != "frames" else 1024)
+            editor.setSpecialValueText({"label_column": "last", "stride": "no overlap"}.get(option, ""))
+            editor.setValue(int(value))
+        return editor
+
+    def file_options(self) -> dict:
+        """The own-data options as the controls show them now (only those the format takes)."""
+        out = {}
+        for option, editor in self.option_editors.items():
+            if isinstance(editor, QComboBox):
+                out[option] = editor.currentData()
+            elif isinstance(editor, QCheckBox):
+                out[option] = editor.isChecked()
+            elif isinstance(editor, _PairEditor):
+                out[option] = editor.value()
+            else:
+                out[option] = editor.value()
+        return {k: v for k, v in out.items() if v is not None}
+
+    def _file_reference(self) -> dict:
+        params = self.file_options()
+        self._options_by_path[self._file_path] = dict(params)
+        ref = {"kind": "file", "path": self._file_path, "params": params}
+        if self._file_format:
+            ref["format"] = self._file_format
+        return ref
 
     def _request(self) -> None:
         name = self.source.currentText()
         if name == FILE_SOURCE:
             if self._file_path:
-                self.datasetRequested.emit({"kind": "file", "path": self._file_path})
+                self.datasetRequested.emit(self._file_reference())
             return
         params = {}
         defaults = self._sources.get(name, {}).get("params", {})
@@ -155,12 +334,21 @@ class DataPanel(QWidget):
             params[param] = _typed(text, default)
         self.datasetRequested.emit({"kind": "builtin", "name": name, "params": params})
 
-    def _choose(self, folder: bool) -> None:
-        path = self.choose_file(self, folder)
-        if path:
-            self._file_path = path
-            self.description.setText(f"File: {path}")
-            self.datasetRequested.emit({"kind": "file", "path": path})
+    def _choose(self, what: str) -> None:
+        path = self.choose_file(self, what)
+        if not path:
+            return
+        if self._file_path and self._file_path != path and self.option_editors:
+            self._options_by_path[self._file_path] = self.file_options()
+        self._file_path = path
+        self._file_format = what if what != "file" else self._detect(path)
+        if what != "file" and self.detect_format is not None:
+            found = self._detect(path)
+            if found in ("images", "videos") and found != what:
+                self._file_format = found   # the folder says what it holds; the loader is told
+        self._clear_form()
+        self._show_file_options()
+        self.datasetRequested.emit(self._file_reference())
 
     # ----------------------------------------------------------------- showing
     def _draw_samples(self, samples: list[np.ndarray], labels: list[str], as_lines: bool) -> None:
@@ -205,7 +393,7 @@ class DataPanel(QWidget):
 
     def set_busy(self, busy: bool) -> None:
         """While a dataset loads: controls disabled and a note."""
-        for w in (self.source, self.load_button, self.file_button, self.folder_button):
+        for w in (self.source, self.load_button, self.file_button, self.folder_button, self.video_button):
             w.setEnabled(not busy)
         if busy:
             self.error.hide()
@@ -221,6 +409,9 @@ class DataPanel(QWidget):
     def show_dataset(self, summary: dict, samples: list[np.ndarray], labels: list[str]) -> None:
         """Show a loaded dataset: summary lines, sample pictures or lines, class counts."""
         self.error.hide()
+        warnings = summary.get("warnings") or []
+        self.warnings.setText("\n".join(warnings))
+        self.warnings.setVisible(bool(warnings))
         lines = "".join(f"<br>{line}" for line in summary.get("lines", []))
         self.summary.setText(f"<b>{summary.get('title', '')}</b>{lines}")
         self.shown_samples = [np.asarray(s, dtype=np.float32) for s in samples[:N_SAMPLES]]

@@ -2,7 +2,9 @@
 
 Fed plain data by the application: ``show_block(block_id, block_type, summary, fields, values)``
 (fields as in ``widgets.forms``), then ``show_result(shape, params, formula, error, warning, size_formula)`` after every analysis,
-and ``set_locked(locked)`` while the model trains. The form scrolls when the panel is short;
+and ``set_locked(locked)`` while the model trains. ``offer_data_shape(text)`` shows a one-click
+button under an Input block's settings ("Use the data's shape: 64") that emits
+``useDataShapeRequested(block_id)``; an empty text hides it. The form scrolls when the panel is short;
 the arithmetic and the error text below it always wrap, never elide. Emits ``settingEdited(block_id, name, value)`` for every valid edit.
 """
 from __future__ import annotations
@@ -10,7 +12,7 @@ from __future__ import annotations
 from typing import Any
 
 from PySide6.QtCore import Qt, Signal
-from PySide6.QtWidgets import QFrame, QLabel, QScrollArea, QVBoxLayout, QWidget
+from PySide6.QtWidgets import QFrame, QLabel, QPushButton, QScrollArea, QVBoxLayout, QWidget
 
 from gatescope.widgets.forms import SettingsForm
 
@@ -19,6 +21,7 @@ class Inspector(QScrollArea):
     """Settings and analysis of one block, or a summary when nothing (or several) is selected."""
 
     settingEdited = Signal(str, str, object)
+    useDataShapeRequested = Signal(str)
 
     def __init__(self, parent=None):
         super().__init__(parent)
@@ -38,6 +41,12 @@ class Inspector(QScrollArea):
         layout.addWidget(self.summary)
         self._form_holder = QVBoxLayout()
         layout.addLayout(self._form_holder)
+        self.data_shape_button = QPushButton()
+        self.data_shape_button.setToolTip("Set this Input's shape to the shape of the loaded dataset's samples "
+                                          "(Edit > Undo puts the old shape back)")
+        self.data_shape_button.clicked.connect(self._on_use_data_shape)
+        self.data_shape_button.hide()
+        layout.addWidget(self.data_shape_button)
         line = QFrame()
         line.setFrameShape(QFrame.HLine)
         line.setStyleSheet("color: #3b4250;")
@@ -78,6 +87,7 @@ class Inspector(QScrollArea):
         """No single block selected: show ``message`` (e.g. a summary of the model)."""
         self._drop_form()
         self.block_id = self._block_type = None
+        self.data_shape_button.hide()
         self.title.setText("Model")
         self.summary.setText(message)
         for w in (self.shape_label, self.size_label, self.params_label, self.formula_label, self.error_label,
@@ -117,10 +127,20 @@ class Inspector(QScrollArea):
         self.error_label.setVisible(bool(error))
         self.warning_label.setVisible(bool(warning))
 
+    def offer_data_shape(self, text: str) -> None:
+        """Show the "use the data's shape" button with ``text`` ('' hides it)."""
+        self.data_shape_button.setText(text)
+        self.data_shape_button.setVisible(bool(text) and self.block_id is not None)
+
+    def _on_use_data_shape(self) -> None:
+        if self.block_id is not None:
+            self.useDataShapeRequested.emit(self.block_id)
+
     def set_locked(self, locked: bool) -> None:
         """While the model trains its settings cannot change (the reason is shown)."""
         if self.form is not None:
             self.form.setEnabled(not locked)
+        self.data_shape_button.setEnabled(not locked)
         self.locked_label.setText("The model is locked while it trains; stop the run to change settings."
                                   if locked and self.form is not None else "")
         self.locked_label.setVisible(bool(locked and self.form is not None))

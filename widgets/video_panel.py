@@ -13,6 +13,13 @@ Plain data in:
   ``set_record_counts(counts)``    class name -> clips recorded in the dataset folder.
   ``set_recording(recording, path)``
   ``show_message(text, error)``    one line under the picture (red when ``error``).
+  ``set_model_status(text)``       what the model sees (its frames, size, colour, stride), or why
+                                   it sees nothing; a line of its own, above the messages.
+  ``show_model_input(picture)``    the window the model was given: its T frames side by side,
+                                   (H, W') or (H, W', 3) floats in 0..1 (NaN between frames).
+  ``show_gates(gates, family, block)``  a recurrent block's gates over that window, gate name ->
+                                   (T, H) values, one heatmap each under the frames, time steps
+                                   aligned with them; None hides them.
 
 Qt signals out (Qt naming, as the other panels):
   ``cameraRequested(int)``, ``findCamerasRequested()``, ``fileRequested(str)``,
@@ -34,6 +41,8 @@ from PySide6.QtWidgets import (QCheckBox, QComboBox, QFileDialog, QGridLayout, Q
                                QLineEdit, QPushButton, QSlider, QSplitter, QVBoxLayout, QWidget)
 
 from gatescope.widgets import theme
+from gatescope.widgets.inside.common import (diverging_colormap, gate_label, gate_range, heatmap_plot,
+                                             sequential_colormap, set_heatmap)
 
 TIMELINE_LENGTH = 300
 PLOT_INTERVAL_MS = 80  # the timeline redraws at most ~12 times a second; overlay and bars every time
@@ -102,6 +111,10 @@ class VideoPanel(QWidget):
         layout = QVBoxLayout(self)
         layout.setContentsMargins(6, 6, 6, 6)
         layout.addWidget(self._build_views(), 1)
+        self.model_status = QLabel()
+        self.model_status.setWordWrap(True)
+        self.model_status.setObjectName("muted")
+        layout.addWidget(self.model_status)
         self.message = QLabel("Choose a camera, a video file or a folder of images.")
         self.message.setWordWrap(True)
         layout.addWidget(self.message)
@@ -126,6 +139,27 @@ class VideoPanel(QWidget):
         self.frame_box.addItem(self.overlay)
         splitter.addWidget(self.frame_view)
 
+        # What the model sees: the window it was given, and a recurrent block's gates under it.
+        self.sees_view = pg.GraphicsLayoutWidget()
+        self.sees_view.setBackground(theme.BACKGROUND)
+        self.sees_view.setMinimumSize(220, 300)
+        self.input_plot = self.sees_view.addPlot(row=0, col=0, title="What the model is given")
+        self.input_plot.setMenuEnabled(False)
+        self.input_plot.hideButtons()
+        theme.plain_axes(self.input_plot)
+        self.input_plot.hideAxis("left")
+        self.input_plot.hideAxis("bottom")
+        self.input_plot.setMouseEnabled(False, False)
+        self.input_plot.getViewBox().invertY(True)
+        self.input_plot.getViewBox().setAspectLocked(True)
+        self.input_image = pg.ImageItem(axisOrder="row-major")
+        self.input_plot.addItem(self.input_image)
+        self.gate_plots: dict[str, tuple[pg.PlotItem, pg.ImageItem]] = {}
+        self._gate_key: tuple = ()
+        self._pending_input: np.ndarray | None = None
+        self._pending_gates: tuple | None = None
+        splitter.addWidget(self.sees_view)
+
         right = QWidget()
         right_layout = QVBoxLayout(right)
         right_layout.setContentsMargins(0, 0, 0, 0)
@@ -142,7 +176,7 @@ class VideoPanel(QWidget):
         self.rates.setObjectName("muted")
         right_layout.addWidget(self.rates)
         splitter.addWidget(right)
-        splitter.setSizes([420, 320])
+        splitter.setSizes([420, 260, 300])
         return splitter
 
     def _build_source_controls(self) -> QWidget:
@@ -249,13 +283,29 @@ class VideoPanel(QWidget):
             self._plot_timer.start()
 
     def _redraw_timeline(self) -> None:
+        if self._pending_input is not None:
+            first = self.input_image.image is None or self.input_image.image.shape != self._pending_input.shape
+            if first:
+                self.input_image.setImage(self._pending_input, levels=(0.0, 1.0), autoLevels=False)
+                self.input_plot.getViewBox().autoRange(padding=0.02)
+            else:
+                self.input_image.updateImage(self._pending_input)
+            self._pending_input = None
+        if self._pending_gates is not None:
+            self._draw_gates(*self._pending_gates)
+            self._pending_gates = None
         points = np.array(self._timeline).reshape(-1, 3)
         for index, item in enumerate(self.timeline_points):
             chosen = points[points[:, 1] == index]
             item.setData(x=chosen[:, 0], y=chosen[:, 1])
 
     def clear_predictions(self) -> None:
-        """Forget the overlay, bars and timeline."""
+        """Forget the overlay, bars, timeline, the model's input and its gates' values."""
+        self.input_image.clear()
+        self._pending_input = None
+        self._pending_gates = None
+        for _, image in self.gate_plots.values():
+            image.clear()                # the heatmaps stay laid out (show_gates(None) removes them)
         self._timeline.clear()
         self._plot_timer.stop()
         self.overlay.setText("")
@@ -317,6 +367,60 @@ class VideoPanel(QWidget):
         self.dataset_folder.setEnabled(not recording)
         if recording and path:
             self.show_message(f"recording {path}")
+
+    def set_model_status(self, text: str) -> None:
+        """What the model sees, or why it sees nothing (replaces the line before)."""
+        self.model_status.setText(text)
+
+    def show_model_input(self, picture: np.ndarray) -> None:
+        """The window the model was given, its frames side by side, values 0..1 (drawn with the
+        timeline, at most every ``PLOT_INTERVAL_MS``: a newer window replaces one not yet drawn)."""
+        self._pending_input = np.asarray(picture, np.float32)
+        if not self._plot_timer.isActive():
+            self._plot_timer.start()
+
+    def show_gates(self, gates: dict[str, np.ndarray] | None, family: str = "LSTM", block: str = "") -> None:
+        """Heatmaps of ``gates`` (name -> (T, H)), one row each under the model's input; None hides
+        them (drawn with the model's input, at most every ``PLOT_INTERVAL_MS``)."""
+        if gates is None:
+            self._pending_gates = None
+            self._draw_gates(None, family, block)
+            return
+        self._pending_gates = (gates, family, block)
+        if not self._plot_timer.isActive():
+            self._plot_timer.start()
+
+    def _draw_gates(self, gates: dict[str, np.ndarray] | None, family: str, block: str) -> None:
+        key = (tuple(gates), family, block) if gates else ()
+        if key != self._gate_key:
+            for plot, _ in self.gate_plots.values():
+                self.sees_view.removeItem(plot)
+            self.gate_plots = {}
+            layout = self.sees_view.ci.layout
+            layout.setRowStretchFactor(0, 1)
+            for row, name in enumerate(gates or {}, start=1):
+                units = np.asarray(gates[name]).shape[1]
+                title = f"{gate_label(name, family)}, {units} units" + (f" ({block})" if row == 1 else "")
+                plot, image = heatmap_plot(self.sees_view.ci, row, 0, title)
+                plot.setMouseEnabled(False, False)
+                plot.hideAxis("left")       # units down: the title says how many
+                if row == len(gates):
+                    plot.getAxis("bottom").setLabel("frame of the window")
+                else:
+                    plot.hideAxis("bottom")
+                layout.setRowStretchFactor(row, 2)
+                self.gate_plots[name] = (plot, image)
+            self._gate_key = key
+        for name, values in (gates or {}).items():
+            plot, image = self.gate_plots[name]
+            values = np.asarray(values, np.float32).T
+            if image.image is not None and image.image.shape == values.shape:
+                image.updateImage(values)          # same layout: new values only (no new colour table)
+                continue
+            cmap = diverging_colormap() if name == "candidate" else sequential_colormap()
+            set_heatmap(image, values, gate_range(name), cmap)
+            plot.setXRange(-0.5, values.shape[1] - 0.5, padding=0)
+            plot.setYRange(-0.5, values.shape[0] - 0.5, padding=0)
 
     def show_message(self, text: str, error: bool = False) -> None:
         """One line of news under the picture; errors in red."""

@@ -1,14 +1,23 @@
-"""A person's own data from a file: an ``.npz`` of arrays, a CSV of numbers, or a folder of images.
+"""A person's own data: an ``.npz`` of arrays, a table of numbers (``.csv``, ``.tsv``, ``.txt``),
+or a folder with one subfolder per class holding images or videos.
 
 ``load_file(path, format=None, **params)`` returns a complete ``Dataset`` or raises
-``DataError`` naming the problem; nothing is ever half-loaded. ``format`` is ``npz``, ``csv``
-or ``images``; when None it is read from the path (a folder means images).
+``DataError`` naming the problem; nothing is ever half-loaded. ``format`` is ``npz``, ``csv``,
+``images`` or ``videos``; when None, ``detect_format`` reads it from the path (a folder is
+``images`` or ``videos`` by what its class subfolders hold).
 
-Parameters (all optional):
-  ``task``          ``classification`` (default) or ``regression``.
-  ``label_column``  CSV: index of the label column (default -1, the last; negative counts from the end).
+Parameters (all optional; ``LOADER_OPTIONS`` lists which format takes which):
+  ``task``          ``classification`` (default) or ``regression`` (npz and tables).
+  ``label_column``  tables: index of the label column (default -1, the last; negative counts from the end).
   ``resize``        images: ``(H, W)`` every image is resized to (needed when their sizes differ).
-  ``grey``          images: True to read every image as one grey channel.
+  ``grey``          images and videos: True to read every frame as one grey channel.
+  ``frames``, ``stride``, ``size``   videos: clips of ``frames`` frames, a clip starting every
+                    ``stride`` frames (0: ``frames``, no overlap), each frame resized to ``size``
+                    (one number or ``(H, W)``).
+
+Class labels that are whole numbers but not 0, 1, ..., K-1 (labels 3 and 7, or 1 to 10) are
+numbered 0..K-1 in sorted order and keep their values as class names; the dataset's
+``meta["warnings"]`` says so, as it says what was skipped, in sentences the data panel shows.
 
 Only regular files and folders are read, each file's size is checked before it is read, and
 a table's line is quoted in an error only when the file looks like data (a .csv, .tsv or .txt
@@ -28,11 +37,52 @@ from gatescope.compute.datasets.checks import (MAX_FILE_BYTES, MAX_SAMPLE_VALUES
                                                npz_arrays, reading_zip, regular_file, regular_files_in,
                                                sample_budget, size_text, whole_number)
 
-FORMATS = ("npz", "csv", "images")
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".pgm", ".ppm")
+FORMATS = ("npz", "csv", "images", "videos")
 TABLE_SUFFIXES = (".csv", ".tsv", ".txt")
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".pgm", ".ppm")
 MAX_IMAGE_BYTES = 64 * 2**20
 MAX_IMAGES = 1_000_000
+# Which loader option each format takes (the data panel shows exactly these controls).
+LOADER_OPTIONS = {"npz": ("task",), "csv": ("task", "label_column"), "images": ("resize", "grey"),
+                  "videos": ("frames", "stride", "size", "grey")}
+
+
+def _video_suffixes() -> tuple[str, ...]:
+    from gatescope.compute.datasets.video import VIDEO_SUFFIXES
+    return VIDEO_SUFFIXES
+
+
+def _class_folders(path: Path) -> list[Path]:
+    return sorted(p for p in path.iterdir() if p.is_dir() and not p.name.startswith("."))
+
+
+def _count_files(folders: list[Path], suffixes: tuple[str, ...]) -> int:
+    return sum(1 for folder in folders for p in folder.iterdir()
+               if p.is_file() and p.suffix.lower() in suffixes and not p.name.startswith("."))
+
+
+def detect_format(path: str | os.PathLike) -> str:
+    """``npz``, ``csv``, ``images`` or ``videos`` for ``path``; DataError when it is none of them.
+
+    A folder is ``videos`` when its class subfolders hold more video files than images, else
+    ``images``; a file is known by its suffix (``.csv``, ``.tsv`` and ``.txt`` are tables).
+    """
+    path = Path(path)
+    if not path.exists():
+        raise DataError(f"the data file {str(path)!r} does not exist; choose another file")
+    if path.is_dir():
+        classes = _class_folders(path)
+        videos = _count_files(classes, _video_suffixes())
+        return "videos" if videos > _count_files(classes, IMAGE_SUFFIXES) else "images"
+    if not path.is_file():      # a device, pipe or socket: say so, not "cannot read '' files"
+        regular_file(path, "the data file")
+    suffix = path.suffix.lower()
+    if suffix == ".npz":
+        return "npz"
+    if suffix in TABLE_SUFFIXES:
+        return "csv"
+    raise DataError(f"{path.name}: cannot read {suffix + ' files' if suffix else 'files without a suffix'}; use an .npz, a table "
+                    "(.csv, .tsv, .txt), or a folder with one subfolder of images or videos per class")
 
 
 def load_file(path: str | os.PathLike, format: str | None = None, **params) -> Dataset:
@@ -49,20 +99,20 @@ def load_file(path: str | os.PathLike, format: str | None = None, **params) -> D
     if task not in ("classification", "regression"):
         raise DataError(f"task must be 'classification' or 'regression', not {task!r}")
     if format is None:
-        format = "images" if path.is_dir() else path.suffix.lower().lstrip(".")
-        if format == "txt":
-            format = "csv"
+        format = detect_format(path)
     if format not in FORMATS:
-        raise DataError(f"{path.name}: cannot read {format!r} files; use an .npz, a .csv or a folder of images")
-    if format == "images":
-        folder(path, "the image folder")
+        raise DataError(f"{path.name}: cannot read {format!r} files; use an .npz, a table (.csv, .tsv, .txt) "
+                        "or a folder of images or videos")
+    if format in ("images", "videos"):
+        folder(path, f"the {format[:-1]} folder")
     else:
         regular_file(path, "the data file", MAX_TEXT_BYTES if format == "csv" else MAX_FILE_BYTES)
-    loader = {"npz": _load_npz, "csv": _load_csv, "images": _load_images}[format]
-    try:
-        return loader(path, task, **params)
-    except TypeError as exc:
-        raise DataError(f"{path.name}: unknown option for a {format} file ({exc})") from None
+    loader = {"npz": _load_npz, "csv": _load_csv, "images": _load_images, "videos": _load_videos}[format]
+    unknown = sorted(set(params) - set(LOADER_OPTIONS[format]))
+    if unknown:
+        raise DataError(f"{path.name}: a {format} dataset has no option {', '.join(unknown)} "
+                        f"(it takes {', '.join(LOADER_OPTIONS[format])})")
+    return loader(path, task, **params)
 
 
 def _check_labels(y: np.ndarray, task: str, where: str) -> np.ndarray:
@@ -77,7 +127,7 @@ def _check_labels(y: np.ndarray, task: str, where: str) -> np.ndarray:
         raise DataError(f"{where}: class labels must be whole numbers 0, 1, 2, ...; found {y.dtype} values")
     if not np.isfinite(y).all() or not np.array_equal(y, np.round(y)):
         raise DataError(f"{where}: class labels must be whole numbers 0, 1, 2, ...; found non-integer values "
-                        "(for numeric targets pass task='regression')")
+                        "(if they are numbers to predict, choose Regression as the task)")
     if y.size and y.min() < 0:
         raise DataError(f"{where}: class labels must be 0 or more; found {int(y.min())}")
     return y.astype(np.int64)
@@ -96,6 +146,24 @@ def _check_samples(x: np.ndarray, where: str) -> np.ndarray:
         bad = int(np.argwhere(~np.isfinite(x.reshape(len(x), -1)))[0, 0])
         raise DataError(f"{where}: x holds NaN or Inf values (first in sample {bad}); clean or drop them")
     return x.astype(np.float32)
+
+
+def _number_classes(labels: list[np.ndarray], where: str) -> tuple[list[np.ndarray], list[str], list[str]]:
+    """Class labels numbered 0..K-1: ``(labels, class_names, warnings)``.
+
+    Labels already 0..K-1 (every value present) are kept with names "0".."K-1". Others (3 and 7;
+    1 to 10; 0 and 2) are numbered in sorted order and keep their values as names, so a model
+    never gets score slots for classes that have no sample; the warning says so.
+    """
+    values = np.unique(np.concatenate([y.reshape(-1) for y in labels]))
+    if np.array_equal(values, np.arange(len(values))):
+        return labels, [str(int(v)) for v in values], []
+    numbered = [np.searchsorted(values, y).astype(np.int64) for y in labels]
+    names = [str(int(v)) for v in values]
+    shown = ", ".join(names[:6]) + (", ..." if len(names) > 6 else "")
+    warning = (f"{where}: the labels are {shown}, not 0 to {len(values) - 1}; they are numbered as classes "
+               f"0 to {len(values) - 1} in that order and keep their values as class names")
+    return numbered, names, [warning]
 
 
 # ----------------------------------------------------------------------------- npz
@@ -127,14 +195,28 @@ def _load_npz(path: Path, task: str) -> Dataset:
             raise DataError(f"{path.name}: {xname} has {len(x)} samples but {yname} has {len(y)} labels; "
                             "they must agree")
         loaded[xname], loaded[yname] = x, y
-    return Dataset(path.stem, loaded["x"], loaded["y"], task, x_test=loaded.get("x_test"),
+    names, warnings = [], []
+    if task == "classification":
+        ynames = [name for _, name in parts]
+        numbered, names, warnings = _number_classes([loaded[n] for n in ynames], path.name)
+        loaded.update(zip(ynames, numbered))
+    return Dataset(path.stem, loaded["x"], loaded["y"], task, names, x_test=loaded.get("x_test"),
                    y_test=loaded.get("y_test"), description=f"arrays from {path.name}",
-                   meta={"source": str(path)})
+                   meta={"source": str(path), "warnings": warnings})
 
 
 # ----------------------------------------------------------------------------- csv
+def _delimiter(line: str) -> str | None:
+    """The column separator of a table's first line: tab, semicolon or comma, whichever the line
+    holds most of; None (any run of spaces) when it holds none of them."""
+    counts = {sep: line.count(sep) for sep in ("\t", ";", ",")}
+    best = max(counts, key=counts.get)
+    return best if counts[best] else None
+
+
 def _load_csv(path: Path, task: str, label_column: int = -1) -> Dataset:
-    """Rows of numbers, one sample each; the label in ``label_column``; an optional header row."""
+    """Rows of numbers, one sample each, separated by commas, semicolons, tabs or spaces; the label
+    in ``label_column``; an optional header row."""
     label_column = whole_number(path.name, "label_column", label_column, -2**20, 2**20)
     try:
         text = path.read_text(encoding="utf-8-sig")
@@ -144,7 +226,7 @@ def _load_csv(path: Path, task: str, label_column: int = -1) -> Dataset:
     del text
     if not lines:
         raise DataError(f"{path.name}: is empty")
-    delimiter = ";" if lines[0][1].count(";") > lines[0][1].count(",") else ","
+    delimiter = _delimiter(lines[-1][1])  # the last line: a header may be written differently
     rows: list[np.ndarray] = []
     for index, (number, line) in enumerate(lines):
         cells = [cell.strip() for cell in line.split(delimiter)]
@@ -168,11 +250,19 @@ def _load_csv(path: Path, task: str, label_column: int = -1) -> Dataset:
     if columns < 2:
         raise DataError(f"{path.name}: needs at least one feature column and a label column")
     if not -columns <= label_column < columns:
-        raise DataError(f"{path.name}: label_column {label_column} does not exist; the rows have {columns} columns")
+        raise DataError(f"{path.name}: label column {label_column} does not exist; the rows have {columns} columns "
+                        f"(0 is the first, -1 the last)")
     label_index = label_column % columns
-    y = _check_labels(table[:, label_index], task, f"{path.name} (label column {label_index + 1})")
+    y = _check_labels(table[:, label_index], task, f"{path.name} (label column {label_index})")
     x = _check_samples(np.delete(table, label_index, axis=1), path.name)
-    return Dataset(path.stem, x, y, task, description=f"rows of {path.name}", meta={"source": str(path)})
+    names, warnings = [], []
+    if task == "classification":
+        (y,), names, warnings = _number_classes([y], f"{path.name} (label column {label_index})")
+        if len(names) > max(20, len(y) // 5):
+            warnings.append(f"{path.name}: the label column {label_index} holds {len(names)} different values "
+                            f"for {len(y)} rows; if it holds measurements, not classes, choose Regression")
+    return Dataset(path.stem, x, y, task, names, description=f"rows of {path.name}",
+                   meta={"source": str(path), "warnings": warnings})
 
 
 # ----------------------------------------------------------------------------- images
@@ -188,7 +278,7 @@ def _load_images(path: Path, task: str, resize=None, grey: bool = False) -> Data
             raise DataError(f"resize must be (height, width) in pixels, not {resize!r}")
         height, width = (whole_number(path.name, "resize", v, 1, 4096) for v in resize)
     grey = flag(path.name, "grey", grey)
-    classes = sorted(p for p in path.iterdir() if p.is_dir() and not p.name.startswith("."))
+    classes = _class_folders(path)
     if len(classes) < 2:
         raise DataError(f"{path.name}: needs one subfolder per class and at least two classes; "
                         f"found {len(classes)}")
@@ -198,6 +288,9 @@ def _load_images(path: Path, task: str, resize=None, grey: bool = False) -> Data
     for label, class_folder in enumerate(classes):
         files = regular_files_in(class_folder, IMAGE_SUFFIXES)
         if not files:
+            if _count_files([class_folder], _video_suffixes()):
+                raise DataError(f"class folder {class_folder.name!r} holds videos, not images; choose {path.name} "
+                                "as a video folder")
             raise DataError(f"class folder {class_folder.name!r} holds no images; add some or remove the folder")
         if len(images) + len(files) > MAX_IMAGES:
             raise DataError(f"{path.name}: holds more than {MAX_IMAGES:,} images; GateScope reads fewer")
@@ -218,12 +311,31 @@ def _load_images(path: Path, task: str, resize=None, grey: bool = False) -> Data
     sizes = {img.shape[:2] for img in images}
     if len(sizes) > 1:
         listed = ", ".join(f"{h}x{w}" for h, w in sorted(sizes)[:4])
-        raise DataError(f"{path.name}: the images have different sizes ({listed}); pass resize=(H, W) "
-                        "to resize them all to one size")
+        raise DataError(f"{path.name}: the images have different sizes ({listed}); set 'Resize to' a height "
+                        "and width (resize=[H, W]) to resize them all to one size")
     x = np.stack(images).transpose(0, 3, 1, 2)  # (N, H, W, C) -> (N, C, H, W)
     return Dataset(path.name, np.ascontiguousarray(x, dtype=np.float32), np.array(labels, dtype=np.int64),
                    "classification", [c.name for c in classes], description=f"images from {path.name}",
                    meta={"source": str(path)})
+
+
+# ----------------------------------------------------------------------------- videos
+def _load_videos(path: Path, task: str, frames: int = 8, stride: int = 0, size=16, grey: bool = True) -> Dataset:
+    """Clips ``(N, frames, C, H, W)`` in 0..1 from a folder of class subfolders of videos
+    (``compute.datasets.video.video_folder``, which decodes and caches them)."""
+    from gatescope.compute.datasets.video import video_folder
+
+    if task != "classification":
+        raise DataError(f"{path.name}: a folder of videos gives classes (one subfolder each); "
+                        "regression needs an .npz or a table")
+    try:
+        frames, stride = int(frames), int(stride)
+    except (TypeError, ValueError):
+        raise DataError(f"frames and stride must be whole numbers, not {frames!r} and {stride!r}") from None
+    dataset = video_folder(str(path), frames=frames, size=size, channels=1 if grey else 3, stride=stride,
+                           normalize="unit")
+    dataset.meta["source"] = str(path)
+    return dataset
 
 
 def _read_image(file: Path, class_name: str, grey: bool) -> np.ndarray:

@@ -322,8 +322,9 @@ def video_folder(folder: str = "", frames: int = 8, size=16, channels: int = 1, 
     """Clips ``(N, frames, channels, H, W)`` from ``folder/<class>/<video>``, labels by subfolder
     (sorted names). ``stride``: frames between window starts (0 = ``frames``, no overlap).
     ``cache``: keep decoded clips in the user's cache directory too (see the module docstring).
-    Files that cannot be read or are shorter than ``frames`` are skipped and listed in
-    ``meta['skipped']``; DataError if no clip at all can be had."""
+    Files that cannot be read or are shorter than ``frames`` are skipped, listed in
+    ``meta['skipped']`` and said in ``meta['warnings']``; DataError if no clip at all can be
+    had, or a class folder gives none."""
     if not isinstance(folder, str) or not folder:
         raise DataError("video-folder needs a folder: one subfolder per class, each holding video files")
     root = Path(folder).expanduser()
@@ -362,8 +363,25 @@ def video_folder(folder: str = "", frames: int = 8, size=16, channels: int = 1, 
     if not clips:
         detail = f" ({skipped[0]})" if skipped else ""
         raise DataError(f"{root}: no clip of {frames} frames could be read from any video{detail}")
+    # A class with no clip would be a score the model never sees trained (or, last, no class at all).
+    found = {int(y[0]) for y in labels}
+    for label, name in enumerate(classes):
+        if label not in found:
+            why = [s for s in skipped if s.startswith(f"{name}/")]
+            raise DataError(f"class folder {name!r} gives no clip of {frames} frames: " +
+                            (f"{why[0]}" if why else "it holds no video files") +
+                            "; add videos or remove the folder")
+    if len(classes) < 2:
+        raise DataError(f"{root}: needs one subfolder per class and at least two classes; found {len(classes)}")
     x = normalize_pixels(np.concatenate(clips), normalize)
     y = np.concatenate(labels)
+    warnings = [f"{plural_videos(len(skipped))} skipped: " + "; ".join(skipped[:3]) +
+                ("; ..." if len(skipped) > 3 else "")] if skipped else []
     return Dataset(f"video-folder {root.name}", x, y, "classification", classes,
                    description=f"{len(x)} clips of {frames} frames from {len(sources)} videos in {root}",
-                   meta={"skipped": skipped, "videos": sources, "frames": frames, "stride": stride})
+                   meta={"skipped": skipped, "videos": sources, "frames": frames, "stride": stride,
+                         "warnings": warnings})
+
+
+def plural_videos(count: int) -> str:
+    return f"{count} video{'s' if count != 1 else ''}"

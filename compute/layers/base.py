@@ -26,8 +26,32 @@ def describe_shape(shape: tuple[int, ...]) -> str:
     return f"{kind} {'x'.join(str(s) for s in shape)}"
 
 
-def _with_article(noun: str) -> str:
-    return f"{'an' if noun[0] in 'aeiou' else 'a'} {noun}"
+def reshape_target(shape: tuple[int, ...], rank: int) -> tuple[int, ...] | None:
+    """The natural reading of a vector ``shape`` with ``rank`` axes, or None: a vector of F as a
+    sequence of F steps of one feature ``(F, 1)``; a vector of a square number of values as one
+    grey square image ``(1, S, S)``. (A sequence fed to an image block gets no such hint: reading
+    steps x features as a picture is rarely what was meant.)"""
+    values = int(np.prod(shape))
+    if len(shape) == 1 and rank == 2:
+        return (values, 1)
+    if len(shape) == 1 and rank == 3:
+        side = int(round(values ** 0.5))
+        return (1, side, side) if side * side == values else None
+    return None
+
+
+def reshape_hint(shape: tuple[int, ...], rank: int) -> str:
+    """A sentence pointing at the Reshape block that turns ``shape`` into ``rank`` axes, or ''."""
+    target = reshape_target(tuple(shape), rank)
+    if target is None or len(shape) >= rank:
+        return ""
+    return (f"put a Reshape block before it with shape {', '.join(map(str, target))} "
+            f"(it reads each {describe_shape(tuple(shape))} as {with_article(describe_shape(target))})")
+
+
+def with_article(noun: str) -> str:
+    """``'an image'``, ``'a sequence'``: the indefinite article a word takes (by its first letter)."""
+    return f"{'an' if noun[:1].lower() in 'aeiou' else 'a'} {noun}"
 
 
 class ShapeError(ValueError):
@@ -163,9 +187,11 @@ class Layer:
             return
         for shape in in_shapes:
             if len(shape) != self.step_rank:
+                hint = reshape_hint(shape, self.step_rank)
                 raise ShapeError(
-                    f"{self.type_name} expects {_with_article(RANK_NAMES[self.step_rank])} per sample (or a "
-                    f"sequence of them), but is fed {_with_article(describe_shape(shape))}")
+                    f"{self.type_name} expects {with_article(RANK_NAMES[self.step_rank])} per sample (or a "
+                    f"sequence of them), but is fed {with_article(describe_shape(shape))}" +
+                    (f"; {hint}" if hint else ""))
 
     def output_shape(self, in_shapes: list[tuple[int, ...]]) -> tuple[int, ...]:
         """Per-sample output shape for per-sample (per-step) ``in_shapes``; ShapeError if it cannot work."""

@@ -1,11 +1,11 @@
-"""Input, Dense, Flatten and Dropout."""
+"""Input, Dense, Flatten, Reshape and Dropout."""
 from __future__ import annotations
 
 import numpy as np
 
 from gatescope.compute.backend import get_array_module
 from gatescope.compute.layers import register
-from gatescope.compute.layers.base import Layer, Setting, ShapeError, describe_shape
+from gatescope.compute.layers.base import Layer, Setting, ShapeError, describe_shape, with_article
 
 
 @register
@@ -115,6 +115,40 @@ class Flatten(Layer):
         x = inputs[0]
         self._shape = x.shape
         return x.reshape(x.shape[0], -1)
+
+    def backward(self, grad_output):
+        return [grad_output.reshape(self._shape)]
+
+
+@register
+class Reshape(Layer):
+    """Gives each sample another shape holding the same values in the same order (row-major, as
+    NumPy's ``reshape``): a vector of 40 becomes a sequence of 40 steps of one feature with shape
+    (40, 1), so vectors can feed a Conv1D or a recurrent block. Backward reshapes the gradient back."""
+
+    type_name = "Reshape"
+    category = "Dense"
+    summary = "Gives each sample a new shape with the same values: a vector of 40 as 40 steps of 1 feature."
+    settings_spec = (
+        Setting("shape", "shape", (8, 8), "Shape",
+                "The new per-sample shape; its sizes must multiply to the values of each sample "
+                "(a vector of 40: 40, 1 for a sequence, 1, 5, 8 for an image)."),
+    )
+
+    def output_shape(self, in_shapes):
+        shape, target = tuple(in_shapes[0]), tuple(self.settings["shape"])
+        have, want = int(np.prod(shape)), int(np.prod(target))
+        if have != want:
+            example = f"{have}, 1" if len(shape) == 1 else ", ".join(map(str, shape))
+            raise ShapeError(f"Reshape to {'x'.join(map(str, target))} needs {want:,} values per sample, but is "
+                             f"fed {with_article(describe_shape(shape))} ({have:,} values); set its shape to sizes "
+                             f"that multiply to {have:,}, such as {example}")
+        return target
+
+    def forward(self, inputs, training):
+        x = inputs[0]
+        self._shape = x.shape
+        return x.reshape((x.shape[0],) + tuple(self.settings["shape"]))
 
     def backward(self, grad_output):
         return [grad_output.reshape(self._shape)]

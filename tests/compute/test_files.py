@@ -67,7 +67,7 @@ def test_missing_and_foreign_files(tmp_path):
         load_file(fake)
     single = tmp_path / "single.npy"
     np.save(single, np.ones(3))
-    with pytest.raises(DataError, match="cannot read 'npy' files"):
+    with pytest.raises(DataError, match="cannot read .npy files"):
         load_file(single)
     with pytest.raises(DataError, match="single array"):
         load_file(single, "npz")
@@ -91,7 +91,7 @@ def test_csv_with_header_and_label_column(tmp_path):
     ("1,2,0\n1,x,1\n", {}, "line 2: '1,x,1' is not all numbers"),
     ("1,2,0.5\n1,2,1\n", {}, "class labels must be whole numbers"),
     ("1,nan,0\n1,2,1\n", {}, "NaN or Inf"),
-    ("1,2,0\n", {"label_column": 5}, "label_column 5 does not exist"),
+    ("1,2,0\n", {"label_column": 5}, "label column 5 does not exist"),
     ("a,b\n", {}, "header but no rows"),
     ("", {}, "is empty"),
 ])
@@ -134,7 +134,7 @@ def test_image_folder_colour_and_grey(tmp_path):
 
 def test_mixed_sizes_need_resize(tmp_path):
     root = make_folder(tmp_path, sizes=((6, 5), (8, 8)))
-    with pytest.raises(DataError, match=r"different sizes \(6x5, 8x8\); pass resize=\(H, W\)"):
+    with pytest.raises(DataError, match=r"different sizes \(6x5, 8x8\); set 'Resize to'"):
         load_file(root)
     data = load_file(root, resize=(4, 4))
     assert data.x.shape == (4, 3, 4, 4)
@@ -154,6 +154,62 @@ def test_image_folder_problems(tmp_path):
         load_file(lonely)
     with pytest.raises(DataError, match="resize must be"):
         load_file(make_folder(tmp_path / "r"), resize="big")
+
+
+def test_tables_separated_by_tabs_semicolons_or_spaces(tmp_path):
+    rows = [[0.5, 2.0, 1], [1.5, 3.0, 0], [2.5, 4.0, 1]]
+    for name, sep in (("t.tsv", "\t"), ("t.txt", "   "), ("semi.csv", ";")):
+        path = tmp_path / name
+        path.write_text("a{0}b{0}label\n".format(sep) + "".join(sep.join(str(v) for v in r) + "\n" for r in rows))
+        data = load_file(path)
+        np.testing.assert_allclose(data.x, [r[:2] for r in rows])
+        np.testing.assert_array_equal(data.y, [1, 0, 1])
+
+
+def test_labels_that_skip_numbers_are_numbered_with_their_values_as_names(tmp_path):
+    path = tmp_path / "sparse.csv"
+    path.write_text("7,0.1\n3,0.2\n7,0.3\n3,0.4\n")
+    data = load_file(path, label_column=0)
+    assert data.n_classes == 2 and data.class_names == ["3", "7"]
+    np.testing.assert_array_equal(data.y, [1, 0, 1, 0])
+    assert "the labels are 3, 7, not 0 to 1" in data.meta["warnings"][0]
+    npz = save_npz(tmp_path, x=np.ones((4, 2)), y=np.array([1, 2, 2, 1]), x_test=np.ones((2, 2)),
+                   y_test=np.array([3, 1]))
+    data = load_file(npz)
+    assert data.class_names == ["1", "2", "3"]
+    np.testing.assert_array_equal(data.y_test, [2, 0])
+    contiguous = load_file(save_npz(tmp_path, "ok.npz", x=np.ones((3, 2)), y=np.array([0, 1, 2])))
+    assert contiguous.meta["warnings"] == []
+
+
+def test_a_label_column_of_measurements_suggests_regression(tmp_path):
+    path = tmp_path / "measured.csv"
+    path.write_text("".join(f"{i * 0.5},{i}\n" for i in range(40)))
+    data = load_file(path, label_column=-1)
+    assert "choose Regression" in data.meta["warnings"][-1]
+    assert load_file(path, task="regression").y.dtype == np.float32
+
+
+def test_options_a_format_does_not_take_are_named(tmp_path):
+    path = tmp_path / "t.csv"
+    path.write_text("1,0\n2,1\n")
+    with pytest.raises(DataError, match="has no option resize"):
+        load_file(path, resize=[4, 4])
+    with pytest.raises(DataError, match="label_column must be a whole number"):
+        load_file(path, label_column="first")
+
+
+def test_detect_format(tmp_path):
+    from gatescope.compute.datasets.files import detect_format
+    for name, kind in (("a.npz", "npz"), ("a.csv", "csv"), ("a.TSV", "csv"), ("a.txt", "csv")):
+        (tmp_path / name).write_bytes(b"")
+        assert detect_format(tmp_path / name) == kind
+    (tmp_path / "pics" / "cat").mkdir(parents=True)
+    cv2.imwrite(str(tmp_path / "pics" / "cat" / "a.png"), np.zeros((4, 4), np.uint8))
+    assert detect_format(tmp_path / "pics") == "images"
+    (tmp_path / "a.json").write_text("{}")
+    with pytest.raises(DataError, match="cannot read .json files"):
+        detect_format(tmp_path / "a.json")
 
 
 def test_a_line_is_quoted_only_from_a_file_that_looks_like_data(tmp_path):
@@ -184,6 +240,8 @@ def test_only_regular_files_are_read(special, tmp_path):
         path = Path(special)
     with pytest.raises(DataError, match="not a regular file"):
         load_file(path, "npz")
+    with pytest.raises(DataError, match="not a regular file"):     # with the format left to detection
+        load_file(path)
 
 
 def test_npz_members_are_sized_before_reading(tmp_path):

@@ -137,8 +137,14 @@ def test_early_stopping_keeps_the_best_weights():
 
 def test_data_that_does_not_fit_the_model_is_named():
     ds = digits_vectors()
-    with pytest.raises(DataError, match=r"Input block expects \(32,\); set the Input shape to \[64\]"):
+    with pytest.raises(DataError, match="are a vector 64 but the Input block expects a vector 32; "
+                                        "set the Input's shape to 64"):
         Trainer(Model(mlp(inputs=32), seed=0), ds, TrainSettings())
+    sequence_model = Model(GraphSpec.chain(("Input", {"shape": [64, 1]}), ("GRU", {"hidden_size": 4}),
+                                           ("Dense", {"units": 10}), ("Classify", {})))
+    with pytest.raises(DataError, match="set the Input's shape to 64 and put a Reshape block with shape 64, 1 "
+                                        "right after it"):
+        Trainer(sequence_model, ds, TrainSettings())
     with pytest.raises(DataError, match="10 classes but the model gives 5"):
         Trainer(Model(mlp(classes=5), seed=0), ds, TrainSettings())
 

@@ -221,3 +221,26 @@ def test_truncated_video_gives_the_frames_before_the_damage(tmp_path):
     assert 0 < len(frames) < 30
     with pytest.raises(DataError, match="does not exist"):
         list(video.read_video_frames(tmp_path / "nope.avi", 1, 8, 8))
+
+
+def test_a_folder_of_videos_is_detected_and_loaded_as_a_file(clip_folder):
+    from gatescope.compute.datasets.files import detect_format, load_file
+    assert detect_format(clip_folder) == "videos"
+    ds = load({"kind": "file", "path": str(clip_folder), "params": {"frames": 6, "stride": 5, "size": [12, 10]}})
+    assert ds.x.shape == (14, 6, 1, 12, 10) and ds.class_names == ["left", "right"]
+    assert "2 videos skipped" in ds.meta["warnings"][0] and "broken.avi" in ds.meta["warnings"][0]
+    colour = load_file(clip_folder, frames=4, size=8, grey=False)
+    assert colour.x.shape[2] == 3
+    with pytest.raises(DataError, match="holds videos, not images; choose clips as a video folder"):
+        load_file(clip_folder, "images")
+    with pytest.raises(DataError, match="regression needs"):
+        load_file(clip_folder, task="regression")
+
+
+def test_a_class_folder_that_gives_no_clip_is_named(clip_folder):
+    (clip_folder / "zzz-empty").mkdir()
+    with pytest.raises(DataError, match="class folder 'zzz-empty' gives no clip of 6 frames: it holds no video"):
+        video.video_folder(str(clip_folder), frames=6, size=8)
+    (clip_folder / "zzz-empty" / "bad.avi").write_bytes(b"nothing")
+    with pytest.raises(DataError, match="'zzz-empty' gives no clip of 6 frames: zzz-empty/bad.avi"):
+        video.video_folder(str(clip_folder), frames=6, size=8)

@@ -81,7 +81,7 @@ def test_data_that_does_not_fit_is_a_clear_error(tmp_path, capsys):
     p = save_project(Project(graph=graph, dataset={"kind": "builtin", "name": "digits",
                                                    "params": {"layout": "vector"}}), tmp_path / "p.gscope")
     assert main(["train", str(p)]) == 1
-    assert "set the Input shape to [64]" in capsys.readouterr().err
+    assert "set the Input's shape to 64" in capsys.readouterr().err
 
 
 def test_invalid_graph_is_a_clear_error(tmp_path, capsys):

@@ -83,6 +83,8 @@ FEED_FORWARD = {
     "flatten_clip_keeps_time": chain(("Input", {"shape": (3, 2, 4, 4)}), ("Flatten", {}),
                                      ("Dense", {"units": 2}), ("Regress", {})),
     "input_straight_to_head": chain(("Input", {"shape": (4,)}), ("Regress", {})),
+    "reshape_vector_into_gru": chain(("Input", {"shape": (6,)}), ("Reshape", {"shape": (6, 1)}),
+                                     ("GRU", {"hidden_size": 3}), ("Dense", {"units": 2}), ("Classify", {})),
 }
 
 CONV_AND_MERGE = {

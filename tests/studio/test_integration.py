@@ -94,9 +94,9 @@ def test_adding_lstm_train_look_inside_and_pin_the_gates(window, qtbot):
     qtbot.waitUntil(lambda: window.current_dataset() is not None, timeout=15000)
     inside = window.inside
 
-    # The video dock is there and says what it needs.
+    # The video panel is there and says what it needs.
     video = window.panels["Video"]
-    assert "train the model" in video.message.text()
+    assert "Preview only: the model is not trained yet" in video.model_status.text()
 
     # Click the LSTM block on the canvas: the gates and cell-state panels follow it.
     window.canvas.fit_to_view()
@@ -166,4 +166,4 @@ def test_selecting_a_conv_block_shows_its_filters(window, qtbot):
     panel = window.inside.convolution
     assert not panel.is_empty and panel.filters.shape == (32, 16, 3, 3)
     assert window.inside.gates.is_empty and "recurrent" in window.inside.gates.message.lower()
-    assert "train the model" in window.video.panel.message.text()
+    assert "Preview only: the model is not trained yet" in window.video.panel.model_status.text()

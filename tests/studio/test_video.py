@@ -96,16 +96,23 @@ def collect(pipeline):
 
 
 def wait_for(condition, timeout=10.0):
+    """Let the event loop deliver what the workers send until ``condition()`` holds."""
+    from PySide6.QtWidgets import QApplication
     end = time.time() + timeout
     while time.time() < end:
+        QApplication.processEvents()
         if condition():
             return True
         time.sleep(0.01)
     return False
 
 
+def run_events(seconds):
+    wait_for(lambda: False, seconds)
+
+
 @pytest.fixture
-def pipeline():
+def pipeline(qtbot):
     p = VideoPipeline()
     yield p
     p.shutdown()
@@ -147,13 +154,14 @@ def test_a_slow_model_drops_windows_instead_of_queueing(pipeline, qtbot):
 
     pipeline.set_model(slow, ["left", "right"], ClipFormat(T, 1, S, S, "unit", 1))
     pipeline.open(CallableSource(camera, name="fast camera"))
-    time.sleep(1.2)
+    run_events(1.2)
     stats = pipeline.stats()
+    waiting = pipeline.waiting
     pipeline.close_source()
     assert stats["frames"] > 100
     assert stats["inferences"] * 4 < stats["frames"]
     assert stats["windows_dropped"] > stats["inferences"]
-    assert stats["most_waiting"] <= 1 and pipeline.buffer.waiting <= 1
+    assert stats["most_waiting"] <= 1 and waiting <= 1
 
 
 def test_drawing_keeps_up_while_the_model_is_slow(controller, qtbot):
@@ -205,11 +213,11 @@ def test_pause_seek_and_loop_on_a_file(pipeline, tmp_path):
     pipeline.open(VideoFileSource(path))
     assert wait_for(lambda: pipeline.stats()["frames"] > 25)  # looped past its 10 frames
     pipeline.pause()
-    time.sleep(0.1)
+    run_events(0.1)
     paused_at = pipeline.stats()["frames"]
     pipeline.seek(7)
     assert wait_for(lambda: (pipeline.latest_frame() or (None, -1))[1] == 7)
-    time.sleep(0.15)
+    run_events(0.15)
     assert pipeline.stats()["frames"] == paused_at + 1 and not pipeline.playing
     pipeline.set_loop(False)
     pipeline.play()
@@ -300,7 +308,8 @@ def test_a_model_that_does_not_take_clips_is_explained(controller):
                                         ("Classify", {})))
     assert controller.set_model(image_model) is False
     assert "not video clips" in controller.panel.message.text()
-    assert controller.pipeline.buffer is None
+    assert controller.pipeline.clip_format is None
+    assert "Preview only" in controller.panel.model_status.text()
 
 
 def test_a_model_that_fails_is_set_aside(pipeline):
@@ -373,10 +382,16 @@ def test_install_video_panel_follows_the_project(qtbot, tmp_path):
     controller = install_video_panel(window)
     try:
         assert "Video" in window.panels
-        assert "train the model" in controller.panel.message.text()
-        project = Project(name="motion", graph=motion_graph(), weights=motion_weights())
-        window.set_project(project)
+        status = controller.panel.model_status
+        assert status.text() == "Preview only: the model is not trained yet: train it, and it classifies here."
+        window.set_project(Project(name="motion", graph=motion_graph()))
+        assert "Preview only" in status.text()
+        # A run ends with weights: the line says what the model sees now (it never goes stale).
+        window.project.weights = motion_weights()
+        window.trainingEnded.emit("finished", "training finished")
         assert controller.pipeline.clip_format == ClipFormat(T, 1, S, S, "unit", 1)
+        assert status.text() == (f"The model sees {T} frames at {S}x{S}, grey, scaled to 0..1; a new window every "
+                                 "frame; classes left, right.")
     finally:
         controller.shutdown()
 
@@ -432,3 +447,35 @@ def test_clip_format_reads_the_input_block():
     with pytest.raises(DataError):
         ClipFormat.from_model(Model(GraphSpec.chain(("Input", {"shape": [4]}), ("Dense", {"units": 2}),
                                                     ("Classify", {}))))
+
+
+def test_a_recurrent_model_shows_its_input_and_gates_beside_the_picture(controller, qtbot, tmp_path):
+    graph = GraphSpec.chain(("Input", {"shape": [T, 1, S, S], "normalize": "unit", "clip_stride": 1}),
+                            ("Conv2D", {"filters": 2, "kernel_size": 3}), ("Flatten", {}),
+                            ("LSTM", {"hidden_size": 5}), ("Dense", {"units": 2}),
+                            ("Classify", {"class_names": "left,right"}))
+    model = Model(graph, seed=0)
+    assert controller.set_model(model)
+    assert "the gates of LSTM b3 over each window are shown" in controller.panel.model_status.text()
+    path = write_video(tmp_path / "right.avi", bar_frames(14, 1))
+    controller.pipeline.set_loop(False)
+    controller.pipeline.set_speed(4.0)
+    shown = []
+    controller.predictionReady.connect(shown.append)
+    assert controller.open_path(str(path))
+    qtbot.waitUntil(lambda: len(shown) >= 1, timeout=30000)   # a slow model sees fewer of the 9 windows
+    qtbot.wait(200)                                           # the panel draws them on its plot timer
+    prediction = shown[0]                                     # gates come at most every 0.1 s: the first has them
+    assert prediction.window.shape == (T, 1, S, S) and prediction.gate_block == "b3"
+    assert set(prediction.gates) == {"input", "forget", "candidate", "output"}
+    assert all(v.shape == (T, 5) for v in prediction.gates.values())
+    # The gates are those of the model run on exactly that window (probes of the real step loop).
+    model.layers["b3"].probe = [0]
+    model.forward(prediction.window[None])
+    np.testing.assert_allclose(model.layers["b3"].probe_data["gates"]["forget"][0], prediction.gates["forget"],
+                               rtol=1e-5)
+    panel = controller.panel
+    assert set(panel.gate_plots) == {"input", "forget", "candidate", "output"}
+    picture = panel.input_image.image
+    assert picture.shape == (S, T * (S + 1) - 1)
+    assert np.isnan(picture[:, S]).all() and np.nanmax(picture) == 1.0

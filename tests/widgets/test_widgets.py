@@ -227,8 +227,36 @@ def test_data_panel_shows_dataset_and_errors(qtbot):
     assert len(panel.shown_samples) == 4 and "4 samples" in panel.summary.text()
     panel.show_error("digits layout must be one of image, vector, rows")
     assert panel.error.isVisibleTo(panel) and "4 samples" in panel.summary.text()
-    panel.choose_file = lambda parent, folder: "/data/my.npz"
-    panel.source.setCurrentText("Your own file…")
+    panel.choose_file = lambda parent, what: "/data/my.npz"
+    panel.source.setCurrentText("Your own data…")
     with qtbot.waitSignal(panel.datasetRequested) as requested:
         panel.file_button.click()
-    assert requested.args[0] == {"kind": "file", "path": "/data/my.npz"}
+    assert requested.args[0] == {"kind": "file", "path": "/data/my.npz", "params": {}}
+
+
+def test_data_panel_shows_each_formats_options_and_keeps_them_per_path(qtbot):
+    panel = DataPanel()
+    qtbot.addWidget(panel)
+    panel.set_sources([{"name": "digits", "description": "", "params": {"max_windows": 0}}])
+    assert panel.params_form.labelForField(panel._param_editors["max_windows"]).text() == "Max windows"
+    formats = {"csv": ["task", "label_column"], "videos": ["frames", "stride", "size", "grey"]}
+    panel.set_formats(formats, lambda path: "videos" if path.endswith("clips") else "csv")
+    # An older project's video-folder reference is shown as own data, its options in the controls.
+    panel.set_reference({"kind": "builtin", "name": "video-folder",
+                         "params": {"folder": "/data/clips", "frames": 6, "size": 12, "channels": 3}})
+    assert panel.source.currentText() == "Your own data…"
+    assert panel.file_options() == {"frames": 6, "stride": 0, "size": [12, 12], "grey": False}
+    requested = []
+    panel.datasetRequested.connect(requested.append)
+    panel.choose_file = lambda parent, what: "/data/t.csv"
+    panel.file_button.click()
+    assert requested[-1] == {"kind": "file", "path": "/data/t.csv", "format": "csv",
+                             "params": {"task": "classification", "label_column": -1}}
+    panel.option_editors["label_column"].setValue(2)
+    panel.choose_file = lambda parent, what: "/data/clips"
+    panel.video_button.click()
+    assert requested[-1]["params"]["frames"] == 6          # what was set for the clips is back
+    panel.choose_file = lambda parent, what: "/data/t.csv"
+    panel.file_button.click()
+    assert requested[-1]["params"]["label_column"] == 2
+    assert panel.option_editors["label_column"].specialValueText() == "last"

@@ -1,7 +1,7 @@
 """digits-cnn: a small conv/pool/dense network on the bundled 8x8 handwritten digits."""
 from gatescope.compute.graph import Block, GraphSpec, Wire
 from gatescope.compute.train import TrainSettings
-from gatescope.studio.document import layered_positions
+from gatescope.studio.layout import layered_positions
 from gatescope.studio.project import Project
 
 
