@@ -542,7 +542,8 @@ def cmd_bench(args) -> int:
             raise CommandError(f"no benchmark group {', '.join(unknown)}; choose from {', '.join(groups)}")
     if not args.json:
         print(f"GateScope bench on the {device.description}; medians, float32")
-        print(f"{'group':<8} {'case':<44} {'ours ms':>9} {'GEMM ms':>9} {'ours/GEMM':>9} {'torch ms':>9} {'torch/ours':>10}")
+        print(f"{'group':<8} {'case':<44} {'ours ms':>9} {'GEMM ms':>9} {'ours/GEMM':>9} {'torch ms':>9} "
+              f"{'torch/ours':>10}  algorithm")
 
     def show(row):
         if args.json:
@@ -550,7 +551,8 @@ def cmd_bench(args) -> int:
         fmt = lambda v, scale=1e3: "-" if v is None else f"{v * scale:9.3f}"  # noqa: E731
         ratio = lambda v: "-" if v is None else f"{v:.2f}"  # noqa: E731
         print(f"{row.group:<8} {row.name:<44} {fmt(row.ours_s)} {fmt(row.gemm_s)} {ratio(row.vs_gemm):>9} "
-              f"{fmt(row.torch_s)} {ratio(row.torch_speedup):>10}", flush=True)
+              f"{fmt(row.torch_s)} {ratio(row.torch_speedup):>10}  {row.extra.get('algorithm', '')}".rstrip(),
+              flush=True)
 
     rows = bench.run(device, args.only, args.quick, show)
     means = bench.summaries(rows)

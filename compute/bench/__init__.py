@@ -11,13 +11,13 @@ A benchmark module registers cases with ``@case(group)``; a case is a function
 from __future__ import annotations
 
 import importlib
-import os
 import statistics
 import time
 from dataclasses import asdict, dataclass, field
 from typing import Callable
 
 from gatescope.compute.backend import Device
+from gatescope.compute.ops.threads import cpu_threads
 
 
 @dataclass
@@ -75,25 +75,16 @@ def median_time(fn: Callable[[], object], repeats: int = 7, warmup: int = 2,
     return statistics.median(times)
 
 
-def blas_threads() -> int:
-    """The BLAS thread count we run with (``OPENBLAS_NUM_THREADS`` and kin, else every core),
-    so PyTorch's CPU reference gets the same."""
-    for var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
-        if os.environ.get(var, "").isdigit():
-            return int(os.environ[var])
-    return os.cpu_count() or 1
-
-
 def torch_or_none():
     """PyTorch if importable (never a dependency), configured single-precision and TF32 off,
-    with as many CPU threads as our BLAS uses."""
+    with as many CPU threads as our BLAS and kernels use."""
     try:
         import torch  # type: ignore[import-not-found]
     except Exception:  # noqa: BLE001
         return None
     torch.backends.cuda.matmul.allow_tf32 = False
     torch.backends.cudnn.allow_tf32 = False
-    torch.set_num_threads(blas_threads())
+    torch.set_num_threads(cpu_threads())
     return torch
 
 

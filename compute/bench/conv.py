@@ -1,8 +1,10 @@
-"""Conv2D timings (BENCHMARKS.md): ours, the same GEMMs timed bare, and PyTorch.
+"""Conv2D timings (BENCHMARKS.md): ours, the im2col GEMMs timed bare, and PyTorch.
 
-Forward is one GEMM ``(F, C*k*k) @ (C*k*k, N*Ho*Wo)``; forward+backward adds ``dW = dy col^T``
-and ``dcol = W^T dy``. The bare-GEMM reference times exactly those products on prebuilt
-matrices, so ``ours / gemm`` is the cost of im2col, col2im and the reordering copies.
+The reference is im2col's arithmetic: forward is one GEMM ``(F, C*k*k) @ (C*k*k, N*Ho*Wo)``;
+forward+backward adds ``dW = dy col^T`` and ``dcol = W^T dy``, timed bare on prebuilt matrices.
+Where the layer runs im2col, ``ours / gemm`` is the cost of im2col, col2im and the reordering
+copies; where it runs Winograd F(4x4, 3x3) (fewer multiplications), ``ours / gemm`` below 1 is
+what that saves. Each row names the algorithm the layer ran (``Row.extra["algorithm"]``).
 PyTorch runs the same layer (``torch.nn.functional.conv2d``) with as many threads as BLAS
 uses (``compute.bench.torch_or_none``), or on the GPU (cuDNN, TF32 off). On the CPU the CPU set runs, on a GPU the DeepBench
 set; both through the same code, only the shapes and the timer's synchronisation differ.
@@ -94,8 +96,9 @@ def conv2d(device: Device, quick: bool) -> list[Row]:
             torch_fwd = median_time(torch_forward, repeats, warmup, torch_sync)
             torch_train = median_time(torch_step, repeats, warmup, torch_sync)
 
+        used = {"algorithm": layer.algorithm}
         rows.append(Row("conv2d", f"{name} forward", median_time(ours_forward, repeats, warmup, sync),
-                        median_time(gemm_forward, repeats, warmup, sync), torch_fwd))
+                        median_time(gemm_forward, repeats, warmup, sync), torch_fwd, used))
         rows.append(Row("conv2d", f"{name} forward+backward", median_time(ours_train, repeats, warmup, sync),
-                        median_time(gemm_train, repeats, warmup, sync), torch_train))
+                        median_time(gemm_train, repeats, warmup, sync), torch_train, used))
     return rows

@@ -1,7 +1,8 @@
 """Conv1D and Conv2D: learned filters slid over a sequence or an image (cross-correlation).
 
-The math lives in ``compute.ops.conv`` (im2col + one GEMM); these blocks own the filters,
-work out padding and output sizes, and explain in words why a shape cannot work.
+The math lives in ``compute.ops.conv`` (Winograd F(4x4, 3x3) where it is faster, im2col + one
+GEMM elsewhere); these blocks own the filters, work out padding and output sizes, and explain
+in words why a shape cannot work. ``algorithm`` names the one the last forward ran.
 
 Weights are stored as PyTorch stores them: Conv2D ``W`` (filters, channels, kh, kw),
 Conv1D ``W`` (filters, channels, kernel); the bias ``b`` is (filters,).
@@ -35,6 +36,7 @@ class _Conv(Layer):
     def __init__(self, **settings):
         super().__init__(**settings)
         self._workspace: dict = {}
+        self.algorithm: str | None = None     # what the last forward ran (compute.ops.conv.ALGORITHMS)
 
     def _pads(self, n: int) -> tuple[int, int]:
         """Zeros added (before, after) along one spatial axis of length ``n``."""
@@ -134,12 +136,14 @@ class Conv2D(_Conv):
         x = inputs[0]
         self._x_shape = x.shape
         self._pad_sizes = self._all_pads(x.shape[2], x.shape[3])
-        y, self._col = conv_ops.conv2d_forward(x, self.params["W"], self.params.get("b"),
-                                               self.settings["stride"], self._pad_sizes, self._workspace)
+        w, stride = self.params["W"], self.settings["stride"]
+        self.algorithm = conv_ops.algorithm(x, w.shape, stride, self._pad_sizes)
+        y, self._saved = conv_ops.conv2d_forward(x, w, self.params.get("b"), stride, self._pad_sizes,
+                                                 self._workspace, self.algorithm)
         return y
 
     def backward(self, grad_output):
-        dx, dw, db = conv_ops.conv2d_backward(grad_output, self._col, self.params["W"], self._x_shape,
+        dx, dw, db = conv_ops.conv2d_backward(grad_output, self._saved, self.params["W"], self._x_shape,
                                               self.settings["stride"], self._pad_sizes,
                                               workspace=self._workspace)
         self.grads["W"] += dw
@@ -191,14 +195,16 @@ class Conv1D(_Conv):
         self._x_shape = image.shape
         self._pad_sizes = (0, 0) + self._pads(t)
         w = self.params["W"]
-        y, self._col = conv_ops.conv2d_forward(image, w[:, :, None, :], self.params.get("b"),
-                                               self.settings["stride"], self._pad_sizes, self._workspace)
+        self.algorithm = conv_ops.IM2COL                   # a 1 x k kernel
+        y, self._saved = conv_ops.conv2d_forward(image, w[:, :, None, :], self.params.get("b"),
+                                                 self.settings["stride"], self._pad_sizes, self._workspace,
+                                                 self.algorithm)
         return y[:, :, 0, :].transpose(0, 2, 1).copy()  # (N, filters, 1, T') -> (N, T', filters)
 
     def backward(self, grad_output):
         grad_image = grad_output.transpose(0, 2, 1)[:, :, None, :]
         w = self.params["W"]
-        dx, dw, db = conv_ops.conv2d_backward(grad_image, self._col, w[:, :, None, :], self._x_shape,
+        dx, dw, db = conv_ops.conv2d_backward(grad_image, self._saved, w[:, :, None, :], self._x_shape,
                                               self.settings["stride"], self._pad_sizes,
                                               workspace=self._workspace)
         self.grads["W"] += dw[:, :, 0, :]

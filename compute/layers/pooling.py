@@ -1,22 +1,21 @@
 """Pooling: MaxPool1D/2D, AvgPool1D/2D and GlobalAvgPool. No parameters.
 
-Windows are visited the im2col way: one strided slice of the whole batch per position inside
-the window (``size`` or ``size * size`` slices), never a Python loop over pixels. Windows are
-'valid' (no padding): the output length is ``floor((n - size) / stride) + 1``.
-
-On CuPy arrays (or with a host kernel backend installed) max and average pooling run the
-pooling kernels of ``compute.kernels``, which pool the last two axes of ``(N, C, H, W)``: an
-input is viewed (no copy) as planes ``(-1, 1, H, W)``; a sequence ``(N, T, F)`` as planes
-``(N, 1, T, F)`` pooled by ``size x 1`` windows.
+Windows are 'valid' (no padding): the output length is ``floor((n - size) / stride) + 1``.
+Max and average pooling pool the last two axes of planes: an image batch (N, C, H, W) is
+viewed (no copy) as planes (N*C, H, W), a sequence batch (N, T, F) as N planes (T, F) pooled
+by ``size x 1`` windows. On NumPy arrays the planes go through ``compute.ops.pooling`` (numba
+kernels on every core, NumPy twins without numba); on CuPy arrays (or with a host kernel
+backend installed) through the pooling kernels of ``compute.kernels``, as planes
+``(-1, 1, H, W)``.
 """
 from __future__ import annotations
-
-import itertools
 
 from gatescope.compute import kernels
 from gatescope.compute.backend import get_array_module
 from gatescope.compute.layers import register
+from gatescope.compute.ops import pooling as pool_ops
 from gatescope.compute.ops.dispatch import kernel_path
+from gatescope.compute.ops.threads import run
 from gatescope.compute.layers.base import Layer, Setting, ShapeError, describe_shape
 
 
@@ -71,27 +70,22 @@ class _Pool(Layer):
             return f"height: {lines[0]}; width: {lines[1]}"
         return f"{'length' if len(axes) == 1 else 'size'}: {lines[0]}" if lines else ""
 
-    def _windows(self, shape: tuple[int, ...]):
-        """(output shape, [slice tuple selecting window position k for every output]) for input ``shape``."""
-        size, stride = self.settings["size"], self.stride
-        axes = self._spatial_axes(len(shape))
-        out = list(shape)
-        for a in axes:
-            out[a] = (shape[a] - size) // stride + 1
-        slicers = []
-        for offsets in itertools.product(range(size), repeat=len(axes)):
-            index = [slice(None)] * len(shape)
-            for a, o in zip(axes, offsets):
-                index[a] = slice(o, o + stride * (out[a] - 1) + 1, stride)
-            slicers.append(tuple(index))
-        return tuple(out), slicers
-
     def _planes(self, shape: tuple[int, ...]):
-        """(plane shape ``(B, 1, H, W)``, window ``(kh, kw)``, stride ``(sy, sx)``) for the
-        pooling kernels: the input's last two axes are the plane; a 1-D window spans one row."""
+        """(plane shape ``(B, 1, H, W)``, window ``(kh, kw)``, stride ``(sy, sx)``): the
+        input's last two axes are the plane; a 1-D window spans one row."""
         size, stride = self.settings["size"], self.stride
         window, strides = ((size, size), (stride, stride)) if len(self.window_axes) == 2 else ((size, 1), (stride, 1))
         return (-1, 1) + tuple(shape[-2:]), window, strides
+
+    def _out_planes(self, x_shape):
+        """The output's shape and its planes' shape ``(B, Ho, Wo)``."""
+        out_shape = (x_shape[0],) + self.output_shape([tuple(x_shape[1:])])
+        return out_shape, (-1,) + out_shape[-2:]
+
+    @staticmethod
+    def _pool(kernel, xp, planes, *args):
+        """``kernel(planes, *args, first, last)`` over all planes (``compute.ops.threads.run``)."""
+        run(kernel, xp, planes.shape[0], planes.size, planes, *args)
 
 
 class _MaxPool(_Pool):
@@ -101,34 +95,30 @@ class _MaxPool(_Pool):
     def forward(self, inputs, training):
         x = inputs[0]
         xp = get_array_module(x)
-        out_shape, slicers = self._windows(x.shape)
-        if kernel_path(x):
-            planes, (kh, kw), strides = self._planes(x.shape)
-            best, where = kernels.max_pool2d_forward(x.reshape(planes), kh, kw, strides)
-            self._x_shape, self._slicers, self._where = x.shape, None, where
-            return best.reshape(out_shape)
-        best = x[slicers[0]].copy()
-        where = xp.zeros(out_shape, dtype=xp.int32)  # index of the winning window position
-        for k, index in enumerate(slicers[1:], start=1):
-            candidate = x[index]
-            better = candidate > best  # strictly greater, so the first maximum wins ties
-            best = xp.where(better, candidate, best)
-            where[better] = k
-        self._x_shape, self._slicers, self._where = x.shape, slicers, where
+        planes, (kh, kw), strides = self._planes(x.shape)
+        self._x_shape, self._kernels = x.shape, kernel_path(x)
+        if self._kernels:
+            best, self._where = kernels.max_pool2d_forward(x.reshape(planes), kh, kw, strides)
+            return best.reshape(self._out_planes(x.shape)[0])
+        out_shape, out_planes = self._out_planes(x.shape)
+        best = xp.empty(out_shape, dtype=x.dtype)
+        self._where = xp.empty(out_shape, dtype=xp.int32)  # offset u*kw + v of the winner
+        self._pool(pool_ops.max_forward, xp, x.reshape((-1,) + x.shape[-2:]), kh, kw, *strides,
+                   best.reshape(out_planes), self._where.reshape(out_planes))
         return best
 
     def backward(self, grad_output):
         xp = get_array_module(grad_output)
-        if self._slicers is None:                          # forward ran the kernel
-            _, (kh, kw), strides = self._planes(self._x_shape)
+        _, (kh, kw), strides = self._planes(self._x_shape)
+        if self._kernels:
             plane_shape = (self._where.shape[0], 1) + tuple(self._x_shape[-2:])
             dx = kernels.max_pool2d_backward(grad_output.reshape(self._where.shape), self._where,
                                              plane_shape, kh, kw, strides)
             return [dx.reshape(self._x_shape)]
-        dx = xp.zeros(self._x_shape, dtype=grad_output.dtype)
-        for k, index in enumerate(self._slicers):
-            # += because overlapping windows (stride < size) can pick the same pixel.
-            dx[index] += grad_output * (self._where == k)
+        out_planes = self._out_planes(self._x_shape)[1]
+        dx = xp.empty(self._x_shape, dtype=grad_output.dtype)
+        self._pool(pool_ops.max_backward, xp, grad_output.reshape(out_planes), self._where.reshape(out_planes),
+                   kh, kw, *strides, dx.reshape((-1,) + dx.shape[-2:]))
         return [dx]
 
 
@@ -137,29 +127,29 @@ class _AvgPool(_Pool):
 
     def forward(self, inputs, training):
         x = inputs[0]
-        out_shape, slicers = self._windows(x.shape)
-        if kernel_path(x):
-            planes, (kh, kw), strides = self._planes(x.shape)
-            self._x_shape, self._slicers = x.shape, None
+        xp = get_array_module(x)
+        planes, (kh, kw), strides = self._planes(x.shape)
+        self._x_shape, self._kernels = x.shape, kernel_path(x)
+        out_shape, out_planes = self._out_planes(x.shape)
+        if self._kernels:
             return kernels.avg_pool2d_forward(x.reshape(planes), kh, kw, strides).reshape(out_shape)
-        total = x[slicers[0]].copy()
-        for index in slicers[1:]:
-            total += x[index]
-        self._x_shape, self._slicers = x.shape, slicers
-        return total * (1.0 / len(slicers))
+        mean = xp.empty(out_shape, dtype=x.dtype)
+        self._pool(pool_ops.avg_forward, xp, x.reshape((-1,) + x.shape[-2:]), kh, kw, *strides,
+                   mean.reshape(out_planes))
+        return mean
 
     def backward(self, grad_output):
         xp = get_array_module(grad_output)
-        if self._slicers is None:                          # forward ran the kernel
-            _, (kh, kw), strides = self._planes(self._x_shape)
+        _, (kh, kw), strides = self._planes(self._x_shape)
+        if self._kernels:
             plane_shape = (-1, 1) + tuple(grad_output.shape[-2:])
             dy = grad_output.reshape(plane_shape)
             dx = kernels.avg_pool2d_backward(dy, (dy.shape[0], 1) + tuple(self._x_shape[-2:]), kh, kw, strides)
             return [dx.reshape(self._x_shape)]
-        dx = xp.zeros(self._x_shape, dtype=grad_output.dtype)
-        share = grad_output * (1.0 / len(self._slicers))
-        for index in self._slicers:
-            dx[index] += share
+        out_planes = self._out_planes(self._x_shape)[1]
+        dx = xp.empty(self._x_shape, dtype=grad_output.dtype)
+        self._pool(pool_ops.avg_backward, xp, grad_output.reshape(out_planes), kh, kw, *strides,
+                   dx.reshape((-1,) + dx.shape[-2:]))
         return [dx]
 
 

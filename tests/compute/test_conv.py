@@ -4,27 +4,13 @@ import numpy as np
 import pytest
 from scipy.signal import correlate
 
+from conv_reference import loop_conv2d, loop_conv2d_grads
 from gradcheck import check_layer
 
+from gatescope.compute import jit
 from gatescope.compute.layers import ShapeError, create
 from gatescope.compute.ops import conv as conv_ops
-
-
-def loop_conv2d(x, w, b, stride, pads):
-    """The textbook definition, one output pixel at a time: y = b + sum W * window."""
-    top, bottom, left, right = pads
-    xp = np.pad(x, ((0, 0), (0, 0), (top, bottom), (left, right)))
-    n, _, hp, wp = xp.shape
-    f, _, kh, kw = w.shape
-    ho, wo = (hp - kh) // stride + 1, (wp - kw) // stride + 1
-    y = np.zeros((n, f, ho, wo))
-    for i in range(n):
-        for o in range(f):
-            for r in range(ho):
-                for c in range(wo):
-                    window = xp[i, :, r * stride:r * stride + kh, c * stride:c * stride + kw]
-                    y[i, o, r, c] = (window * w[o]).sum() + (b[o] if b is not None else 0.0)
-    return y
+from gatescope.compute.ops import im2col
 
 
 def build(layer, shape, dtype=np.float64, seed=0):
@@ -156,3 +142,132 @@ def test_im2col_col2im_are_adjoint():
     c = rng.standard_normal(col.shape)
     back = conv_ops.col2im(c, x.shape, 2, pads)
     assert np.isclose((col * c).sum(), (x * back).sum())
+
+
+# --------------------------------------------------------------------------- every algorithm
+
+# (x shape, filters, kernel, stride, padding, bias): odd sizes, valid/same/number padding,
+# bias on and off, one channel, one filter, a single tile.
+CASES = [
+    ((2, 3, 7, 6), 4, 3, 1, "valid", True),
+    ((2, 1, 5, 9), 3, 3, 1, "same", False),
+    ((3, 2, 6, 5), 1, 3, 1, 2, True),
+    ((1, 4, 3, 3), 2, 3, 1, 1, True),
+    ((2, 2, 9, 4), 3, 3, 1, 3, False),
+    ((2, 3, 9, 7), 2, 5, 1, "same", True),
+    ((2, 2, 7, 8), 3, 3, 2, 1, True),
+    ((2, 2, 6, 7), 2, 2, 2, "same", False),
+    ((2, 2, 17, 16), 3, 3, 1, "same", True),       # maps of 16x16 and more: im2col per image
+    ((2, 1, 20, 20), 2, 5, 1, "valid", False),
+]
+
+
+def _pads(x_shape, kernel, stride, padding):
+    if padding == "valid":
+        return (0, 0, 0, 0)
+    if padding == "same":
+        return conv_ops.same_padding(x_shape[2], kernel, stride) + conv_ops.same_padding(x_shape[3], kernel, stride)
+    return (padding,) * 4
+
+
+def _methods(kernel, stride):
+    return conv_ops.ALGORITHMS if (kernel, stride) == (3, 1) else (conv_ops.IM2COL,)
+
+
+@pytest.mark.parametrize("numba_on", [True, False], ids=["numba", "twins"])
+@pytest.mark.parametrize("x_shape,filters,kernel,stride,padding,bias", CASES)
+def test_every_algorithm_matches_the_loops_forward_and_backward(x_shape, filters, kernel, stride, padding,
+                                                                 bias, numba_on):
+    rng = np.random.default_rng(11)
+    x = rng.standard_normal(x_shape)
+    w = rng.standard_normal((filters, x_shape[1], kernel, kernel))
+    b = rng.standard_normal(filters) if bias else None
+    pads = _pads(x_shape, kernel, stride, padding)
+    expected = loop_conv2d(x, w, b, stride, pads)
+    dy = rng.standard_normal(expected.shape)
+    dx_ref, dw_ref, db_ref = loop_conv2d_grads(x, w, dy, stride, pads)
+    for method in _methods(kernel, stride):
+        with jit.use_numba(numba_on):
+            workspace = {}
+            y, saved = conv_ops.conv2d_forward(x, w, b, stride, pads, workspace, method)
+            dx, dw, db = conv_ops.conv2d_backward(dy, saved, w, x.shape, stride, pads, True, workspace)
+        np.testing.assert_allclose(y, expected, atol=1e-12, err_msg=method)
+        np.testing.assert_allclose(dx, dx_ref, atol=1e-12, err_msg=method)
+        np.testing.assert_allclose(dw, dw_ref, atol=1e-11, err_msg=method)
+        if bias:
+            np.testing.assert_allclose(db, db_ref, atol=1e-12, err_msg=method)
+        else:
+            assert db is None
+
+
+@pytest.mark.parametrize("method", conv_ops.ALGORITHMS)
+@pytest.mark.parametrize("settings,shape", [
+    ({"filters": 3, "kernel_size": 3, "padding": "same"}, (2, 5, 7)),
+    ({"filters": 1, "kernel_size": 3, "padding": 1, "bias": False}, (3, 4, 4)),
+    ({"filters": 2, "kernel_size": 3}, (1, 6, 5)),
+])
+def test_conv2d_gradients_by_each_algorithm(monkeypatch, method, settings, shape):
+    monkeypatch.setattr(conv_ops, "algorithm", lambda *args: method)
+    layer = create("Conv2D", settings)
+    check_layer(layer, [np.random.default_rng(12).standard_normal((2,) + shape)])
+    assert layer.algorithm == method
+
+
+def test_algorithm_rule():
+    def chosen(c, f, k=3, stride=1, n=8, size=8, dtype=np.float32):
+        return conv_ops.algorithm(np.zeros((n, c, size, size), dtype), (f, c, k, k), stride, (1, 1, 1, 1))
+    winograd_here = conv_ops.WINOGRAD if jit.available() else conv_ops.IM2COL
+    assert chosen(64, 64) == winograd_here
+    assert chosen(64, 64, k=5) == conv_ops.IM2COL
+    assert chosen(64, 64, stride=2) == conv_ops.IM2COL
+    assert chosen(1, 16) == conv_ops.IM2COL          # the first layer of an image model
+    assert chosen(64, 64, size=2) == conv_ops.IM2COL  # a 2x2 output: one tile for 4 pixels
+    with jit.use_numba(False):                      # the twins are the reference, not a fast path
+        assert chosen(64, 64) == conv_ops.IM2COL
+    layer = build(create("Conv2D", {"filters": 64, "padding": "same"}), (64, 8, 8), np.float32)
+    layer.forward([np.zeros((2, 64, 8, 8), np.float32)], False)
+    assert layer.algorithm == winograd_here
+    conv1d = build(create("Conv1D", {"filters": 64, "kernel_size": 3}), (9, 64), np.float32)
+    conv1d.forward([np.zeros((2, 9, 64), np.float32)], False)
+    assert conv1d.algorithm == conv_ops.IM2COL
+
+
+@pytest.mark.parametrize("size,stride,pads", [(6, 1, (1, 1, 1, 1)), (7, 2, (0, 1, 2, 0)), (9, 1, (0, 0, 0, 0))])
+def test_im2col_copies_in_parts_are_the_whole(size, stride, pads):
+    # compute.ops.threads cuts the images into parts; the parts must write what one call
+    # writes, for im2col, col2im (its assigned first tap, its batch-innermost adds for maps
+    # of 8 or fewer columns) and the reorder alike.
+    rng = np.random.default_rng(15)
+    n = 12
+    x = rng.standard_normal((n, 2, size, size))
+    top, bottom, left, right = pads
+    ho, wo = conv_ops.output_size(size, 3, stride, top, bottom), conv_ops.output_size(size, 3, stride, left, right)
+    rows, cols = im2col.tap_ranges(3, ho, size, top, stride), im2col.tap_ranges(3, wo, size, left, stride)
+    d_col = rng.standard_normal((2, 3, 3, n, ho, wo))
+    padded = np.empty((2, n, size + top + bottom, size + left + right))
+    results = []
+    for ranges in ([(0, n)], [(0, 5), (5, n)]):
+        col, dx, swapped = np.zeros((2, 3, 3, n, ho, wo)), np.empty_like(x), np.empty((n, 2, size * size))
+        for first, last in ranges:
+            im2col.im2col_into(x, stride, top, left, rows, cols, col, first, last)
+            im2col.col2im_into(d_col, stride, pads, padded, dx, first, last)
+            im2col.swap_leading(x.reshape(n, 2, -1).transpose(1, 0, 2), swapped, first, last)
+        results.append((col, dx, swapped))
+    for whole, parts in zip(*results):
+        np.testing.assert_array_equal(parts, whole)
+    np.testing.assert_array_equal(results[0][2], x.reshape(n, 2, -1))
+    # col2im is im2col's adjoint: <im2col(x), c> == <x, col2im(c)>.
+    np.testing.assert_allclose((results[0][0] * d_col).sum(), (x * results[0][1]).sum())
+
+
+@pytest.mark.parametrize("method", conv_ops.ALGORITHMS)
+def test_a_new_geometry_with_the_same_buffers_starts_from_clean_padding(method):
+    # 8x8 'valid' and 6x6 padded by 1 share the column matrix's shape, all three the Winograd
+    # buffers' shapes; none may see an earlier call's pixels where its padding is.
+    rng = np.random.default_rng(14)
+    w = rng.standard_normal((3, 2, 3, 3))
+    workspace = {}
+    for size, pads in ((8, (0, 0, 0, 0)), (6, (1, 1, 1, 1)), (7, (1, 1, 1, 1))):
+        x = rng.standard_normal((2, 2, size, size))
+        y, _ = conv_ops.conv2d_forward(x, w, None, 1, pads, workspace, method)
+        np.testing.assert_allclose(y, loop_conv2d(x, w, None, 1, pads), atol=1e-12)

@@ -4,7 +4,9 @@ import pytest
 
 from gradcheck import check_layer
 
+from gatescope.compute import jit
 from gatescope.compute.layers import ShapeError, create
+from gatescope.compute.ops import pooling as pool_ops
 
 
 def loop_pool2d(x, size, stride, reduce):
@@ -17,12 +19,14 @@ def loop_pool2d(x, size, stride, reduce):
     return y
 
 
+@pytest.mark.parametrize("numba_on", [True, False], ids=["numba", "twins"])
 @pytest.mark.parametrize("kind,reduce", [("MaxPool2D", np.max), ("AvgPool2D", np.mean)])
 @pytest.mark.parametrize("size,stride", [(2, 0), (3, 2), (2, 1), (3, 3)])
-def test_pool2d_forward_matches_loops(kind, reduce, size, stride):
+def test_pool2d_forward_matches_loops(kind, reduce, size, stride, numba_on):
     x = np.random.default_rng(0).standard_normal((2, 3, 7, 8))
     layer = create(kind, {"size": size, "stride": stride})
-    y = layer.forward([x], True)
+    with jit.use_numba(numba_on):
+        y = layer.forward([x], True)
     np.testing.assert_allclose(y, loop_pool2d(x, size, stride or size, reduce))
     assert y.shape[1:] == layer.output_shape([(3, 7, 8)])
 
@@ -48,11 +52,13 @@ def test_overlapping_max_windows_add_their_gradients():
     assert dx[0, 0, 1, 1] == 4 and dx.sum() == 4
 
 
+@pytest.mark.parametrize("numba_on", [True, False], ids=["numba", "twins"])
 @pytest.mark.parametrize("kind", ["MaxPool2D", "AvgPool2D"])
-def test_pool2d_gradients(kind):
+def test_pool2d_gradients(kind, numba_on):
     x = np.random.default_rng(1).standard_normal((2, 2, 5, 5))  # distinct values: max is differentiable
-    check_layer(create(kind, {"size": 2, "stride": 0}), [x])
-    check_layer(create(kind, {"size": 3, "stride": 1}), [x])
+    with jit.use_numba(numba_on):
+        check_layer(create(kind, {"size": 2, "stride": 0}), [x])
+        check_layer(create(kind, {"size": 3, "stride": 1}), [x])
 
 
 @pytest.mark.parametrize("kind,reduce", [("MaxPool1D", np.max), ("AvgPool1D", np.mean)])
@@ -88,3 +94,31 @@ def test_pool_errors_and_no_parameters():
         create("MaxPool1D").output_shape([(1, 8, 8)])
     assert create("MaxPool2D").param_count([(4, 8, 8)]) == 0
     assert create("MaxPool2D").param_formula([(4, 8, 8)]) == "no parameters"
+
+
+@pytest.mark.skipif(not jit.available(), reason="numba is not installed here")
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("shape,window,strides", [((6, 7, 8), (2, 2), (2, 2)), ((3, 9, 9), (3, 3), (2, 1)),
+                                                  ((4, 7, 3), (3, 1), (2, 1))])
+def test_pool_kernels_match_their_twins(dtype, shape, window, strides):
+    rng = np.random.default_rng(4)
+    planes = rng.integers(-3, 4, shape).astype(dtype)       # many ties: the first maximum must win
+    (kh, kw), (sy, sx) = window, strides
+    out_shape = (shape[0], (shape[1] - kh) // sy + 1, (shape[2] - kw) // sx + 1)
+    grad = rng.standard_normal(out_shape).astype(dtype)
+    results = []
+    halves = ((0, shape[0] // 2), (shape[0] // 2, shape[0]))
+    for run, ranges in ((lambda k: k, [(0, shape[0])]), (lambda k: k.twin, [(0, shape[0])]), (lambda k: k, halves)):
+        best, where = np.empty(out_shape, dtype), np.empty(out_shape, np.int32)
+        max_dx, mean, avg_dx = np.empty(shape, dtype), np.empty(out_shape, dtype), np.empty(shape, dtype)
+        for part in ranges:     # parts of a call write what the whole call writes
+            run(pool_ops.max_forward)(planes, kh, kw, sy, sx, best, where, *part)
+            run(pool_ops.max_backward)(grad, where, kh, kw, sy, sx, max_dx, *part)
+            run(pool_ops.avg_forward)(planes, kh, kw, sy, sx, mean, *part)
+            run(pool_ops.avg_backward)(grad, kh, kw, sy, sx, avg_dx, *part)
+        results.append((best, where, max_dx, mean, avg_dx))
+    for got, twin, in_parts in zip(*results):
+        np.testing.assert_allclose(got, twin, rtol=1e-6, atol=1e-6)
+        np.testing.assert_array_equal(in_parts, got)
+    assert all(k.compiled for k in (pool_ops.max_forward, pool_ops.max_backward, pool_ops.avg_forward,
+                                    pool_ops.avg_backward))

@@ -135,3 +135,13 @@ def test_bench_reports_ours_beside_the_bare_gemms(capsys, monkeypatch):
     assert "recurrent" not in summary["groups"]               # one recurrent group: no family line
     assert main(["bench", "--only", "lstmm"]) == 1
     assert "no benchmark group lstmm" in capsys.readouterr().err
+
+
+def test_bench_prints_the_algorithm_of_each_conv_row(capsys, monkeypatch):
+    from gatescope.compute.bench import conv as bench_conv
+    monkeypatch.setenv("GATESCOPE_DEVICE", "cpu")
+    monkeypatch.setattr(bench_conv, "CPU_SHAPES", (("9x9x2->3 5x5 N=2", 2, 9, 3, 5, 2, 1, 2),))
+    assert main(["bench", "--quick", "--only", "conv2d"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[1].split()[-1] == "algorithm"
+    assert [line.split()[-1] for line in lines if line.startswith("conv2d ")] == ["im2col", "im2col"]
