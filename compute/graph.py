@@ -66,7 +66,7 @@ class GraphSpec:
 
     def to_dict(self) -> dict:
         return {
-            "blocks": [{"id": b.id, "type": b.type, "settings": _jsonable(b.settings)} for b in self.blocks],
+            "blocks": [{"id": b.id, "type": b.type, "settings": jsonable(b.settings)} for b in self.blocks],
             "wires": [{"src": w.src, "dst": w.dst, "port": w.port} for w in self.wires],
         }
 
@@ -83,7 +83,8 @@ class GraphSpec:
         return spec
 
 
-def _jsonable(settings: dict) -> dict:
+def jsonable(settings: dict) -> dict:
+    """A block's settings as JSON holds them (tuples, such as a shape, as lists)."""
     return {k: list(v) if isinstance(v, tuple) else v for k, v in settings.items()}
 
 

@@ -18,13 +18,18 @@ runs the twins everywhere, which is how the tests hold each kernel to its twin.
 
 numba's on-disk cache goes to the user's cache directory (``compute.userdirs``), so it works
 when the installed package's folder is read-only; ``NUMBA_CACHE_DIR`` set by the person wins.
+The folder is named by a digest of the kernels' sources (``compute/kernels/*.py`` and this
+file): numba checks a cached kernel against its own file only, so a changed helper in another
+file (the tanh of ``kernels/common.py``) would otherwise load stale machine code.
 """
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import logging
 import os
 import threading
+from pathlib import Path
 from typing import Callable, Iterator
 
 from gatescope.compute.userdirs import user_cache_dir
@@ -33,7 +38,17 @@ log = logging.getLogger(__name__)
 
 OPTIONS = dict(fastmath=True, error_model="numpy", cache=True, nogil=True)
 
-os.environ.setdefault("NUMBA_CACHE_DIR", str(user_cache_dir("numba")))
+
+def _sources_digest() -> str:
+    """A digest of the files that define kernels and their helpers (see the module)."""
+    here = Path(__file__).resolve()
+    digest = hashlib.sha256()
+    for path in sorted((here.parent / "kernels").glob("*.py")) + [here]:
+        digest.update(path.name.encode() + b"\0" + path.read_bytes())
+    return digest.hexdigest()[:16]
+
+
+os.environ.setdefault("NUMBA_CACHE_DIR", str(user_cache_dir("numba", _sources_digest())))
 try:
     import numba
     from numba.core.errors import NumbaError
@@ -112,6 +127,15 @@ class Kernel:
     def signatures(self) -> list:
         """The argument types compiled so far (empty before the first call)."""
         return list(self._compiled.signatures) if self._compiled is not None else []
+
+
+def device(function: Callable) -> Callable:
+    """Decorator for a helper the kernels call (a tanh, a sigmoid): compiled inline into each
+    kernel that calls it (numba's ``inline="always"``, so the vectoriser sees through it);
+    without numba it stays the Python function, which only compiled kernels would call."""
+    if numba is None:
+        return function
+    return numba.njit(inline="always", **OPTIONS)(function)
 
 
 def kernel(twin: Callable, **options) -> Callable[[Callable], Kernel]:

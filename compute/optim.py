@@ -5,8 +5,9 @@ An optimizer updates a model's trainable parameters in place from their gradient
 (momentum buffers, Adam moments, the step count) round-trips through ``state_dict`` so that a
 saved and reopened project resumes exactly where it stopped.
 
-On CuPy arrays (or with a host kernel backend installed) each parameter's update is one fused
-kernel of ``compute.kernels`` (``sgd_update``, ``adam_update``), in place, with the same math.
+Each parameter's update is one call of the kernel contract (``compute.kernels.sgd_update``,
+``adam_update``), in place: a fused CUDA kernel on a GPU, one numba pass on the CPU, the NumPy
+twin for float64 parameters or without numba.
 """
 from __future__ import annotations
 
@@ -17,7 +18,6 @@ import numpy as np
 
 from gatescope.compute import kernels
 from gatescope.compute.backend import get_array_module, to_numpy
-from gatescope.compute.ops.dispatch import kernel_path
 
 OPTIMIZERS = ("sgd", "adam", "adamw")
 SCHEDULES = ("constant", "step", "cosine")
@@ -119,19 +119,8 @@ class SGD(Optimizer):
         self.momentum, self.nesterov = momentum, nesterov
 
     def update(self, p, g, state, lr):
-        if kernel_path(p, g):
-            kernels.sgd_update(p, g, state["velocity"] if self.momentum else None, lr, self.momentum,
-                               self.nesterov, self.weight_decay)
-            return
-        if self.weight_decay:
-            g = g + self.weight_decay * p
-        if self.momentum == 0:
-            p -= lr * g
-            return
-        v = state["velocity"]
-        v *= self.momentum
-        v += g
-        p -= lr * (g + self.momentum * v) if self.nesterov else lr * v
+        kernels.sgd_update(p, g, state["velocity"] if self.momentum else None, lr, self.momentum,
+                           self.nesterov, self.weight_decay)
 
 
 class Adam(Optimizer):
@@ -147,23 +136,8 @@ class Adam(Optimizer):
 
     def update(self, p, g, state, lr):
         t = self.step_count
-        if kernel_path(p, g):
-            kernels.adam_update(p, g, state["m"], state["v"], lr, self.beta1, self.beta2, self.eps,
-                                self.weight_decay, 1 - self.beta1 ** t, 1 - self.beta2 ** t,
-                                self.decoupled)
-            return
-        if self.weight_decay and not self.decoupled:
-            g = g + self.weight_decay * p
-        m, v = state["m"], state["v"]
-        m *= self.beta1
-        m += (1 - self.beta1) * g
-        v *= self.beta2
-        v += (1 - self.beta2) * (g * g)
-        if self.weight_decay and self.decoupled:
-            p -= lr * self.weight_decay * p
-        xp = get_array_module(p)
-        # p -= lr * m_hat / (sqrt(v_hat) + eps), with m_hat = m / (1 - beta1^t), v_hat likewise
-        p -= (lr / (1 - self.beta1 ** t)) * m / (xp.sqrt(v / (1 - self.beta2 ** t)) + self.eps)
+        kernels.adam_update(p, g, state["m"], state["v"], lr, self.beta1, self.beta2, self.eps,
+                            self.weight_decay, 1 - self.beta1 ** t, 1 - self.beta2 ** t, self.decoupled)
 
 
 def make_optimizer(name: str, params, momentum: float = 0.9, nesterov: bool = False,

@@ -22,7 +22,7 @@ from gatescope.compute.augment import active as augmentation_active
 from gatescope.compute.augment import applies_to, augment_batch
 from gatescope.compute.augment import check_settings as check_augmentation
 from gatescope.compute.backend import to_numpy
-from gatescope.compute.datasets import Dataset, DataError, split_indices
+from gatescope.compute.datasets import Dataset, DataError, Split, split_indices
 from gatescope.compute.datasets.checks import MAX_SEED
 from gatescope.compute.graph import Model
 from gatescope.compute.optim import OPTIMIZERS, SCHEDULES, clip_by_global_norm, global_norm, learning_rate, make_optimizer
@@ -149,6 +149,14 @@ def fit_problem(dataset: Dataset, input_shape: tuple[int, ...], task: str | None
     return None
 
 
+def dataset_split(dataset: Dataset, val_fraction: float, test_fraction: float, seed: int) -> Split:
+    """The train / validation / test split a training of ``dataset`` uses: a seeded shuffle of
+    its samples (``split_indices``); a dataset with a test set of its own (``x_test``) gives
+    none of its training samples to testing. The one home of that rule: the trainer, the
+    window's confusion matrix and data summary, and the inside panels' probe pool use it."""
+    return split_indices(len(dataset.x), val_fraction, 0.0 if dataset.x_test is not None else test_fraction, seed)
+
+
 @dataclass
 class Event:
     """One thing that happened: ``kind`` is start, step, epoch, finished, stopped or failed."""
@@ -261,8 +269,7 @@ class Trainer:
         self.device_name = device_name
         self.probe_interval_s = 0.2
         self._check_fit()
-        self.split = split_indices(len(dataset.x), settings.val_fraction,
-                                   0.0 if dataset.x_test is not None else settings.test_fraction, settings.seed)
+        self.split = dataset_split(dataset, settings.val_fraction, settings.test_fraction, settings.seed)
         self.optimizer = make_optimizer(settings.optimizer, model.parameters(), settings.momentum,
                                         settings.nesterov, settings.weight_decay)
         if self.state.optimizer:

@@ -28,10 +28,10 @@ from PySide6.QtGui import QAction, QActionGroup, QKeySequence
 from PySide6.QtWidgets import QApplication, QFrame, QLabel, QMainWindow, QMenu, QScrollArea, QToolBar, QWidget
 
 from gatescope.compute.backend import DeviceError, select_device
-from gatescope.compute.datasets import Dataset, DataError, split_indices
+from gatescope.compute.datasets import Dataset, DataError
 from gatescope.compute.datasets.files import LOADER_OPTIONS, detect_format
 from gatescope.compute.graph import Model
-from gatescope.compute.train import TrainSettings, fit_problem
+from gatescope.compute.train import TrainSettings, dataset_split, fit_problem
 from gatescope.studio import __version__, palette_data
 from gatescope.studio import help as help_pages
 from gatescope.studio.data_control import DataController, describe_source
@@ -711,8 +711,7 @@ class MainWindow(QMainWindow):
     def _on_dataset_loaded(self, dataset: Dataset, ref: dict, from_project: bool) -> None:
         settings = self.project.training
         try:
-            split = split_indices(len(dataset.x), settings.val_fraction,
-                                  0.0 if dataset.x_test is not None else settings.test_fraction, settings.seed)
+            split = dataset_split(dataset, settings.val_fraction, settings.test_fraction, settings.seed)
         except DataError as exc:
             self.data_panel.show_error(str(exc))
             return
@@ -749,8 +748,7 @@ class MainWindow(QMainWindow):
         if dataset is None:
             return None
         try:
-            return split_indices(len(dataset.x), s.val_fraction,
-                                 0.0 if dataset.x_test is not None else s.test_fraction, s.seed).val
+            return dataset_split(dataset, s.val_fraction, s.test_fraction, s.seed).val
         except DataError:
             return None
 

@@ -18,8 +18,8 @@ from dataclasses import replace
 
 from PySide6.QtCore import QObject, Signal
 
-from gatescope.compute.datasets import Dataset, DataError, load, split_indices
-from gatescope.compute.train import evaluate
+from gatescope.compute.datasets import Dataset, DataError, load
+from gatescope.compute.train import dataset_split, evaluate
 from gatescope.studio.project import Project
 from gatescope.studio.worker import Worker
 
@@ -41,8 +41,7 @@ def _saved_metrics(project: Project, dataset: Dataset):
     ``project``'s saved weights on ``dataset``."""
     model = project.build_model()
     s = project.training
-    split = split_indices(len(dataset.x), s.val_fraction,
-                          0.0 if dataset.x_test is not None else s.test_fraction, s.seed)
+    split = dataset_split(dataset, s.val_fraction, s.test_fraction, s.seed)
     return evaluate(model, dataset.x[split.val], dataset.y[split.val])
 
 

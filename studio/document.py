@@ -21,7 +21,7 @@ from PySide6.QtCore import QObject, Signal
 from PySide6.QtGui import QUndoCommand, QUndoStack
 
 from gatescope.compute import layers as layer_registry
-from gatescope.compute.graph import Analysis, Block, GraphError, GraphSpec, Model, Wire, analyse
+from gatescope.compute.graph import Analysis, Block, GraphError, GraphSpec, Model, Wire, analyse, jsonable
 from gatescope.studio.layout import layered_positions
 from gatescope.studio.palette_data import default_settings
 from gatescope.studio.project import Project, save_project
@@ -259,7 +259,7 @@ class Document(QObject):
             return ""
         graph = self.project.graph
         blocks = [{"id": bid, "type": graph.block(bid).type,
-                   "settings": _jsonable(graph.block(bid).settings),
+                   "settings": jsonable(graph.block(bid).settings),
                    "position": list(self.project.positions.get(bid, (0.0, 0.0)))} for bid in ids]
         wires = [{"src": w.src, "dst": w.dst, "port": w.port} for w in graph.wires
                  if w.src in ids and w.dst in ids]
@@ -291,7 +291,3 @@ class Document(QObject):
             return []
         self._push(f"Paste {len(renamed)} block{'s' if len(renamed) != 1 else ''}", graph, positions)
         return list(renamed.values())
-
-
-def _jsonable(settings: dict) -> dict:
-    return {k: list(v) if isinstance(v, tuple) else v for k, v in settings.items()}

@@ -38,6 +38,8 @@ from typing import Any, Callable
 
 import numpy as np
 
+from gatescope.compute.layers.heads import class_names
+from gatescope.compute.layers.recurrent import pinned_gates
 from gatescope.studio.atomic import write_atomically
 
 OPSET = 17
@@ -296,11 +298,6 @@ def _regress(g: _Graph, b: _Block, xs: list[str]) -> str:
 
 
 # ============================================================================ recurrent blocks
-def _pinned_gates(b: _Block) -> dict[str, float]:
-    """Gate name -> the constant it is pinned to, for every gate override that is not ``learned``."""
-    return {k[len("pin_"):]: float(v) for k, v in b.settings.items() if k.startswith("pin_") and v != "learned"}
-
-
 def _directions(b: _Block) -> tuple[str, ...]:
     """Parameter-name suffixes of the block's directions: forward, then backward if bidirectional."""
     return ("", "_rev") if b.settings["bidirectional"] else ("",)
@@ -333,7 +330,7 @@ def _emit_recurrent(g: _Graph, b: _Block, xs: list[str]) -> str:
     """
     if b.type == "ConvLSTM2D":
         return _unrolled(g, b, xs[0], conv=True)
-    native = (not g.unroll_recurrent and not _pinned_gates(b)
+    native = (not g.unroll_recurrent and not pinned_gates(b.settings)
               and not (b.type == "LSTM" and b.settings["variant"] == "coupled"))
     if native:
         return _native_recurrent(g, b, xs[0])
@@ -425,7 +422,7 @@ class _Cell:
         self.g, self.b, self.sfx = g, b, sfx
         self.base = f"{b.id}{sfx}"
         self.units = _units(b)
-        self.pins = _pinned_gates(b)
+        self.pins = pinned_gates(b.settings)
         self._consts: dict[str, str] = {}
         self.projected = self.project(x)  # x_t W + b for every step at once, (N, T, G, ...)
 
@@ -638,10 +635,6 @@ def _import_onnx():
     return onnx, helper, numpy_helper, TensorProto
 
 
-def _class_names(text: str) -> list[str]:
-    return [n.strip() for n in text.split(",") if n.strip()]
-
-
 def build_onnx(project, unroll_recurrent: bool = False) -> tuple[Any, dict]:
     """The ONNX ``ModelProto`` of ``project`` and the summary ``export_project`` returns.
 
@@ -715,7 +708,7 @@ def build_onnx(project, unroll_recurrent: bool = False) -> tuple[Any, dict]:
                   "normalize": input_settings["normalize"], "clip_stride": input_settings["clip_stride"]},
         "output": {"name": OUTPUT_NAME,
                    "meaning": "class probabilities" if model.task == "classification" else "values"},
-        "class_names": _class_names(head.settings.get("class_names", "")) if model.task == "classification" else [],
+        "class_names": class_names(head.settings.get("class_names", "")) if model.task == "classification" else [],
     }
     helper.set_model_props(onnx_model, {METADATA_KEY: json.dumps(metadata)})
     try:

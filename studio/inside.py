@@ -36,9 +36,10 @@ from gatescope.compute.backend import to_numpy
 from gatescope.compute.datasets import Dataset, DataError
 from gatescope.compute.generate import generate
 from gatescope.compute.graph import GraphSpec, Model
+from gatescope.compute.layers import REGISTRY
+from gatescope.compute.layers.recurrent import pinned_gates
 from gatescope.compute.train import collect_probes
-from gatescope.studio.inside_math import (describe_input, gate_health, health_findings, label_text, pinned_gates,
-                                          pinned_notes,
+from gatescope.studio.inside_math import (describe_input, gate_health, health_findings, label_text, pinned_notes,
                                 probe_pool, sample_probe, unwrap_probes)
 from gatescope.studio.project import Project
 from gatescope.studio.wording import plural
@@ -56,14 +57,18 @@ from gatescope.widgets.inside.gradients import EMPTY as GRADIENTS_EMPTY
 from gatescope.widgets.inside.gradients import GradientsPanel
 from gatescope.widgets.inside.text_generation import TextGenerationPanel
 
-RECURRENT_TYPES = ("SimpleRNN", "LSTM", "GRU", "ConvLSTM2D")
-CONV_TYPES = ("Conv1D", "Conv2D")
+RECURRENT, CONVOLUTION = "Recurrent", "Convolution"   # the block categories the panels follow
 SYNC_LIMIT_S = 0.02          # a probe run quicker than this may run on the GUI thread
 TRAINING_PROBE_SAMPLES = 8   # batch samples the trainer records for the gate health
 LIVE_BUDGET = 0.05           # share of the time live refreshes may spend while training
 BACKWARD_KEY = "::backward"  # a bidirectional block's backward direction in the gates panel's list
 WAITING_FOR_DATASET = ("The probe sample comes from the project's dataset, which is loading "
                        "(the Data panel says when it is ready, or why it cannot be read).")
+
+
+def category_of(type_name: str | None) -> str | None:
+    """A block type's category in the registry (``Recurrent``, ``Convolution``, ...)."""
+    return getattr(REGISTRY.get(type_name), "category", None)
 
 
 def is_recurrent(layer) -> bool:
@@ -233,9 +238,9 @@ class InsideController(QObject):
         types = {b.id: b.type for b in self.project.graph.blocks}
         changed = False
         for bid in block_ids or []:
-            if types.get(bid) in RECURRENT_TYPES and bid != self.recurrent_block:
+            if category_of(types.get(bid)) == RECURRENT and bid != self.recurrent_block:
                 self.recurrent_block, self.recurrent_direction, changed = bid, "", True
-            elif types.get(bid) in CONV_TYPES and bid != self.conv_block:
+            elif category_of(types.get(bid)) == CONVOLUTION and bid != self.conv_block:
                 self.conv_block, changed = bid, True
         if changed:
             if self.last_result is not None:
@@ -454,7 +459,7 @@ class InsideController(QObject):
                                          "probes": unwrap_probes(probes.get(bid, {}))}
                 layer.probe = None
             for bid, layer in model.layers.items():
-                if model.spec.block(bid).type in CONV_TYPES and "W" in layer.params:
+                if layer.category == CONVOLUTION and "W" in layer.params:
                     maps = model.output_of(bid) if bid in model._outputs else None
                     result.conv[bid] = (to_numpy(layer.params["W"]).copy(),
                                         None if maps is None else to_numpy(maps)[0].copy())
@@ -540,7 +545,7 @@ class InsideController(QObject):
             bidirectional = (" (backward direction: it reads the sequence from the last step to the first)"
                              if self.recurrent_direction else " (forward direction)")
         if view.gates:
-            notes = {name: f"pinned to {value} by an override" for name, value in pins.items() if name in view.gates}
+            notes = {name: f"pinned to {value:g} by an override" for name, value in pins.items() if name in view.gates}
             self.gates.set_gates(view.gates, family, sequence, f"{self.recurrent_block}{bidirectional}: {caption}",
                                  notes)
         else:
@@ -610,7 +615,7 @@ class InsideController(QObject):
                 where = (f"{samples} samples of the training batch at step {(self._training_step or 0) + 1}"
                          if from_training else f"test sample #{self.sample}")
                 if pins:
-                    where += "; pinned: " + ", ".join(f"{gate_label(g, family_of(types.get(bid, '')))} = {v}"
+                    where += "; pinned: " + ", ".join(f"{gate_label(g, family_of(types.get(bid, '')))} = {v:g}"
                                                       for g, v in pins.items())
                 direction = (" (backward direction)" if self.recurrent_direction else " (forward direction)") \
                     if backward else ""
@@ -643,11 +648,11 @@ class InsideController(QObject):
             self.recurrent_block = self.conv_block = None
             return
         ids = {b.id: b.type for b in self.project.graph.blocks}
-        if ids.get(self.recurrent_block) not in RECURRENT_TYPES:
-            self.recurrent_block = next((b for b, t in ids.items() if t in RECURRENT_TYPES), None)
+        if category_of(ids.get(self.recurrent_block)) != RECURRENT:
+            self.recurrent_block = next((b for b, t in ids.items() if category_of(t) == RECURRENT), None)
             self.recurrent_direction = ""
-        if ids.get(self.conv_block) not in CONV_TYPES:
-            self.conv_block = next((b for b, t in ids.items() if t in CONV_TYPES), None)
+        if category_of(ids.get(self.conv_block)) != CONVOLUTION:
+            self.conv_block = next((b for b, t in ids.items() if category_of(t) == CONVOLUTION), None)
 
     def _on_block_chosen(self, key: str) -> None:
         """A choice in the gates panel's list: a block, or one direction of a bidirectional one."""

@@ -12,7 +12,8 @@ from typing import Any
 
 import numpy as np
 
-from gatescope.compute.datasets import Dataset, split_indices
+from gatescope.compute.datasets import Dataset
+from gatescope.compute.train import dataset_split
 
 SATURATED_LOW = 0.05
 SATURATED_HIGH = 0.95
@@ -100,10 +101,11 @@ def gate_health(probe_data: dict[str, Any], direction: str = "", low: float = SA
     return health
 
 
-def health_findings(health: dict[str, dict[str, float]], pinned: dict[str, str] | None = None,
+def health_findings(health: dict[str, dict[str, float]], pinned: dict[str, float] | None = None,
                     saturated_flag: float = SATURATED_FLAG, frozen_flag: float = FROZEN_FLAG) -> list[str]:
-    """Sentences about gates that are stuck; gates pinned by an override (name -> "0"/"1") are
-    left out, since they are constant on purpose."""
+    """Sentences about gates that are stuck; gates pinned by an override (name -> constant, as
+    ``compute.layers.recurrent.pinned_gates`` reads them) are left out, since they are constant
+    on purpose."""
     pinned = pinned or {}
     findings = []
     for name, stats in health.items():
@@ -121,19 +123,13 @@ def health_findings(health: dict[str, dict[str, float]], pinned: dict[str, str] 
     return findings
 
 
-def pinned_notes(health: dict[str, dict[str, float]], pinned: dict[str, str]) -> list[str]:
-    """For each gate in ``health`` that an override pins (name -> "0"/"1"): a sentence saying so.
-    A pinned gate is constant on purpose: its bars show it frozen, and that is the pin, not a
-    stuck gate."""
-    return [f"{GATE_WORDS.get(name, name)} is pinned to {value} by an override, so it is constant on purpose "
+def pinned_notes(health: dict[str, dict[str, float]], pinned: dict[str, float]) -> list[str]:
+    """For each gate in ``health`` that an override pins (name -> constant, as
+    ``compute.layers.recurrent.pinned_gates`` reads them): a sentence saying so. A pinned gate
+    is constant on purpose: its bars show it frozen, and that is the pin, not a stuck gate."""
+    return [f"{GATE_WORDS.get(name, name)} is pinned to {value:g} by an override, so it is constant on purpose "
             "(its units show as never moving); unpin it in the inspector to let it learn"
             for name, value in pinned.items() if name in health]
-
-
-def pinned_gates(settings: dict[str, Any]) -> dict[str, str]:
-    """Gate name -> "0" or "1" for every gate a block's settings pin (``pin_forget`` = "1", ...)."""
-    return {key[4:]: str(value) for key, value in settings.items()
-            if key.startswith("pin_") and str(value) != "learned"}
 
 
 def describe_input(x: np.ndarray, vocab: list[str] | None = None) -> tuple[str, Any, str] | None:
@@ -160,7 +156,7 @@ def probe_pool(dataset: Dataset, val_fraction: float, test_fraction: float, seed
     """The test samples ``(x, y)`` of ``dataset``, split exactly as ``compute.train.Trainer`` splits it."""
     if dataset.x_test is not None:
         return dataset.x_test, dataset.y_test
-    split = split_indices(len(dataset.x), val_fraction, test_fraction, seed)
+    split = dataset_split(dataset, val_fraction, test_fraction, seed)
     if len(split.test):
         return dataset.x[split.test], dataset.y[split.test]
     return dataset.x[split.val if len(split.val) else split.train], dataset.y[split.val if len(split.val) else split.train]

@@ -66,13 +66,13 @@ class NewFromData(QObject):
     @staticmethod
     def _view(dataset: Dataset):
         """The data panel's view, with the split the new project's settings will make."""
-        from gatescope.compute.datasets import split_indices
+        from gatescope.compute.train import dataset_split
         from gatescope.studio.palette_data import dataset_view
         settings = templates.training_settings(dataset, templates.choose(dataset)) \
             if templates.templates_for(templates.data_kind(dataset.sample_shape)) else None
         if settings is None:
             return dataset_view(dataset, len(dataset.x), 0, 0)
-        split = split_indices(len(dataset.x), settings.val_fraction, settings.test_fraction, settings.seed)
+        split = dataset_split(dataset, settings.val_fraction, settings.test_fraction, settings.seed)
         n_test = len(dataset.x_test) if dataset.x_test is not None else len(split.test)
         return dataset_view(dataset, len(split.train), len(split.val), n_test)
 

@@ -27,10 +27,10 @@ def select_for_view(window, view: str) -> None:
     (else the first convolution block)."""
     if view != "inside" or window.inside is None:
         return
-    from gatescope.studio.inside import CONV_TYPES, RECURRENT_TYPES
+    from gatescope.studio.inside import CONVOLUTION, RECURRENT, category_of
     blocks = window.project.graph.blocks
-    target = next((b.id for b in blocks if b.type in RECURRENT_TYPES), None) or \
-        next((b.id for b in blocks if b.type in CONV_TYPES), None)
+    target = next((b.id for b in blocks if category_of(b.type) == RECURRENT), None) or \
+        next((b.id for b in blocks if category_of(b.type) == CONVOLUTION), None)
     if target is not None:
         window.canvas.select([target])
 

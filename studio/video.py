@@ -45,6 +45,7 @@ from PySide6.QtCore import QObject, QTimer, Signal
 
 from gatescope.compute.datasets import DataError
 from gatescope.compute.datasets.video import VIDEO_SUFFIXES, clip_geometry, opencv, prepare_frame, to_uint8
+from gatescope.compute.layers.heads import class_names
 from gatescope.studio.worker import Worker
 
 log = logging.getLogger(__name__)
@@ -384,9 +385,7 @@ class ClipFormat:
 def class_names_of(model, n_classes: int) -> list[str]:
     """The class names a model's Classify block lists, else ``class 0``, ``class 1``, ..."""
     head = getattr(model, "head", None)
-    text = getattr(head, "settings", {}).get("class_names", "") if head is not None else ""
-    names = [n.strip() for n in str(text).split(",") if n.strip()]
-    return names if len(names) == n_classes else [f"class {i}" for i in range(n_classes)]
+    return class_names(getattr(head, "settings", {}).get("class_names", "") if head is not None else "", n_classes)
 
 
 @dataclass

@@ -23,12 +23,7 @@ import numpy as np
 
 from gatescope.compute.datasets import DataError
 from gatescope.compute.datasets.video import clip_geometry, normalize_pixels, read_video_frames, windows_of
-
-
-def _class_names(model, n_classes: int) -> list[str]:
-    text = str(model.head.settings.get("class_names", ""))
-    names = [n.strip() for n in text.split(",") if n.strip()]
-    return names if len(names) == n_classes else [f"class {i}" for i in range(n_classes)]
+from gatescope.compute.layers.heads import class_names
 
 
 def predict_video(project, model, path: str, as_json: bool = False, batch_size: int = 32) -> int:
@@ -47,7 +42,7 @@ def predict_video(project, model, path: str, as_json: bool = False, batch_size: 
     settings = model.layers[model.input_id].settings
     normalize, stride = settings.get("normalize", "none"), int(settings.get("clip_stride", 1))
     n_classes = int(model.analysis.info[model.head_id].out_shape[-1])
-    names = _class_names(model, n_classes)
+    names = class_names(model.head.settings.get("class_names", ""), n_classes)
 
     predictions: list[dict] = []
     out = sys.stdout

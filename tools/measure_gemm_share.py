@@ -10,8 +10,8 @@ forward+backward, in one run:
 - ``rest``: the same layer with every matrix product replaced by nothing (the products'
   outputs keep whatever they held), so what is left is the gate math, the bias and copy passes
   and the Python of the step loop;
-- ``cell``: the step's gate math alone, per timestep: the layer's own ``compute.ops`` cell
-  function(s) (forward, and backward for forward+backward) called on one step's arrays again
+- ``cell``: the step's gate math alone, per timestep: the layer's kernel call(s) of
+  ``compute.kernels`` (forward, and backward for forward+backward) on one step's arrays again
   and again, so with every operand in cache: the least the step loop can cost as written;
 - ``budget``: what the goal ``ours / GEMM <= 1.3`` leaves per timestep for everything that is
   not a product (0.3 x GEMM / T).
@@ -36,109 +36,73 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
-from types import SimpleNamespace
 
 import numpy as np
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-import gatescope.compute.layers.recurrent as recurrent_module  # noqa: E402
+from gatescope.compute import kernels  # noqa: E402
 from gatescope.compute.bench import geometric_mean, median_time  # noqa: E402
 from gatescope.compute.bench.conv import CPU_SHAPES as CONV_SHAPES  # noqa: E402
 from gatescope.compute.bench.recurrent import BLOCKS, CPU_SHAPES, _gemms  # noqa: E402
 from gatescope.compute.layers import create  # noqa: E402
 from gatescope.compute.ops import conv as conv_ops  # noqa: E402
-from gatescope.compute.ops import recurrent as ops  # noqa: E402
 
 
-class _NoMatmul:
-    """``numpy`` with ``matmul`` doing nothing (the GRU's step loops call ``xp.matmul``)."""
-
-    def __getattr__(self, name):
-        return getattr(np, name)
-
-    __name__ = "numpy"
-
-    @staticmethod
-    def matmul(a, b, out=None):
-        return out
-
-    @staticmethod
-    def empty_like(a, *args, **kwargs):   # what a skipped product would have filled: finite
-        return np.zeros_like(a, *args, **kwargs)
-
-
-def _without_products(layer, xs_shape, gates_width):
-    """Replaces ``layer``'s matrix products by nothing (on the instance: the class is untouched).
-    ``_project`` keeps its bias pass, ``_project_backward`` its bias-gradient sum."""
-    rng = np.random.default_rng(3)
-    t, n = xs_shape[:2]
-    state = SimpleNamespace(pre=rng.standard_normal((t * n, gates_width)).astype(np.float32),
-                            dx=np.zeros((t * n, xs_shape[2]), np.float32))
-
-    def project(xs, sfx, t, n, out=None):
-        target = np.empty_like(state.pre) if out is None else out.reshape(state.pre.shape)
-        np.add(state.pre, layer.params["b" + sfx], out=target)       # the bias pass, kept
-        return target.reshape((t,) + layer._rows(n) + (gates_width,))
+def _without_products(layer):
+    """Replaces ``layer``'s matrix products by nothing (on the instance; the step loops' GEMMs
+    through :func:`_no_gemm`). ``_project`` keeps its bias pass, ``_project_backward`` its
+    bias-gradient sum; the buffers keep what the last real run left in them (finite values)."""
+    def project(xs, sfx, out):
+        a = out.reshape(-1, out.shape[-1])
+        a += layer.params["b" + sfx]                                  # the bias pass, kept
 
     def project_backward(xs, da, sfx):
-        layer.grads["b" + sfx] += da.reshape(-1, gates_width).sum(axis=0)
-        return state.dx
+        layer.grads["b" + sfx] += da.reshape(-1, da.shape[-1]).sum(axis=0)
+        return np.zeros(xs.shape, xs.dtype)
 
     layer._project = project
     layer._project_backward = project_backward
-    layer._recurrent_product = lambda h, sfx, out, t: None
-    layer._recurrent_backward = lambda da, sfx, out, t: None
     layer._recurrent_weight_grad = lambda h_prev_all, da_all, sfx: None
 
 
-def _cell(group, layer, batch, hidden, backward):
-    """One step's gate math as the layer's loop calls it, on cached arrays: a callable."""
+def _no_gemm(a, b, out, accumulate=False):
+    return out
+
+
+def _cell(group, batch, hidden, backward):
+    """One step's kernel call(s) of the contract as the layer's loop makes them, on cached
+    arrays: a callable."""
     rng = np.random.default_rng(4)
-    gates_width = BLOCKS[group][2] * hidden
+    width = BLOCKS[group][2] * hidden
 
-    def arr(width):
-        return rng.standard_normal((batch, width)).astype(np.float32)
+    def arr(units):
+        return rng.standard_normal((batch, units)).astype(np.float32)
 
-    pre, gates, dgates, wide = arr(gates_width), arr(gates_width), arr(gates_width), arr(gates_width)
-    h_prev, c_prev, h, c, tanh_c, dh, dc, d_prev = (arr(hidden) for _ in range(8))
-    dh_step = arr(hidden)
+    pre, rec, gates, dgates, dhidden = (arr(width) for _ in range(5))
+    h_prev, c_prev, h, c, dh, d_prev, carried, dc = (arr(hidden) for _ in range(8))
+    b_hn = rng.standard_normal(hidden).astype(np.float32)
     if group == "lstm":
-        table, slopes = layer._table(np, np.float32), layer._column_table(ops.slope_table, "ssts", [None] * 4,
-                                                                            np, np.float32)
-
         def forward():
-            np.add(pre, wide, out=gates)
-            ops.lstm_cell_forward(gates, c_prev, c, h, table, None, False, tanh_c)
+            kernels.lstm_forward(pre, rec, c_prev, out=(gates, c, h))
 
         def back():
-            dh.__iadd__(dh_step)
-            ops.lstm_cell_backward(gates, c_prev, c, dh, dc, dgates, d_prev, None, False, (), tanh_c, slopes, wide)
+            kernels.lstm_backward(dh, carried, dc, gates, c_prev, c, out=(dgates, d_prev))
     elif group == "gru":
-        table = layer._column_table(ops.gate_table, "ss", [None, None], np, np.float32)
-        hidden_proj, dhidden, rz, n = arr(gates_width), arr(gates_width), arr(2 * hidden), arr(hidden)
-        b_hn = layer.params["b_hn"]
-
         def forward():
-            np.copyto(gates, pre)
-            ops.gru_cell_forward_pytorch(gates, hidden_proj, b_hn, h_prev, h, table, rz, n)
+            kernels.gru_pytorch_forward(pre, rec, h_prev, out=(gates, h), b_hn=b_hn)
 
         def back():
-            dh.__iadd__(dh_step)
-            ops.gru_cell_backward_pytorch(gates, hidden_proj[:, 2 * hidden:], h_prev, dh, dgates, dhidden, d_prev)
-            dh.__iadd__(d_prev)
+            kernels.gru_pytorch_backward(dh, carried, gates, h_prev, rec, out=(dgates, dhidden, d_prev), b_hn=b_hn)
     else:
         def forward():
-            np.add(pre, wide, out=gates)
-            ops.rnn_cell_forward(gates, h)
+            kernels.simple_rnn_forward(pre[:, :hidden], rec[:, :hidden], out=h)
 
         def back():
-            dh.__iadd__(dh_step)
-            ops.rnn_cell_backward(h, dh, dgates)
+            kernels.simple_rnn_backward(dh, carried, h, out=d_prev)
 
-    with ops.quiet_overflow():
-        forward()
+    forward()
     if not backward:
         return forward
 
@@ -161,7 +125,9 @@ def measure(group, hidden, batch, steps, repeats):
     x = rng.standard_normal((batch, steps, hidden)).astype(np.float32)
     grad = rng.standard_normal((batch, steps, hidden)).astype(np.float32)
     real, bare = _layer(group, hidden, steps), _layer(group, hidden, steps)
-    _without_products(bare, x.shape[1::-1] + (hidden,), gates * hidden)
+    bare.forward([x], True)
+    bare.backward(grad)                                  # the buffers now hold real values
+    _without_products(bare)
     rows = []
     for backward in (False, True):
         def run(layer):
@@ -173,14 +139,12 @@ def measure(group, hidden, batch, steps, repeats):
         gemm_fn = _gemms(np, hidden, batch, steps, gates, backward)
         ours = median_time(run(real), repeats)
         gemm = median_time(gemm_fn, repeats)
-        original = recurrent_module.get_array_module
-        recurrent_module.get_array_module = lambda *arrays: _NoMatmul()
+        real_gemm, kernels.gemm = kernels.gemm, _no_gemm
         try:
             rest = median_time(run(bare), repeats)
         finally:
-            recurrent_module.get_array_module = original
-        with ops.quiet_overflow():
-            cell = median_time(_cell(group, real, batch, hidden, backward), max(repeats, 300))
+            kernels.gemm = real_gemm
+        cell = median_time(_cell(group, batch, hidden, backward), max(repeats, 300))
         rows.append((f"{group.upper()} H={hidden} B={batch} T={steps} "
                      f"{'forward+backward' if backward else 'forward'}",
                      ours, gemm, rest, cell, steps))

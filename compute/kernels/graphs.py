@@ -17,7 +17,7 @@ never holds a stale pointer. Inside the loop only kernel launches and :func:`com
 may touch the buffers: anything else (an array expression, an allocation, reading a value on
 the host) would not be in the graph. If capture is unavailable or fails, the reason is logged
 once and the loop stays eager (correct, just slower). ``GATESCOPE_CUDA_GRAPHS=0`` turns
-capture off.
+capture off. On the CPU the same loop runs eagerly, on the same persistent buffers.
 
 Who captures is the kernel backend of the buffers (``backend.capture(body, buffers)``, which
 returns an object with ``launch()``): :func:`capture_cupy` on a GPU, and in the tests the CPU
@@ -33,6 +33,7 @@ import logging
 import os
 
 from gatescope.compute import backend as _backend_module
+from gatescope.compute.kernels import runtime
 
 log = logging.getLogger(__name__)
 
@@ -79,10 +80,16 @@ class StepLoop:
         except KeyError:
             raise AttributeError(name) from None
 
-    def run(self, body) -> str:
+    def run(self, body, eager: bool = False) -> str:
         """Run ``body()`` (the loop) on the buffers: eagerly, or captured and replayed.
+        ``eager``: run it eagerly this once (a loop that records probes reads values on the
+        host, which a graph cannot hold); a graph captured before is kept for later calls.
+        On the CPU (no kernel backend for the buffers) the loop always runs eagerly.
         Returns ``"eager"``, ``"captured"`` or ``"replayed"``."""
-        from gatescope.compute import kernels
+        first = next(iter(self.buffers.values()))
+        if eager or not runtime.on_device(first):
+            body()
+            return "eager"
         self.runs += 1
         if self.graph is not None:
             self.graph.launch()
@@ -90,7 +97,7 @@ class StepLoop:
         if self.eager_reason is not None or self.runs == 1 or not capture_enabled():
             body()
             return "eager"
-        backend = kernels._backend_for(next(iter(self.buffers.values())))
+        backend = runtime.backend_for(first)
         try:
             graph = backend.capture(body, list(self.buffers.values()))
         except Exception as exc:  # noqa: BLE001 - any failure: stay eager, say why once

@@ -1,14 +1,15 @@
-// SimpleRNN step, elementwise: h_t = act(a_t) with a_t = x_t W + h_{t-1} U + b computed by
-// the caller's GEMMs. Arrays are (B, H), contiguous; n = B*H.
+// SimpleRNN step, elementwise: h_t = act(pre + rec) with pre = x_t W + b and rec = h_{t-1} U
+// from the caller's GEMMs. Arrays are (B, H), contiguous; n = B*H.
 #include "common.h"
 
 #define GS_RNN_TANH 0
 #define GS_RNN_RELU 1
 
 extern "C" __global__ void simple_rnn_forward(
-        const float* __restrict__ pre, float* __restrict__ h, long long n, int activation) {
+        const float* __restrict__ pre, const float* __restrict__ rec, float* __restrict__ h,
+        long long n, int activation) {
     GS_GRID_STRIDE_LOOP(index, n) {
-        const float a = pre[index];
+        const float a = pre[index] + rec[index];
         h[index] = activation == GS_RNN_RELU ? (a > 0.0f ? a : 0.0f) : tanhf(a);
     }
 }

@@ -6,9 +6,17 @@ import numpy as np
 from gatescope.compute import kernels
 from gatescope.compute.backend import get_array_module
 from gatescope.compute.layers import register
-from gatescope.compute.layers.activations import softmax
 from gatescope.compute.layers.base import Layer, Setting, ShapeError, describe_shape
-from gatescope.compute.ops.dispatch import kernel_path
+
+
+def class_names(text: str, count: int | None = None) -> list[str]:
+    """The names a Classify block's ``class_names`` setting lists (comma-separated, blanks
+    ignored). With ``count``: those names when there are exactly ``count`` of them, else
+    ``class 0``, ``class 1``, ... (a list that does not fit the model's classes names none)."""
+    names = [name.strip() for name in str(text).split(",") if name.strip()]
+    if count is None or len(names) == count:
+        return names
+    return [f"class {i}" for i in range(count)]
 
 
 class Head(Layer):
@@ -28,11 +36,12 @@ class Classify(Head):
 
     Fed a vector of C scores per sample it classifies the sample (labels of shape (N,)); fed
     a sequence (T, C) it classifies every step (labels (N, T)), as in the lectures' "hello"
-    example. ``forward`` returns class probabilities. On CuPy arrays (or with a host kernel
-    backend installed) forward is the ``softmax_forward`` kernel, which also keeps each row's
-    max and log-sum; the loss is then a gather from them (``cross_entropy_loss``) and the
-    gradient ``(p - onehot) / rows`` (``softmax_cross_entropy_backward``): the softmax is
-    computed once per batch.
+    example. ``forward`` returns class probabilities: ``softmax_forward`` of
+    ``compute.kernels`` (CUDA on a GPU, NumPy on the CPU), which also keeps each row's max and
+    log-sum; the loss is then a gather from them (``cross_entropy_loss``, log-sum-exp on every
+    path, so a badly wrong sample's loss is never capped) and the gradient
+    ``(p - onehot) / rows`` (``softmax_cross_entropy_backward``): the softmax is computed once
+    per batch.
     """
 
     type_name = "Classify"
@@ -53,33 +62,18 @@ class Classify(Head):
 
     def forward(self, inputs, training):
         logits = inputs[0]
-        self._logits, self._stats = logits, None
-        if kernel_path(logits):
-            flat, self._stats = kernels.softmax_forward(logits.reshape(-1, logits.shape[-1]))
-            self._probs = flat.reshape(logits.shape)
-        else:
-            self._probs = softmax(logits)
+        self._logits = logits
+        flat, self._stats = kernels.softmax_forward(logits.reshape(-1, logits.shape[-1]))
+        self._probs = flat.reshape(logits.shape)
         return self._probs
 
     def loss(self, targets):
         probs = self._probs
-        xp = get_array_module(probs)
-        labels = xp.asarray(targets).astype(np.int64)
-        if self._stats is not None:  # the kernel path: forward kept the softmax's row stats
-            flat_labels = labels.reshape(-1)
-            logits = self._logits.reshape(-1, probs.shape[-1])
-            row_loss = kernels.cross_entropy_loss(logits, self._stats, flat_labels)
-            self._grad = kernels.softmax_cross_entropy_backward(
-                probs.reshape(logits.shape), flat_labels).reshape(probs.shape)
-            return float(row_loss.mean())
-        flat = probs.reshape(-1, probs.shape[-1])
-        flat_labels = labels.reshape(-1)
-        picked = flat[xp.arange(flat.shape[0]), flat_labels]
-        loss = -xp.log(xp.maximum(picked, 1e-12)).mean()
-        grad = flat.copy()
-        grad[xp.arange(flat.shape[0]), flat_labels] -= 1
-        self._grad = (grad / flat.shape[0]).reshape(probs.shape)
-        return float(loss)
+        labels = get_array_module(probs).asarray(targets).astype(np.int64).reshape(-1)
+        logits = self._logits.reshape(-1, probs.shape[-1])
+        row_loss = kernels.cross_entropy_loss(logits, self._stats, labels)
+        self._grad = kernels.softmax_cross_entropy_backward(probs.reshape(logits.shape), labels).reshape(probs.shape)
+        return float(row_loss.mean())
 
     def backward(self, grad_output=None):
         return [self._grad]

@@ -15,6 +15,7 @@ from gatescope.compute.backend import get_array_module
 from gatescope.compute.layers import register
 from gatescope.compute.ops import pooling as pool_ops
 from gatescope.compute.ops.dispatch import kernel_path
+from gatescope.compute.ops.windows import output_size
 from gatescope.compute.ops.threads import run
 from gatescope.compute.layers.base import Layer, Setting, ShapeError, describe_shape
 
@@ -56,14 +57,14 @@ class _Pool(Layer):
             raise ShapeError(f"pooling window {size} is larger than the {extent} input "
                              f"({describe_shape(tuple(shape))}); use a smaller size or remove the block")
         for a in axes:
-            shape[a] = (shape[a] - size) // self.stride + 1
+            shape[a] = output_size(shape[a], size, self.stride)
         return tuple(shape)
 
     def size_formula(self, in_shapes):
         shape = list(in_shapes[0])
         axes = [a - 1 for a in self._spatial_axes(len(shape) + 1)]
         size, stride = self.settings["size"], self.stride
-        lines = [f"floor(({shape[a]} - {size}) / {stride}) + 1 = {(shape[a] - size) // stride + 1}" for a in axes]
+        lines = [f"floor(({shape[a]} - {size}) / {stride}) + 1 = {output_size(shape[a], size, stride)}" for a in axes]
         if len(axes) == 2:
             if shape[axes[0]] == shape[axes[1]]:
                 return f"height and width: {lines[0]}"

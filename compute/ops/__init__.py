@@ -1,5 +1,5 @@
-"""Stateless array operations that layers call: the math without the parameters.
-
-Each op takes NumPy or CuPy arrays and picks ``xp`` from them, so a GPU kernel can later
-replace an op's body behind the same function (Chainer's ``functions`` / ``links`` split).
+"""Stateless array operations that layers call: the math without the parameters
+(Chainer's ``functions`` / ``links`` split). Each op takes NumPy or CuPy arrays and picks
+``xp`` from them; the hot spots with fused kernels are the kernel contract's
+(``compute.kernels``).
 """

@@ -45,16 +45,12 @@ from gatescope.compute.ops import winograd
 from gatescope.compute.ops.dispatch import kernel_path
 from gatescope.compute.ops.im2col import col2im_into, im2col_into, swap_leading, tap_ranges
 from gatescope.compute.ops.threads import run
+from gatescope.compute.ops.windows import output_size
 from gatescope.compute.ops.workspace import buffer, zero_bordered
 
 IM2COL = "im2col"
 WINOGRAD = "winograd F(4x4,3x3)"
 ALGORITHMS = (IM2COL, WINOGRAD)
-
-
-def output_size(n: int, kernel: int, stride: int, pad_before: int, pad_after: int) -> int:
-    """Output length ``floor((n + p_before + p_after - f) / s) + 1`` (the lectures' formula)."""
-    return (n + pad_before + pad_after - kernel) // stride + 1
 
 
 def output_size_formula(n: int, kernel: int, stride: int, pad_before: int, pad_after: int) -> str:

@@ -1,11 +1,10 @@
 """im2col / col2im for ConvLSTM2D's 'same'-padded, stride-1 convolutions, channels-last.
 
-ConvLSTM keeps its states as rows of pixels ``(B, H*W, F)`` so the LSTM gate math of
-``compute.ops.recurrent`` applies unchanged; these helpers turn a channels-last batch into the
-matrix a GEMM multiplies by a kernel ``(k, k, C, G)`` reshaped to ``(k*k*C, G)``, and back.
-On the CPU: pad once, then k*k strided slice copies (Chainer's ``utils/conv.py`` habit). Each
-is the NumPy twin of a future kernel (im2col: one thread per column element; col2im: a gather
-where each pixel sums its own k*k contributors).
+ConvLSTM keeps its states as rows of pixels ``(B, H*W, F)`` so the LSTM kernels of
+``compute.kernels`` apply unchanged; these helpers turn a channels-last batch into the matrix a
+GEMM multiplies by a kernel ``(k, k, C, G)`` reshaped to ``(k*k*C, G)``, and back: pad once,
+then k*k strided slice copies (Chainer's ``utils/conv.py`` habit), as array code on either
+device (which is why ConvLSTM2D's step loop is not captured as a CUDA graph).
 """
 from __future__ import annotations
 

@@ -1,22 +1,15 @@
-"""Which implementation a hot op runs: the fused CUDA kernels of ``compute.kernels`` or the
-NumPy/CuPy array code beside them.
+"""Whether a hot op with its own CPU array code runs the CUDA kernels of ``compute.kernels``.
 
-DESIGN section 3: ops pick ``xp`` from their inputs. The kernels run on CuPy arrays; on
-NumPy arrays they run only where a host kernel backend is installed
-(``compute.kernels.use_host_backend``: the tests' CPU emulator, which compiles the same
-``.cu`` sources), so a CPU run without one never pays for them. The kernels are float32
-only: any other dtype (float64 gradient checks) keeps the array code.
+DESIGN section 3: ops pick ``xp`` from their inputs. Conv2D's im2col/col2im and the pooling
+layers keep array code of their own on the CPU and call the kernels only on the device: CuPy
+float32 arrays, or NumPy float32 arrays where a host kernel backend is installed (the tests'
+CPU emulator, which compiles the same ``.cu`` sources).
 """
 from __future__ import annotations
-
-import numpy
 
 from gatescope.compute import kernels
 
 
 def kernel_path(*arrays) -> bool:
-    """True where the fused kernels should run for ``arrays`` (all float32, and CuPy arrays
-    or a host kernel backend installed). Decide once per layer call, not per step."""
-    if not arrays or any(a.dtype != numpy.float32 for a in arrays):
-        return False
-    return kernels.implementation_for(*arrays) is kernels
+    """True where the CUDA kernels should run for ``arrays``; decide once per layer call."""
+    return kernels.on_device(*arrays)

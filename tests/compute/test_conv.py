@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 from scipy.signal import correlate
 
+from conftest import block_matches_float64
 from conv_reference import loop_conv2d, loop_conv2d_grads
 from gradcheck import check_layer
 
@@ -142,6 +143,17 @@ def test_im2col_col2im_are_adjoint():
     c = rng.standard_normal(col.shape)
     back = conv_ops.col2im(c, x.shape, 2, pads)
     assert np.isclose((col * c).sum(), (x * back).sum())
+
+
+@pytest.mark.parametrize("type_name,settings,in_shape", [
+    ("Conv2D", dict(filters=4, kernel_size=3, padding="same"), (3, 8, 7)),
+    ("Conv2D", dict(filters=5, kernel_size=3, stride=2, padding=1, bias=False), (2, 9, 9)),
+    ("Conv2D", dict(filters=2, kernel_size=5, padding="valid"), (1, 9, 10)),
+    # a sequence is an image of height 1 seen through a transposed view
+    ("Conv1D", dict(filters=4, kernel_size=3, padding="same"), (9, 3)),
+])
+def test_conv_matches_float64_on_every_backend(backend, type_name, settings, in_shape):
+    block_matches_float64(backend, type_name, settings, in_shape, expect=("im2col", "col2im"))
 
 
 # --------------------------------------------------------------------------- every algorithm

@@ -4,6 +4,7 @@ import math
 import numpy as np
 import pytest
 
+from conftest import close
 from gatescope.compute.optim import SGD, Adam, clip_by_global_norm, global_norm, learning_rate, make_optimizer
 
 
@@ -83,3 +84,35 @@ def test_global_norm_clipping():
     assert global_norm(grads) == pytest.approx(1.0, rel=1e-5)
     clip_by_global_norm(grads, 10.0, global_norm(grads))  # under the threshold: unchanged
     assert math.isclose(global_norm(grads), 1.0, rel_tol=1e-5)
+
+
+@pytest.mark.parametrize("make", [
+    lambda ps: SGD(ps, momentum=0.0),
+    lambda ps: SGD(ps, momentum=0.9, weight_decay=0.01),
+    lambda ps: SGD(ps, momentum=0.9, nesterov=True),
+    lambda ps: Adam(ps, weight_decay=0.01),
+    lambda ps: Adam(ps, weight_decay=0.01, decoupled=True),
+], ids=["sgd", "sgd-momentum-wd", "sgd-nesterov", "adam-l2", "adamw"])
+def test_optimizer_steps_match_float64_on_every_backend(backend, make):
+    rng = np.random.default_rng(5)
+    start = {"W": rng.standard_normal((4, 3)), "b": rng.standard_normal(3)}
+    grads = [{k: rng.standard_normal(v.shape) for k, v in start.items()} for _ in range(3)]
+
+    def run(xp, dtype, active):
+        params = {k: xp.asarray(v, dtype=dtype) for k, v in start.items()}
+        current = {k: xp.zeros(v.shape, dtype=dtype) for k, v in start.items()}
+        opt = make([(k, params[k], current[k]) for k in params])
+        with active:
+            for step_grads in grads:
+                for k in current:
+                    current[k][...] = xp.asarray(step_grads[k], dtype=dtype)
+                opt.step(0.05)
+        return {k: backend.host(v) for k, v in params.items()}
+
+    got = run(backend.xp, np.float32, backend.active())
+    want = run(np, np.float64, backend.active())
+    if backend.name == "emulated":
+        assert {name for name, _, _ in backend.emulator.launches} <= {"sgd_update", "adam_update"}
+        assert backend.emulator.launches
+    for k in start:
+        close(got[k], want[k], k, rtol=1e-5)

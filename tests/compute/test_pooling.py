@@ -2,6 +2,7 @@
 import numpy as np
 import pytest
 
+from conftest import block_matches_float64
 from gradcheck import check_layer
 
 from gatescope.compute import jit
@@ -94,6 +95,18 @@ def test_pool_errors_and_no_parameters():
         create("MaxPool1D").output_shape([(1, 8, 8)])
     assert create("MaxPool2D").param_count([(4, 8, 8)]) == 0
     assert create("MaxPool2D").param_formula([(4, 8, 8)]) == "no parameters"
+
+
+@pytest.mark.parametrize("type_name,settings,in_shape,expect", [
+    ("MaxPool2D", dict(size=2), (3, 6, 7), ("max_pool2d_forward", "max_pool2d_backward")),
+    ("MaxPool2D", dict(size=3, stride=2), (2, 7, 7), ("max_pool2d_forward", "max_pool2d_backward")),
+    ("AvgPool2D", dict(size=2), (3, 6, 6), ("avg_pool2d_forward", "avg_pool2d_backward")),
+    ("AvgPool2D", dict(size=3, stride=1), (2, 5, 6), ("avg_pool2d_forward", "avg_pool2d_backward")),
+    ("MaxPool1D", dict(size=2), (9, 4), ("max_pool2d_forward", "max_pool2d_backward")),
+    ("AvgPool1D", dict(size=3, stride=2), (9, 4), ("avg_pool2d_forward", "avg_pool2d_backward")),
+])
+def test_pooling_matches_float64_on_every_backend(backend, type_name, settings, in_shape, expect):
+    block_matches_float64(backend, type_name, settings, in_shape, expect=expect)
 
 
 @pytest.mark.skipif(not jit.available(), reason="numba is not installed here")

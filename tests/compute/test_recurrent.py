@@ -1,13 +1,17 @@
 """Recurrent blocks: gradient checks, independent references, BPTT = step by step, truncation,
-bidirectional, variants, gate overrides, probes."""
+bidirectional, variants, gate overrides, probes; in float64 (the NumPy twins), then every
+block in float32 on every backend of the kernel contract (``conftest.backend``: the twins, the
+numba kernels, the emulated CUDA kernels with their graph capture, a GPU), held to float64."""
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
+from conftest import close, seeded_layer
 from gatescope.compute.graph import GraphSpec, analyse
-from gatescope.compute.layers.recurrent import GRU, LSTM, ConvLSTM2D, SimpleRNN
-from gatescope.compute.ops import recurrent as ops
+from gatescope.compute.kernels import graphs
+from gatescope.compute.layers import create
+from gatescope.compute.layers.recurrent import GRU, LSTM, ConvLSTM2D, SimpleRNN, pinned_gates
 from gradcheck import check_layer
 
 N, T, D, H = 2, 4, 3, 3
@@ -178,35 +182,35 @@ def test_convlstm_matches_direct_convolution():
 
 # ----------------------------------------------------------------------------- BPTT = step by step
 def lstm_step_by_step(layer, x, grad_out):
-    """Forward one step at a time with the fused cell ops and plain products, then backward one
-    step at a time carrying dL/dh and dL/dC (min-char-rnn style). Returns outputs, grads and
-    the total dL/dh_t, dL/dC_t per step."""
+    """Forward one step at a time with the lecture equations and plain products, then backward
+    one step at a time carrying dL/dh and dL/dC (min-char-rnn style). Returns outputs, grads
+    and the total dL/dh_t, dL/dC_t per step."""
     p = layer.params
-    table = ops.gate_table("ssts", [None] * 4, H, np, np.float64)
     h, c = [np.broadcast_to(p["h0"], (N, H)).copy()], [np.broadcast_to(p["c0"], (N, H)).copy()]
     gates = []
     for t in range(T):
-        g = x[:, t] @ p["W"] + h[-1] @ p["U"] + p["b"]
-        h.append(np.empty((N, H)))
-        c.append(np.empty((N, H)))
-        ops.lstm_cell_forward(g, c[-2], c[-1], h[-1], table)
-        gates.append(g)
+        a_i, a_f, a_g, a_o = np.split(x[:, t] @ p["W"] + h[-1] @ p["U"] + p["b"], 4, axis=1)
+        i, f, g, o = sig(a_i), sig(a_f), np.tanh(a_g), sig(a_o)
+        c.append(f * c[-1] + i * g)                      # C_t = f C_{t-1} + i C~_t
+        h.append(o * np.tanh(c[-1]))                     # h_t = o tanh(C_t)
+        gates.append((i, f, g, o))
     grads = {k: np.zeros_like(v) for k, v in p.items()}
     dx = np.zeros_like(x)
     dh_next, dc_next = np.zeros((N, H)), np.zeros((N, H))
     dh_tot, dc_tot = np.zeros((T, N, H)), np.zeros((T, N, H))
     for t in reversed(range(T)):
-        dh = grad_out[:, t] + dh_next
-        dh_tot[t] = dh
-        dc = dc_next.copy()
-        da, dc_prev = np.empty((N, 4 * H)), np.empty((N, H))
-        ops.lstm_cell_backward(gates[t], c[t], c[t + 1], dh, dc, da, dc_prev)
-        dc_tot[t] = dc
+        i, f, g, o = gates[t]
+        dh = grad_out[:, t] + dh_next                    # from the output and from step t+1
+        tanh_c = np.tanh(c[t + 1])
+        dc = dc_next + dh * o * (1 - tanh_c ** 2)        # through h_t, and from C_{t+1}
+        dh_tot[t], dc_tot[t] = dh, dc
+        da = np.concatenate([dc * g * i * (1 - i), dc * c[t] * f * (1 - f), dc * i * (1 - g ** 2),
+                             dh * tanh_c * o * (1 - o)], axis=1)
         grads["W"] += x[:, t].T @ da
         grads["U"] += h[t].T @ da
         grads["b"] += da.sum(0)
         dx[:, t] = da @ p["W"].T
-        dh_next, dc_next = da @ p["U"].T, dc_prev
+        dh_next, dc_next = da @ p["U"].T, dc * f
     grads["h0"], grads["c0"] = dh_next.sum(0), dc_next.sum(0)
     return np.stack(h[1:], 1), grads, dx, dh_tot, dc_tot
 
@@ -499,23 +503,133 @@ def analysis_error(spec):
     return analysis.first_error()
 
 
-def test_gate_tables_tiled_to_a_step_activate_as_the_vectors_do():
-    """``ColumnTable.full``: the table's vectors tiled to a step's shape (kept per shape), pins
-    included; activating with them equals the closed forms, also on a strided gate block."""
-    table = ops.gate_table("ssts", [None, 1.0, None, None], 3, np, np.float32)
-    tiled = table.full((2, 12))
-    assert tiled is table.full((2, 12))                 # made once per shape
-    for vec, full in zip(table, tiled):
-        np.testing.assert_array_equal(full, np.broadcast_to(vec, (2, 12)))
-        assert full.flags.c_contiguous
-    a = np.random.default_rng(0).normal(size=(2, 20)).astype(np.float32)
-    block = a[:, 4:16]                                  # a strided (2, 12) view, as GRU's r, z are
-    expected = block.astype(np.float64).copy()
-    ops.activate_gates(block, table)
-    sig = 1 / (1 + np.exp(-expected))
-    np.testing.assert_allclose(block[:, :3], sig[:, :3], rtol=1e-6)
-    np.testing.assert_array_equal(block[:, 3:6], 1.0)   # the pinned forget gate
-    np.testing.assert_allclose(block[:, 6:9], np.tanh(expected[:, 6:9]), atol=3e-7)
-    np.testing.assert_allclose(block[:, 9:], sig[:, 9:], rtol=1e-6)
-    slopes = ops.slope_table("ssts", [None, 1.0, None, None], 3, np, np.float32)
-    assert slopes[2] is not None and slopes.full((2, 12))[2][0, 3:6].tolist() == [0, 0, 0]
+def test_pinned_gates_are_read_from_the_settings_in_one_place():
+    assert pinned_gates({"pin_forget": "1", "pin_input": "0", "pin_output": "learned", "hidden_size": 3}) == \
+        {"forget": 1.0, "input": 0.0}
+    assert LSTM(pin_forget="1", pin_input="0").kernel_pins() == {"f": 1.0, "i": 0.0}
+    assert GRU(pin_update="0").kernel_pins() == {"z": 0.0} and GRU().kernel_pins() is None
+
+
+# ----------------------------------------------------------------------------- every backend, float32
+BACKEND_CASES = [
+    ("SimpleRNN", dict(activation="tanh", return_sequences=True)),
+    ("SimpleRNN", dict(activation="relu", bidirectional=True, initial_state="learned", truncate_bptt=2)),
+    ("LSTM", dict(variant="standard", return_sequences=True, initial_state="learned")),
+    ("LSTM", dict(variant="peephole", bidirectional=True, return_sequences=True, initial_state="learned")),
+    ("LSTM", dict(variant="coupled", return_sequences=True, initial_state="learned", pin_output="1")),
+    ("LSTM", dict(variant="peephole", pin_forget="1", pin_input="0", truncate_bptt=2, return_sequences=True)),
+    ("GRU", dict(form="cho", return_sequences=True, initial_state="learned", bidirectional=True)),
+    ("GRU", dict(form="cho", pin_update="1", truncate_bptt=3)),
+    ("GRU", dict(form="pytorch", return_sequences=True, initial_state="learned", pin_update="1")),
+    ("GRU", dict(form="pytorch", bidirectional=True, merge="sum", pin_reset="0", truncate_bptt=2)),
+    ("ConvLSTM2D", dict(filters=3, kernel_size=3, return_sequences=True, initial_state="learned")),
+]
+KERNELS_OF = {"SimpleRNN": {"simple_rnn_forward", "simple_rnn_backward"},
+              "LSTM": {"lstm_forward", "lstm_backward"}, "ConvLSTM2D": {"lstm_forward", "lstm_backward"},
+              "GRU": set()}
+IN_SHAPE = {"ConvLSTM2D": (4, 2, 5, 6)}
+
+
+def _case_id(case):
+    type_name, settings = case
+    return f"{type_name}-{'-'.join(f'{k}={v}' for k, v in settings.items())}"
+
+
+def _train(backend, type_name, settings, steps, dtype, probe=None):
+    """Forward and backward on a new batch each step, then an in-place SGD step (as the
+    optimizers do: the next step sees new weights); returns every step's output, input
+    gradient, parameter gradients and probe data, as float64 NumPy arrays."""
+    in_shape = IN_SHAPE.get(type_name, (6, 4))
+    xp = backend.xp if dtype == np.float32 else np
+    if type_name != "ConvLSTM2D":
+        settings = dict(hidden_size=5, **settings)
+    layer = seeded_layer(type_name, settings, in_shape, xp, dtype)
+    layer.probe = probe
+    rng = np.random.default_rng(5)
+    results = []
+    with backend.active():
+        for step in range(steps):
+            x = xp.asarray(rng.standard_normal((3,) + in_shape), dtype=dtype)
+            layer.zero_grads()
+            y = layer.forward([x], True)
+            dy = xp.asarray(np.random.default_rng(100 + step).standard_normal(y.shape), dtype=dtype)
+            dx = layer.backward(dy)[0]
+            grads = {k: backend.host(g).astype(np.float64) for k, g in layer.grads.items()}
+            results.append((backend.host(y).astype(np.float64), backend.host(dx).astype(np.float64), grads,
+                            {k: v for k, v in layer.probe_data.items()}))
+            for name, p in layer.params.items():
+                p -= 0.05 * layer.grads[name]
+    return results
+
+
+@pytest.mark.parametrize("case", BACKEND_CASES, ids=_case_id)
+def test_every_block_matches_float64_on_every_backend_over_training_steps(backend, case):
+    """Four steps with new inputs and new weights each: on the emulated GPU the first call runs
+    eagerly, the second is captured as a graph (launches and GEMMs recorded, not run), the
+    next two replay it; any stale input, weight or host read in the loop would show here."""
+    type_name, settings = case
+    graphs.fallbacks.clear()
+    reference = _train(backend, type_name, settings, 4, np.float64)
+    got = _train(backend, type_name, settings, 4, np.float32)
+    for step, (mine, want) in enumerate(zip(got, reference)):
+        close(mine[0], want[0], f"step {step}: output")
+        close(mine[1], want[1], f"step {step}: input gradient")
+        assert mine[2].keys() == want[2].keys()
+        for name in want[2]:
+            close(mine[2][name], want[2][name], f"step {step}: d{name}")
+    assert graphs.fallbacks == {}
+    if backend.name == "emulated":
+        launched = {name for name, _, _ in backend.emulator.launches}
+        assert KERNELS_OF[type_name] <= launched and launched
+        directions = 2 if settings.get("bidirectional") else 1
+        if type_name == "ConvLSTM2D":                       # its im2col is array code: eager
+            assert backend.emulator.captures == []
+        else:       # a forward and a backward graph per direction, each replayed on steps 3 and 4
+            assert len(backend.emulator.captures) == 2 * directions
+            assert all(rec.launches == 3 and rec.ops for rec in backend.emulator.captures)
+
+
+@pytest.mark.parametrize("case", [c for c in BACKEND_CASES if c[0] in ("LSTM", "GRU", "ConvLSTM2D")][:6],
+                         ids=_case_id)
+def test_probes_are_recorded_from_the_same_loop_on_every_backend(backend, case):
+    type_name, settings = case
+    reference = _train(backend, type_name, settings, 3, np.float64, probe=[0, 2])
+    got = _train(backend, type_name, settings, 3, np.float32, probe=[0, 2])
+    for step, (mine, want) in enumerate(zip(got, reference)):
+        assert mine[3].keys() == want[3].keys() and "grad_hidden_norm" in want[3]
+        for key, value in want[3].items():
+            if isinstance(value, dict):
+                for gate in value:
+                    close(mine[3][key][gate], value[gate], f"step {step}: {key} {gate}")
+            else:
+                close(mine[3][key], value, f"step {step}: {key}")
+        close(mine[0], want[0], f"step {step}: output")
+
+
+def test_forget_one_input_zero_keeps_the_cell_state_exactly_on_every_backend(backend):
+    x = backend.array(np.random.default_rng(1).standard_normal((2, 40, 3)))
+    layer = create("LSTM", dict(hidden_size=4, return_sequences=True, initial_state="learned",
+                                pin_forget="1", pin_input="0"))
+    layer.build([(40, 3)], np.random.default_rng(0), backend.xp, np.float32)
+    layer.params["c0"][...] = backend.array(np.linspace(-2, 2, 4))
+    layer.probe = [0, 1]
+    with backend.active():
+        layer.forward([x], True)
+        layer.forward([x], True)      # the emulated GPU replays a captured loop from here on
+    cells = layer.probe_data["cell_state"]
+    np.testing.assert_array_equal(cells, np.broadcast_to(backend.host(layer.params["c0"]), cells.shape))
+
+
+@pytest.mark.parametrize("return_sequences", [True, False])
+def test_outputs_are_copies_that_later_calls_leave_alone(backend, return_sequences):
+    layer = create("LSTM", dict(hidden_size=4, return_sequences=return_sequences))
+    layer.build([(5, 3)], np.random.default_rng(0), backend.xp, np.float32)
+    rng = np.random.default_rng(2)
+    batches = [backend.array(rng.standard_normal((3, 5, 3))) for _ in range(4)]
+    with backend.active():
+        outputs = [layer.forward([x], True) for x in batches]
+        kept = [backend.host(y).copy() for y in outputs]
+        for x in batches:                                  # replays overwrite the buffers
+            layer.forward([x], True)
+    for y, before in zip(outputs, kept):
+        np.testing.assert_array_equal(backend.host(y), before)

@@ -4,6 +4,7 @@ import pytest
 
 from gatescope.compute.datasets import DataError, Dataset, load
 from gatescope.compute.graph import GraphSpec, Model
+from gatescope.compute.optim import Adam
 from gatescope.compute.train import Control, Trainer, TrainSettings, TrainState, evaluate
 
 
@@ -157,6 +158,45 @@ def test_settings_are_checked():
     with pytest.raises(ValueError, match="batch_size must be a int"):
         TrainSettings.from_dict({"batch_size": "32"})
     assert TrainSettings.from_dict({"learning_rate": 1}).learning_rate == 1.0
+
+
+def _adam_losses(spec, x, y, steps, backend, dtype):
+    model = Model(spec, seed=0, xp=backend.xp if dtype == np.float32 else np, dtype=dtype)
+    opt = Adam(model.parameters())
+    losses = []
+    with backend.active():
+        for _ in range(steps):
+            model.zero_grads()
+            model.forward(x, True)
+            losses.append(model.loss(y))
+            model.backward()
+            opt.step(0.01)
+    return losses
+
+
+@pytest.mark.parametrize("name", ["cnn", "lstm"])
+def test_short_training_runs_learn_alike_on_every_backend(backend, name):
+    rng = np.random.default_rng(11)
+    if name == "cnn":
+        spec = GraphSpec.chain(("Input", {"shape": (1, 8, 8)}),
+                               ("Conv2D", {"filters": 4, "kernel_size": 3, "padding": "same"}), ("ReLU", {}),
+                               ("MaxPool2D", {"size": 2}), ("Flatten", {}), ("Dense", {"units": 3}),
+                               ("Classify", {}))
+        x = rng.standard_normal((8, 1, 8, 8)).astype(np.float32)
+        used = {"im2col", "max_pool2d_forward", "max_pool2d_backward", "softmax_forward",
+                "cross_entropy_loss", "adam_update"}
+    else:
+        spec = GraphSpec.chain(("Input", {"shape": (5, 3)}), ("LSTM", {"hidden_size": 6}),
+                               ("Dense", {"units": 3}), ("Classify", {}))
+        x = rng.standard_normal((8, 5, 3)).astype(np.float32)
+        used = {"lstm_forward", "lstm_backward", "softmax_cross_entropy_backward", "adam_update"}
+    y = rng.integers(0, 3, 8)
+    got = _adam_losses(spec, backend.array(x), backend.xp.asarray(y), 6, backend, np.float32)
+    want = _adam_losses(spec, x.astype(np.float64), y, 6, backend, np.float64)
+    if backend.name == "emulated":
+        assert used <= {name for name, _, _ in backend.emulator.launches}
+    assert want[-1] < want[0]                          # it learns
+    np.testing.assert_allclose(got, want, rtol=1e-4)
 
 
 @pytest.mark.parametrize("n, batch, steps", [(10, 3, 7), (5, 5, 4), (7, 32, 3), (100, 8, 12)])

@@ -130,13 +130,14 @@ def test_gate_health_bars_and_findings(qtbot, tmp_path):
 
 
 def test_gate_health_says_a_pinned_gate_is_pinned_not_that_no_gate_is_stuck(qtbot):
+    from gatescope.compute.layers.recurrent import pinned_gates
     from gatescope.studio.inside_math import health_findings, pinned_notes
     panel = GateHealthPanel()
     qtbot.addWidget(panel)
     health = {"input": {"saturated": 1.0, "saturated_low": 1.0, "saturated_high": 0.0, "frozen_units": 1.0},
               "forget": {"saturated": 1.0, "saturated_low": 0.0, "saturated_high": 1.0, "frozen_units": 1.0},
               "output": {"saturated": 0.1, "saturated_low": 0.05, "saturated_high": 0.05, "frozen_units": 0.0}}
-    pins = {"forget": "1", "input": "0"}
+    pins = pinned_gates({"pin_forget": "1", "pin_input": "0", "pin_output": "learned"})
     panel.set_health(health, health_findings(health, pins), notes=pinned_notes(health, pins))
     text = panel.findings_label.text()
     assert "No gate is stuck" not in text

@@ -209,10 +209,14 @@ class _GuardedArrays:
                               f"(kernels index it flat); got strides {arg.strides}")
         start = arg.__array_interface__["data"][0]
         key = (start, arg.nbytes)
-        for (other, size) in self.copies:
+        for (other, size), (_, _, users) in self.copies.items():
             overlap = start < other + size and other < start + arg.nbytes
-            if overlap and (other, size) != key:
-                raise LaunchError(f"{self.kernel}: argument {param.name} partly overlaps another")
+            written = not param.const or any(not p.const for p in users)
+            if overlap and (other, size) != key and written:
+                # Two read-only views of one buffer (C_{t-1} and C_t of all steps) are safe on
+                # a GPU; a written one would be copied back over the other here.
+                raise LaunchError(f"{self.kernel}: argument {param.name} partly overlaps another "
+                                  "that a kernel writes")
         if key not in self.copies:
             buffer = numpy.full(arg.nbytes + 2 * GUARD_BYTES, 0xFF, dtype=numpy.uint8)
             inner = buffer[GUARD_BYTES:GUARD_BYTES + arg.nbytes]
