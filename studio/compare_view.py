@@ -29,7 +29,7 @@ from gatescope.studio.compare import (CompareJob, compare_events, result_run, sw
                                       swappable_blocks, typed_choice, variant_project, variants_for,
                                       with_model)
 from gatescope.studio.compare_choice import TRAINING, ChoiceError, CompareChoice, from_json, spell
-from gatescope.studio.inside import RECURRENT_TYPES, family_of
+from gatescope.studio.inside import RECURRENT, category_of, family_of
 from gatescope.studio.palette_data import block_fields, block_name, training_fields
 from gatescope.studio.project import Project
 from gatescope.studio.session import dataset_reference
@@ -201,7 +201,7 @@ class CompareController(QObject):
         """Without a saved choice: the first recurrent block as SimpleRNN, LSTM and GRU (those
         of them that fit), else the learning rate at 0.001 and 0.01."""
         for block in project.graph.blocks:
-            if block.type in RECURRENT_TYPES:
+            if category_of(block.type) == RECURRENT:
                 fits = [o for o in DEFAULT_SWAP if o in swap_options(project.graph, block.id)]
                 if len(fits) >= 2:
                     return CompareChoice("swap", block.id, tuple(fits))
