@@ -36,7 +36,7 @@ from gatescope.studio import __version__, palette_data
 from gatescope.studio import help as help_pages
 from gatescope.studio.data_control import DataController, describe_source
 from gatescope.studio.compare_view import CompareController, install_compare
-from gatescope.studio.dialogs import Dialogs, QuietDialogs
+from gatescope.studio.dialogs import Dialogs
 from gatescope.studio.document import Document
 from gatescope.studio.files import FilesController
 from gatescope.studio.inside import InsideController, install_inside_panels
@@ -47,6 +47,7 @@ from gatescope.studio.training_control import TrainingController, progress_of
 from gatescope.studio.training_run import TrainingJob
 from gatescope.studio.video import VideoController, install_video_panel
 from gatescope.studio.views import CENTRE, ViewHost
+from gatescope.studio.worker import Worker
 from gatescope.studio.viewspec import VIEW_KEYS, VIEWS
 from gatescope.studio.wording import format_duration, plural
 from gatescope.widgets.canvas import ModelCanvas
@@ -70,6 +71,8 @@ CURVES_X_KEY = "curves_x_axis"   # project.panels: the curves' x axis, "epoch" o
 VIEW_SETTING = "view"            # QSettings: the view shown last
 PASTE_STEP = 40.0
 LOCKED_MESSAGE = "Training: the model is locked while it trains. Stop the run to change it."
+PREPARING_KERNELS = ("Preparing the CPU kernels (the first start after an install compiles them; "
+                     "you can build and train meanwhile)…")
 SAMPLES_SHOWN = 24             # samples of a confusion-matrix cell drawn at once
 
 
@@ -538,6 +541,31 @@ class MainWindow(QMainWindow):
 
     def offer_recovery(self, opened: Path | None = None) -> bool:
         return self.files.offer_recovery(opened)
+
+    def prepare_kernels(self) -> None:
+        """Compile the CPU kernels on a worker at start (``compute.kernels.prepare``): the first
+        start after an install compiles them (about 30 s on this 2-core machine), later starts
+        load them from the cache (under a second). The window stays usable meanwhile; a
+        training started before they are ready waits for the kernel it needs on its own
+        worker, never on the GUI thread."""
+        from gatescope.compute import kernels
+        self._kernel_worker = Worker("kernel-prepare", self)
+        self.statusBar().showMessage(PREPARING_KERNELS)
+        self._kernel_worker.submit(kernels.prepare, done=self._on_kernels_ready, failed=self._on_kernels_failed)
+
+    def _on_kernels_ready(self, report: dict) -> None:
+        if self.statusBar().currentMessage() == PREPARING_KERNELS:
+            self.statusBar().clearMessage()
+        if report["note"] is not None:
+            self.statusBar().showMessage(f"The NumPy versions of the CPU kernels run (slower): {report['note']}", 15000)
+        elif report["seconds"] > 2.0:
+            self.statusBar().showMessage(f"CPU kernels ready (compiled in {format_duration(report['seconds'])})", 5000)
+
+    def _on_kernels_failed(self, message: str, details: str) -> None:
+        log.warning("preparing the CPU kernels failed; they compile when first used:\n%s", details)
+        if self.statusBar().currentMessage() == PREPARING_KERNELS:
+            self.statusBar().showMessage(f"Could not prepare the CPU kernels ahead ({message}): "
+                                         "they compile when a training first needs them", 15000)
 
     # ----------------------------------------------------------------- graph edits and selection
     def _editing_refused(self) -> bool:
@@ -1087,6 +1115,7 @@ def run_app(file: str | os.PathLike | None = None, screenshot: str | os.PathLike
         window.show_view(view)
     install_exception_hook(window)
     show_at_size(window, size or DEFAULT_SIZE)
+    window.prepare_kernels()
     window.offer_recovery(path if file else None)
     return app.exec()
 

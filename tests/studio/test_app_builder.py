@@ -446,3 +446,12 @@ def test_no_plot_in_the_window_rescales_its_axis_numbers(window, qtbot):
     rescaled = [(type(view.parent()).__name__, axis.orientation) for view in window.findChildren(pg.GraphicsView)
                 for axis in view.scene().items() if isinstance(axis, pg.AxisItem) and axis.autoSIPrefix]
     assert rescaled == []
+
+
+def test_the_palette_lists_each_group_in_the_lectures_order(window):
+    # The registry's order is the palette's: the recurrent cells come as the lectures
+    # introduce them, not in the order their modules happen to be imported.
+    blocks = window.palette.block_types()
+    recurrent = [b for b in blocks if b in ("SimpleRNN", "LSTM", "GRU", "ConvLSTM2D")]
+    assert recurrent == ["SimpleRNN", "LSTM", "GRU", "ConvLSTM2D"]
+    assert blocks[0] == "Input"
