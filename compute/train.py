@@ -321,6 +321,29 @@ class Trainer:
         answers, _ = answer_greedily(self.model, xt, recipe, max(256, self.settings.batch_size))
         return sequence_accuracy(answers, yt, int(recipe["end_id"]))
 
+    # ----------------------------------------------------------------- the batches
+    def batch_plan(self) -> tuple[int, int]:
+        """``(steps per epoch, batch size)`` of every epoch of this trainer's runs."""
+        n = len(self.split.train)
+        batch = min(self.settings.batch_size, n)
+        steps = n // batch if self.settings.steps_per_epoch == 0 else self.settings.steps_per_epoch
+        return max(1, steps), batch
+
+    def batch_positions(self, epoch: int) -> Iterator[np.ndarray]:
+        """Each batch of epoch ``epoch`` (0-based) as positions in the training split, step by
+        step (``shuffled_batches``): what ``run`` reads. A function of the seed and the epoch
+        alone, so a resumed run and variants trained side by side (``compute.lockstep``) read
+        the same batches."""
+        steps, batch = self.batch_plan()
+        return shuffled_batches(np.random.default_rng([self.settings.seed, epoch]), len(self.split.train), batch,
+                                steps)
+
+    def epoch_batches(self, epoch: int) -> Iterator[np.ndarray]:
+        """Each batch of epoch ``epoch`` as dataset indices (into ``dataset.x``), step by step."""
+        train = np.asarray(self.split.train)
+        for positions in self.batch_positions(epoch):
+            yield train[positions]
+
     # ----------------------------------------------------------------- the loop
     def run(self, epochs: int | None = None, control: Control | None = None) -> Iterator[Event]:
         """Train ``epochs`` more epochs (default: the rest of ``settings.epochs``), yielding events."""
@@ -328,9 +351,7 @@ class Trainer:
         epochs = s.epochs - self.state.epochs_done if epochs is None else epochs
         (x_train, y_train), (x_val, y_val), _ = self._parts()
         n = len(x_train)
-        batch = min(s.batch_size, n)
-        steps = n // batch if s.steps_per_epoch == 0 else s.steps_per_epoch
-        steps = max(1, steps)
+        steps, batch = self.batch_plan()
         self._drop_unfinished_steps(steps)
         yield Event("start", {"device": self.device_name, "train": n, "val": len(x_val),
                               "steps_per_epoch": steps, "epochs": epochs, "first_epoch": self.state.epochs_done,
@@ -340,11 +361,10 @@ class Trainer:
         last_good_loss = None
         for _ in range(epochs):
             epoch = self.state.epochs_done
-            rng = np.random.default_rng([s.seed, epoch])
             model.set_rng(np.random.default_rng([s.seed, epoch, 1]))
             lr = learning_rate(s.learning_rate, s.schedule, epoch, s.epochs, s.step_epochs, s.gamma)
             epoch_start = time.perf_counter()
-            batches = shuffled_batches(rng, n, batch, steps)
+            batches = self.batch_positions(epoch)
             losses, correct, counted = [], 0, 0
             for step in range(steps):
                 control.wait_while_paused()
@@ -387,13 +407,16 @@ class Trainer:
                 losses.append(loss)
                 self.state.step_numbers.append(epoch * steps + step)
                 self.state.step_losses.append(float(loss))
+                batch_accuracy = None
                 if model.task == "classification":
                     pred = to_numpy(out.argmax(axis=-1))
-                    correct += int((pred == yb).sum())
+                    batch_correct = int((pred == yb).sum())
+                    correct += batch_correct
                     counted += yb.size
+                    batch_accuracy = batch_correct / yb.size
                 now = time.perf_counter()
                 data = {"epoch": epoch, "step": step, "global_step": epoch * steps + step, "steps": steps,
-                        "loss": loss, "grad_norm": norm, "lr": lr,
+                        "loss": loss, "accuracy": batch_accuracy, "grad_norm": norm, "lr": lr,
                         "samples_per_s": len(idx) / max(now - t0, 1e-9), "elapsed_s": now - started}
                 if now - last_probe >= self.probe_interval_s:
                     probes = collect_probes(model)

@@ -1,7 +1,7 @@
 """The main window and the GUI entry point ``run_app``.
 
-The window arranges views (``studio.views``): Build, Train, Inside, Video, one click (or
-Ctrl+1 to Ctrl+4) apart in the tool bar, beside the run controls that work from every view.
+The window arranges views (``studio.views``): Build, Train, Inside, Video, Compare, one click (or
+Ctrl+1 to Ctrl+5) apart in the tool bar, beside the run controls that work from every view.
 The policies live in controllers that can be tested without it: files and autosave
 (``studio.files``), training runs (``studio.training_control``), the dataset
 (``studio.data_control``). The inside-the-network panels (``studio.inside``) and the video
@@ -35,7 +35,8 @@ from gatescope.compute.train import TrainSettings, dataset_split, fit_problem
 from gatescope.studio import __version__, palette_data
 from gatescope.studio import help as help_pages
 from gatescope.studio.data_control import DataController, describe_source
-from gatescope.studio.dialogs import Dialogs, QuietDialogs
+from gatescope.studio.compare_view import CompareController, install_compare
+from gatescope.studio.dialogs import Dialogs
 from gatescope.studio.document import Document
 from gatescope.studio.files import FilesController
 from gatescope.studio.inside import InsideController, install_inside_panels
@@ -46,6 +47,7 @@ from gatescope.studio.training_control import TrainingController, progress_of
 from gatescope.studio.training_run import TrainingJob
 from gatescope.studio.video import VideoController, install_video_panel
 from gatescope.studio.views import CENTRE, ViewHost
+from gatescope.studio.worker import Worker
 from gatescope.studio.viewspec import VIEW_KEYS, VIEWS
 from gatescope.studio.wording import format_duration, plural
 from gatescope.widgets.canvas import ModelCanvas
@@ -69,6 +71,8 @@ CURVES_X_KEY = "curves_x_axis"   # project.panels: the curves' x axis, "epoch" o
 VIEW_SETTING = "view"            # QSettings: the view shown last
 PASTE_STEP = 40.0
 LOCKED_MESSAGE = "Training: the model is locked while it trains. Stop the run to change it."
+PREPARING_KERNELS = ("Preparing the CPU kernels (the first start after an install compiles them; "
+                     "you can build and train meanwhile)…")
 SAMPLES_SHOWN = 24             # samples of a confusion-matrix cell drawn at once
 
 
@@ -86,8 +90,9 @@ class MainWindow(QMainWindow):
       panel (the gate health's stuck gates, say); an empty message clears it.
 
     With ``extra_panels`` (the default) the window installs the inside-the-network panels
-    (``self.inside``, a ``studio.inside.InsideController``) and the video panel (``self.video``,
-    a ``studio.video.VideoController``).
+    (``self.inside``, a ``studio.inside.InsideController``), the video panel (``self.video``,
+    a ``studio.video.VideoController``) and the Compare view (``self.compare``, a
+    ``studio.compare_view.CompareController``).
 
     Signals:
       ``projectChanged(object)``: a project was opened or created (the Project).
@@ -98,7 +103,7 @@ class MainWindow(QMainWindow):
       ``trainingStarted(dict)``, ``trainingStep(dict)`` (coalesced steps, at most 25/s, with
       ``probes`` as host NumPy arrays when recorded), ``trainingEpoch(dict)``,
       ``trainingEnded(str kind, str message)``.
-      ``viewChanged(str)``: another view is shown (``build``, ``train``, ``inside``, ``video``).
+      ``viewChanged(str)``: another view is shown (``build``, ``train``, ``inside``, ``video``, ``compare``).
     """
 
     projectChanged = Signal(object)
@@ -124,6 +129,7 @@ class MainWindow(QMainWindow):
         self._run_started = 0.0
         self.inside: InsideController | None = None
         self.video: VideoController | None = None
+        self.compare: CompareController | None = None
         self.new_from_data_controller = None   # File > New from Data…, made when first asked for
         self.val_predictions = None      # of the newest evaluation, per validation sample
         self.setWindowTitle("GateScope")
@@ -170,6 +176,7 @@ class MainWindow(QMainWindow):
         if extra_panels:
             self.inside = install_inside_panels(self)
             self.video = install_video_panel(self)
+            self.compare = install_compare(self)
         self.views.arrange()
 
         self.device_label = QLabel()
@@ -534,6 +541,31 @@ class MainWindow(QMainWindow):
 
     def offer_recovery(self, opened: Path | None = None) -> bool:
         return self.files.offer_recovery(opened)
+
+    def prepare_kernels(self) -> None:
+        """Compile the CPU kernels on a worker at start (``compute.kernels.prepare``): the first
+        start after an install compiles them (about 30 s on this 2-core machine), later starts
+        load them from the cache (under a second). The window stays usable meanwhile; a
+        training started before they are ready waits for the kernel it needs on its own
+        worker, never on the GUI thread."""
+        from gatescope.compute import kernels
+        self._kernel_worker = Worker("kernel-prepare", self)
+        self.statusBar().showMessage(PREPARING_KERNELS)
+        self._kernel_worker.submit(kernels.prepare, done=self._on_kernels_ready, failed=self._on_kernels_failed)
+
+    def _on_kernels_ready(self, report: dict) -> None:
+        if self.statusBar().currentMessage() == PREPARING_KERNELS:
+            self.statusBar().clearMessage()
+        if report["note"] is not None:
+            self.statusBar().showMessage(f"The NumPy versions of the CPU kernels run (slower): {report['note']}", 15000)
+        elif report["seconds"] > 2.0:
+            self.statusBar().showMessage(f"CPU kernels ready (compiled in {format_duration(report['seconds'])})", 5000)
+
+    def _on_kernels_failed(self, message: str, details: str) -> None:
+        log.warning("preparing the CPU kernels failed; they compile when first used:\n%s", details)
+        if self.statusBar().currentMessage() == PREPARING_KERNELS:
+            self.statusBar().showMessage(f"Could not prepare the CPU kernels ahead ({message}): "
+                                         "they compile when a training first needs them", 15000)
 
     # ----------------------------------------------------------------- graph edits and selection
     def _editing_refused(self) -> bool:
@@ -964,7 +996,7 @@ class MainWindow(QMainWindow):
         self.statusBar().showMessage(f"Exported {Path(path).name}", 5000)
 
     def getting_started(self) -> None:
-        """Help > Getting Started (F1): the four views and what to do in each."""
+        """Help > Getting Started (F1): the five views and what to do in each."""
         self.dialogs.show_help("Getting started", help_pages.GETTING_STARTED)
 
     def keyboard_shortcuts(self) -> None:
@@ -992,7 +1024,7 @@ class MainWindow(QMainWindow):
             event.ignore()
             return
         self.files.shutdown()
-        for controller in (self.inside, self.video, self.new_from_data_controller):
+        for controller in (self.inside, self.video, self.compare, self.new_from_data_controller):
             if controller is not None:
                 controller.shutdown()
         self.training_control.shutdown()
@@ -1084,6 +1116,7 @@ def run_app(file: str | os.PathLike | None = None, screenshot: str | os.PathLike
         window.show_view(view)
     install_exception_hook(window)
     show_at_size(window, size or DEFAULT_SIZE)
+    window.prepare_kernels()
     window.offer_recovery(path if file else None)
     return app.exec()
 

@@ -4,6 +4,8 @@
     gatescope --screenshot OUT.png [FILE] [--view V] [--size WxH]
                                                 render the main window offscreen to a PNG
     gatescope train PROJECT [--epochs N] [--device D] [--out PATH] [--json]
+    gatescope compare PROJECT [--swap BLOCK_ID=TYPE1,TYPE2,... | --vary BLOCK_ID.SETTING=V1,V2,...]
+                      [--epochs N] [--device D] [--out DIR] [--json]
     gatescope predict PROJECT (--input X.npy --output Y.npy | --video FILE) [--json]
     gatescope export PROJECT -o MODEL.onnx [--unroll]
     gatescope bench [--device D] [--only GROUP ...] [--quick] [--json]
@@ -48,7 +50,7 @@ import numpy as np
 from gatescope.studio import __version__
 from gatescope.studio.viewspec import VIEW_KEYS, parse_size
 
-COMMANDS = ("train", "predict", "export", "bench", "new")
+COMMANDS = ("train", "compare", "predict", "export", "bench", "new")
 
 
 class CommandError(Exception):
@@ -113,6 +115,23 @@ def _parser() -> argparse.ArgumentParser:
     train.add_argument("--out", help="save the trained project here instead of in place")
     train.add_argument("--json", action="store_true", help="print one JSON object on the last line")
 
+    compare = sub.add_parser("compare", help="train variants of a project in lock-step, on the same batches",
+                             description="Train 2 to 6 variants of a project side by side: the same data order, "
+                             "the same batch at every step, the same initial weights wherever they can be. With "
+                             "neither --swap nor --vary, the comparison saved in the project.")
+    compare.add_argument("project")
+    what = compare.add_mutually_exclusive_group()
+    what.add_argument("--swap", metavar="BLOCK_ID=TYPE1,TYPE2,...",
+                      help="swap a block for others of its group, such as b1=SimpleRNN,LSTM,GRU "
+                           "(LSTM:peephole and LSTM:coupled for LSTM's variants)")
+    what.add_argument("--vary", metavar="BLOCK_ID.SETTING=V1,V2,...",
+                      help="give a block setting several values, such as b1.hidden_size=16,64 "
+                           "(training.SETTING for a training setting: training.clip_norm=0,1)")
+    compare.add_argument("--epochs", type=int, help="epochs each variant trains (default: the project's)")
+    compare.add_argument("--device", choices=("auto", "cpu", "gpu"), help="where to compute (default: the project's)")
+    compare.add_argument("--out", metavar="DIR", help="write each trained variant as a project into DIR")
+    compare.add_argument("--json", action="store_true", help="print one JSON object on the last line")
+
     predict = sub.add_parser("predict", help="run a trained project on a batch or a video")
     predict.add_argument("project")
     source = predict.add_mutually_exclusive_group(required=True)
@@ -163,7 +182,8 @@ def _parser() -> argparse.ArgumentParser:
 
 def _run_command(argv: list[str]) -> int:
     args = _parser().parse_args(argv)
-    commands = {"train": cmd_train, "predict": cmd_predict, "export": cmd_export, "bench": cmd_bench, "new": cmd_new}
+    commands = {"train": cmd_train, "compare": cmd_compare, "predict": cmd_predict, "export": cmd_export,
+                "bench": cmd_bench, "new": cmd_new}
     return commands[args.command](args)
 
 
@@ -224,6 +244,7 @@ def cmd_train(args) -> int:
     from gatescope.compute.train import WHOLE_RANGES, Trainer
     from gatescope.studio.atomic import check_writable
     from gatescope.studio.project import ProjectError, save_project
+    from gatescope.studio.runs import new_run
     from gatescope.studio.session import load_dataset, portable_reference
 
     label = Path(args.project).name
@@ -252,7 +273,8 @@ def cmd_train(args) -> int:
         raise CommandError(f"{label}: not enough memory for the dataset and the model; use a smaller "
                            "dataset or model") from None
     started = time.perf_counter()
-    failure = None
+    failure, ended = None, "finished"
+    first_epoch = trainer.state.epochs_done
     try:
         for event in trainer.run(epochs):
             if event.kind == "start" and not args.json:
@@ -269,21 +291,31 @@ def cmd_train(args) -> int:
                     line += f"  val_acc {d['val_accuracy']:.3f}"
                 print(line + f"  ({d['seconds']:.1f} s)", file=sys.stderr if args.json else sys.stdout, flush=True)
             elif event.kind in ("failed", "stopped"):
-                failure = event.data["message"]
+                failure, ended = event.data["message"], event.kind
             elif event.kind == "finished" and event.data.get("early_stopped"):
                 print(event.data["message"], file=sys.stderr if args.json else sys.stdout)
     except MemoryError:
-        failure = "out of memory; use a smaller batch size or model."
+        failure, ended = "out of memory; use a smaller batch size or model.", "failed"
     seconds = time.perf_counter() - started
-    project.take_train_state(trainer.state, model.state_dict())
+    try:
+        test = trainer.test_metrics()
+    except MemoryError:
+        test = None
+    weights = model.state_dict()
+    project.take_train_state(trainer.state, weights)
     project.dataset = portable_reference(project, out)
+    project.runs.append(new_run(
+        project.runs, kind="train", label="", ended=ended, graph=project.graph, training=project.training,
+        state=trainer.state, first_epoch=first_epoch, seconds=seconds, parameters=model.analysis.total_params,
+        test=None if test is None or not trainer.test_size else {"loss": float(test.loss), "accuracy": test.accuracy,
+                                                                 "samples": trainer.test_size},
+        weights=weights if project.keep_run_weights else None))
     try:
         save_project(project, out)
     except ProjectError as exc:
         raise CommandError(str(exc)) from None
     if failure:
         raise CommandError(f"training stopped: {failure} The project was saved to {out}.")
-    test = trainer.test_metrics()
     result = {"project": str(out), "epochs": trainer.state.epochs_done, "epochs_run": epochs,
               "seconds": round(seconds, 3), "device": device.name, "task": model.task,
               "test_loss": test.loss}
@@ -306,6 +338,105 @@ def cmd_train(args) -> int:
         else:
             score = f"test MSE {test.loss:.5f}"
         print(f"{score}, {epochs} epochs in {seconds:.1f} s on the {device.name}; saved {out}")
+    return 0
+
+
+def cmd_compare(args) -> int:
+    from gatescope.compute.datasets import DataError
+    from gatescope.compute.train import WHOLE_RANGES, Control
+    from gatescope.studio.atomic import check_writable
+    from gatescope.studio.compare import CompareJob, compare_events, slug, variant_project, variants_for
+    from gatescope.studio.compare_choice import ChoiceError, parse_swap, parse_vary
+    from gatescope.studio.project import ProjectError, save_project
+    from gatescope.studio.session import dataset_reference, load_dataset, portable_reference
+
+    name = Path(args.project).name
+    project = _load(args.project, buildable=True)
+    if args.epochs is not None and not 0 <= args.epochs <= WHOLE_RANGES["epochs"][1]:
+        raise CommandError(f"--epochs must be from 0 to {WHOLE_RANGES['epochs'][1]:,}")
+    try:
+        if args.swap:
+            choice = parse_swap(args.swap)
+        elif args.vary:
+            choice = parse_vary(args.vary)
+        elif project.compare is not None:
+            choice = project.compare
+        else:
+            raise CommandError(f"{name} saves no comparison: give --swap BLOCK_ID=TYPE1,TYPE2,... or "
+                               "--vary BLOCK_ID.SETTING=V1,V2,...")
+        variants = variants_for(project.graph, project.training, choice)
+    except ChoiceError as exc:
+        raise CommandError(f"{name}: {exc}") from None
+    folder = Path(args.out) if args.out else None
+    if folder is not None:
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+            check_writable(folder / f"{slug(variants[0].label)}.gscope")
+        except OSError as exc:
+            raise CommandError(f"cannot write the variants to {folder}: {exc.strerror or exc}; nothing was "
+                               "trained") from None
+    try:
+        dataset = load_dataset(project)  # host arrays: read before the device is chosen and said
+    except DataError as exc:
+        raise CommandError(f"{name}: {exc}") from None
+    except MemoryError:
+        raise CommandError(f"{name}: not enough memory for the dataset; ask for a smaller one") from None
+    device = _device(args.device or project.training.device)
+    epochs = args.epochs if args.epochs is not None else choice.epochs
+    job = CompareJob(variants, dataset_reference(project), epochs, dataset, device.name)
+    labels = [v.label for v in variants]
+    say = sys.stderr if args.json else sys.stdout
+    width = max(len(label) for label in labels)
+    end = {"kind": "failed", "message": "the comparison did not run", "results": None}
+    same_batches = False
+    for kind, data in compare_events(job, Control(), min_interval_s=float("inf"), pause_s=0.0):
+        if kind == "started":
+            same_batches = data["same_batches"]
+            batches = ("the same batches at every step" if same_batches else
+                       "NOT the same batches: the variants differ in batch size, split or seed")
+            print(f"comparing {', '.join(labels)} ({choice.describe()}) on the {data['device_description']}; "
+                  f"{batches}", file=say, flush=True)
+        elif kind == "epoch":
+            d = data["record"]
+            line = f"{labels[data['variant']]:<{width}}  epoch {d['epoch']:>3}  loss {d['train_loss']:.4f}"
+            if d.get("val_loss") is not None:
+                line += f"  val_loss {d['val_loss']:.4f}"
+            if d.get("val_accuracy") is not None:
+                line += f"  val_acc {d['val_accuracy']:.3f}"
+            print(line, file=say, flush=True)
+        elif kind == "variant_ended" and data["kind"] == "failed":
+            print(f"{labels[data['variant']]}: {data['message']}", file=say, flush=True)
+        elif kind == "ended":
+            end = data
+    results = end["results"]
+    if results is None or end["kind"] == "failed":
+        raise CommandError(f"{name}: {end['message']}")
+    written: dict[str, str] = {}
+    if folder is not None:
+        try:
+            for result in results:
+                target = folder / f"{slug(result.label)}.gscope"
+                variant = variant_project(project, result, labels)
+                variant.dataset = portable_reference(variant, target)
+                written[result.label] = str(save_project(variant, target))
+        except (OSError, ProjectError) as exc:
+            raise CommandError(f"cannot write the variants to {folder}: {exc}") from None
+    runs = [{"label": r.label, "test_loss": None if r.test is None else r.test["loss"],
+             "test_accuracy": None if r.test is None else r.test["accuracy"], "seconds": round(r.seconds, 3),
+             "parameters": r.parameters, "seconds_per_step": r.seconds_per_step, "epochs": r.state.epochs_done,
+             "ended": r.ended, "project": written.get(r.label)} for r in results]
+    if args.json:
+        _emit_json({"same_batches": same_batches, "device": device.name, "runs": runs})
+        return 0
+    classify = results[0].test is not None and results[0].test.get("accuracy") is not None
+    print(f"{'variant':<{width}}  {'parameters':>10}  {'ms/step':>8}  {'test acc' if classify else 'test MSE':>9}"
+          f"  {'seconds':>8}  ended")
+    for run in runs:
+        score = run["test_accuracy"] if classify else run["test_loss"]
+        score_text = "-" if score is None else (f"{score:.1%}" if classify else f"{score:.4g}")
+        per_step = "-" if run["seconds_per_step"] is None else f"{run['seconds_per_step'] * 1e3:.2f}"
+        print(f"{run['label']:<{width}}  {run['parameters']:>10,}  {per_step:>8}  {score_text:>9}  "
+              f"{run['seconds']:>8.1f}  {run['ended']}" + (f"  -> {run['project']}" if run["project"] else ""))
     return 0
 
 

@@ -16,7 +16,7 @@ log = logging.getLogger(__name__)
 
 GETTING_STARTED = """
 <h2>Getting started with GateScope</h2>
-<p>GateScope is arranged in four views; the buttons at the top left (or Ctrl+1 to Ctrl+4) switch
+<p>GateScope is arranged in five views; the buttons at the top left (or Ctrl+1 to Ctrl+5) switch
 between them. Everything you change is kept in one project file (File &gt; Save).</p>
 <ol>
 <li><b>Build</b> (Ctrl+1): drag blocks from the palette onto the canvas and wire an output port (right
@@ -34,12 +34,18 @@ gradient ||dL/dh_t|| reaching each step (a plain RNN's vanishes, an LSTM's does 
 1 in the inspector (Build view) to test what the lectures ask, say forget = 1 and input = 0. A
 convolution block shows its filters and feature maps.</li>
 <li><b>Video</b> (Ctrl+4): open a webcam or a video file and watch a trained model classify it live.</li>
+<li><b>Compare</b> (Ctrl+5): train variants of the model side by side on the same batches, say its LSTM
+block as a SimpleRNN, an LSTM and a GRU, or one setting at several values, and watch their curves,
+gradients through time and gates together; the table of final metrics opens any variant as a project of
+its own. The run history below it keeps every training run of the project.</li>
 </ol>
 <p>To start, open an example (File &gt; Open Example): <i>digits-cnn</i> trains in seconds;
 <i>adding-lstm</i> and <i>adding-rnn</i> show the vanishing gradient; <i>hello-lstm</i> is the
-lectures' "hello".</p>
+lectures' "hello"; <i>adding-rnn-lstm-gru</i>, <i>digits-rows-gated</i> and <i>exploding-relu-rnn</i>
+make their comparison from one press of Compare.</p>
 <p>The command line does the same without a window: <code>gatescope train PROJECT</code>,
-<code>gatescope predict</code>, <code>gatescope export</code>; <code>gatescope --help</code> lists them.</p>
+<code>gatescope compare PROJECT</code>, <code>gatescope predict</code>, <code>gatescope export</code>;
+<code>gatescope --help</code> lists them.</p>
 """
 
 

@@ -18,6 +18,7 @@ rename. Saving and opening remove the temporary files killed saves of the same f
 """
 from __future__ import annotations
 
+import datetime as _dt
 import io
 import json
 import math
@@ -37,13 +38,16 @@ from gatescope.compute.datasets.checks import (MAX_FILE_BYTES, absurdly_compress
 from gatescope.compute.graph import Analysis, Block, GraphSpec, Model, Wire, analyse
 from gatescope.compute.optim import check_state
 from gatescope.compute.train import WHOLE_RANGES, TrainSettings, TrainState
+from gatescope.studio import runs as run_history
 from gatescope.studio.atomic import remove_stale_temporaries, write_atomically
+from gatescope.studio.compare_choice import ChoiceError, CompareChoice
+from gatescope.studio.compare_choice import from_json as compare_from_json
 
 SCHEMA_VERSION = 1
 FORMAT_NAME = "gatescope-project"
 SUFFIX = ".gscope"
 
-MEMBERS = ("project.json", "history.json", "weights.npz", "optimizer.npz", "steps.npz")
+MEMBERS = ("project.json", "history.json", "weights.npz", "optimizer.npz", "steps.npz", "runs.json", "runs.npz")
 MODEL_BOUNDED = ("weights.npz", "optimizer.npz")  # bounded by the model's size, not a compression ratio:
 # an optimizer state of zeros (SGD without momentum, parameters no gradient reached) deflates 1000x
 MAX_JSON_BYTES = 16 * 2**20
@@ -67,7 +71,9 @@ class Project:
     ``positions``: block id -> (x, y) on the canvas. ``dataset``: a dataset reference (see
     ``compute.datasets.load``). ``panels``: the window's layout and panel choices, opaque to
     the engine. ``weights`` and ``optimizer``: host arrays keyed ``block_id/name``; empty for
-    an untrained model.
+    an untrained model. ``runs``: the run history (``studio.runs``), each run's weights kept when
+    ``keep_run_weights``; ``compare``: the comparison the Compare view and ``gatescope compare``
+    make when asked for none (``studio.compare_choice``), or None.
     """
 
     name: str = "untitled"
@@ -83,6 +89,9 @@ class Project:
     trainer: dict[str, Any] = field(default_factory=lambda: {"epochs_done": 0})
     step_numbers: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
     step_losses: np.ndarray = field(default_factory=lambda: np.zeros(0, np.float32))
+    runs: list[run_history.Run] = field(default_factory=list)
+    keep_run_weights: bool = True
+    compare: CompareChoice | None = None
     path: Path | None = None
 
     @property
@@ -144,6 +153,7 @@ class Project:
             "dataset": self.dataset,
             "panels": self.panels,
             "trainer": self.trainer,
+            **({"compare": self.compare.to_json()} if self.compare is not None else {}),
         }
 
 
@@ -181,6 +191,7 @@ def check_for_saving(project: Project, label: str = "the project") -> str:
     ids = {b.id for b in project.graph.blocks}
     _check_array_names(project.weights, ids, 2, label, "weights")
     _check_array_names(project.optimizer, ids, 3, label, "optimizer state")
+    _check_runs_for_saving(project, label)
     return text
 
 
@@ -196,6 +207,7 @@ def _pack(project: Project, label: str = "the project") -> bytes:
             if len(project.step_numbers):
                 z.writestr("steps.npz", _npz_bytes({"global_step": project.step_numbers,
                                                     "loss": project.step_losses}))
+            _pack_runs(z, project)
     except (ValueError, TypeError, struct.error, zipfile.LargeZipFile) as exc:
         raise ProjectError(f"cannot save {label}: {exc}") from None
     return buffer.getvalue()
@@ -274,6 +286,7 @@ def parse_project(data: bytes | IO[bytes], label: str = "the file") -> Project:
                                                              "history.json"), label)
             arrays = {name: _read_npz(_member(z, infos[name], label), label, name)
                       for name in ("weights.npz", "optimizer.npz", "steps.npz") if name in infos}
+            runs_members = _read_runs_members(z, infos, label)
     except DataError as exc:
         raise ProjectError(str(exc)) from None
     project.weights = arrays.get("weights.npz", {})
@@ -282,6 +295,7 @@ def parse_project(data: bytes | IO[bytes], label: str = "the file") -> Project:
         project.step_numbers, project.step_losses = _check_steps(arrays["steps.npz"], label)
     _check_weights(project, analysis, label)
     _check_optimizer(project, label)
+    project.runs, project.keep_run_weights = _runs_from_members(*runs_members, label)
     return project
 
 
@@ -300,7 +314,7 @@ def _member_limits(analysis: Analysis) -> dict[str, int]:
     else:
         weights = optimizer = MAX_FILE_BYTES
     return {"history.json": MAX_HISTORY_BYTES, "weights.npz": weights, "optimizer.npz": optimizer,
-            "steps.npz": MAX_FILE_BYTES}
+            "steps.npz": MAX_FILE_BYTES, "runs.json": MAX_HISTORY_BYTES, "runs.npz": MAX_FILE_BYTES}
 
 
 def _parse_json(raw: bytes, label: str, member: str):
@@ -451,7 +465,8 @@ def _project_from_json(meta: Any, label: str) -> Project:
     description = meta.get("description", "")
     need(isinstance(description, str) and len(description) <= MAX_TEXT_LENGTH, "description must be a string")
     return Project(name=name, graph=GraphSpec(spec_blocks, spec_wires), positions=pos, training=training,
-                   dataset=dataset, panels=panels, description=description, trainer=trainer)
+                   dataset=dataset, panels=panels, description=description, trainer=trainer,
+                   compare=_checked_compare(meta.get("compare"), label))
 
 
 def _whole(value) -> bool:
@@ -593,15 +608,16 @@ def _checked_last_run(value: Any) -> dict[str, Any]:
     return {"planned_epochs": count(value.get("planned_epochs"), "planned_epochs"), "ended": ended, "test": test}
 
 
-def _check_weights(project: Project, analysis: Analysis, label: str) -> None:
-    """Saved arrays must be finite floats of blocks of the graph, with the shapes those blocks need."""
+def _check_weights(project: Project, analysis: Analysis | None, label: str) -> None:
+    """Saved arrays must be finite floats of blocks of the graph, with the shapes those blocks need
+    (not checked with ``analysis`` None: a run's weights being saved came from its own model)."""
     if not project.weights:
         return
     _check_array_names(project.weights, {b.id for b in project.graph.blocks}, 2, label, "weights")
     for key, value in project.weights.items():
         if value.dtype.kind != "f" or not np.isfinite(value).all():
             raise ProjectError(f"{label}: weights.npz array {key!r} holds non-finite or non-float values")
-    if not analysis.ok:
+    if analysis is None or not analysis.ok:
         return  # an unfinished graph opens as it is; its weights are checked when it can be built
     model = Model(project.graph)
     try:
@@ -619,3 +635,186 @@ def _check_optimizer(project: Project, label: str) -> None:
         check_state(project.optimizer)
     except ValueError as exc:
         raise ProjectError(f"{label}: {exc}") from None
+
+
+# ----------------------------------------------------------------------------- run history, comparison
+RUNS_JSON, RUNS_NPZ = "runs.json", "runs.npz"
+
+
+def _checked_compare(value: Any, label: str) -> CompareChoice | None:
+    """``project.json``'s ``compare`` (left out: None), checked by ``studio.compare_choice``."""
+    if value is None:
+        return None
+    try:
+        return compare_from_json(value)
+    except ChoiceError as exc:
+        raise ProjectError(f"{label}: project.json compare {exc}") from None
+
+
+def _pack_runs(z: zipfile.ZipFile, project: Project) -> None:
+    """``runs.json`` and ``runs.npz``, when there is a run or a choice not to keep their weights."""
+    if project.runs or not project.keep_run_weights:
+        z.writestr(RUNS_JSON, json.dumps(run_history.runs_to_json(project.runs, project.keep_run_weights),
+                                         indent=1, allow_nan=False))
+        z.writestr(RUNS_NPZ, _npz_bytes(run_history.runs_arrays(project.runs)))
+
+
+def _read_runs_members(z: zipfile.ZipFile, infos: dict[str, zipfile.ZipInfo], label: str):
+    """The parsed ``runs.json`` (None when absent) and the arrays of ``runs.npz``."""
+    if RUNS_JSON not in infos:
+        if RUNS_NPZ in infos:
+            raise ProjectError(f"{label} has {RUNS_NPZ} without {RUNS_JSON}")
+        return None, {}
+    meta = _parse_json(_member(z, infos[RUNS_JSON], label), label, RUNS_JSON)
+    arrays = _read_npz(_member(z, infos[RUNS_NPZ], label), label, RUNS_NPZ) if RUNS_NPZ in infos else {}
+    return meta, arrays
+
+
+def _check_runs_for_saving(project: Project, label: str) -> None:
+    """The run history as opening checks it (``_runs_from_members``), its weights' shapes aside
+    (they came from each run's own model; fitting them again would build every run's model at
+    every save)."""
+    try:
+        text = json.dumps(run_history.runs_to_json(project.runs, project.keep_run_weights), allow_nan=False)
+    except (TypeError, ValueError) as exc:
+        raise ProjectError(f"cannot save {label}: its run history holds a value a project file cannot ({exc})") \
+            from None
+    _runs_from_members(_parse_json(text.encode("utf-8"), label, RUNS_JSON), run_history.runs_arrays(project.runs),
+                       label, fit_weights=False)
+
+
+def _runs_from_members(meta: Any, arrays: dict[str, np.ndarray], label: str,
+                       fit_weights: bool = True) -> tuple[list[run_history.Run], bool]:
+    """The run history, every value checked (docs/file-format.md): counts and lengths bounded,
+    every number finite, every string a string, each run's model and training settings checked
+    as a project's are, its curve as ``steps.npz`` is and its weights against its model."""
+    if meta is None:
+        return [], True
+
+    def need(cond: bool, where: str, what: str) -> None:
+        if not cond:
+            raise ProjectError(f"{label}: {RUNS_JSON} {where} {what}")
+
+    need(isinstance(meta, dict) and set(meta) <= {"keep_weights", "runs"}, "", "must be an object with "
+         "keep_weights and runs")
+    keep = meta.get("keep_weights", True)
+    need(isinstance(keep, bool), "keep_weights", "must be true or false")
+    records = meta.get("runs", [])
+    need(isinstance(records, list) and len(records) <= run_history.MAX_RUNS, "runs",
+         f"must be a list of at most {run_history.MAX_RUNS} runs")
+    runs: list[run_history.Run] = []
+    used: set[str] = set()
+    for i, record in enumerate(records):
+        where = f"runs[{i}]"
+        need(isinstance(record, dict), where, "must be an object")
+        run = _run_from_json(record, where, need, label)
+        need(not runs or run.number > runs[-1].number, f"{where}.number", "must be larger than the run before's")
+        run.step_numbers, run.step_losses, run.weights = _run_arrays(run, record.get("has_weights", False), arrays,
+                                                                      where, label, used, fit_weights)
+        runs.append(run)
+    stray = sorted(set(arrays) - used)
+    if stray:
+        raise ProjectError(f"{label}: {RUNS_NPZ} holds {stray[0]!r}, which belongs to no run of {RUNS_JSON}")
+    return runs, keep
+
+
+def _count(value: Any, low: int = 0) -> bool:
+    """A whole number from ``low`` to 2^53."""
+    return _whole(value) and low <= value <= 2**53
+
+
+def _text(value: Any) -> bool:
+    return isinstance(value, str) and len(value) <= run_history.MAX_TEXT
+
+
+def _run_from_json(record: dict, where: str, need, label: str) -> run_history.Run:
+    known = {"number", "when", "kind", "label", "ended", "graph", "training", "after", "changes", "first_epoch",
+             "epochs", "test", "seconds", "parameters", "steps_per_epoch", "has_weights"}
+    unknown = sorted(set(record) - known)
+    need(not unknown, where, f"has unknown keys {', '.join(unknown)}")
+    number = record.get("number")
+    need(_count(number, 1), f"{where}.number", "must be a whole number of 1 or more")
+    when = record.get("when")
+    need(isinstance(when, str) and len(when) <= 64, f"{where}.when", "must be a date and time")
+    try:
+        _dt.datetime.fromisoformat(when)
+    except ValueError:
+        need(False, f"{where}.when", f"must be an ISO 8601 date and time, not {when!r}")
+    need(record.get("kind") in run_history.KINDS, f"{where}.kind", f"must be {' or '.join(run_history.KINDS)}")
+    need(record.get("ended") in run_history.ENDINGS, f"{where}.ended", f"must be {', '.join(run_history.ENDINGS)}")
+    need(_text(record.get("label")), f"{where}.label",
+         f"must be a string of at most {run_history.MAX_TEXT:,} characters")
+    after = record.get("after")
+    need(after is None or (_count(after, 1) and after < number), f"{where}.after",
+         "must be null or the number of an earlier run")
+    changes = record.get("changes", [])
+    need(isinstance(changes, list) and len(changes) <= run_history.MAX_CHANGES and all(_text(c) for c in changes),
+         f"{where}.changes", f"must be a list of at most {run_history.MAX_CHANGES} strings of at most "
+         f"{run_history.MAX_TEXT:,} characters")
+    need(_count(record.get("first_epoch", 0)), f"{where}.first_epoch", "must be a whole number")
+    epochs = record.get("epochs", [])
+    need(isinstance(epochs, list) and len(epochs) <= run_history.MAX_EPOCHS, f"{where}.epochs",
+         f"must be a list of at most {run_history.MAX_EPOCHS:,} epoch records")
+    for k, epoch in enumerate(epochs):
+        need(isinstance(epoch, dict) and set(epoch) <= set(run_history.EPOCH_KEYS), f"{where}.epochs[{k}]",
+             f"must be an object with keys among {', '.join(run_history.EPOCH_KEYS)}")
+        need(_count(epoch.get("epoch"), 1), f"{where}.epochs[{k}].epoch", "must be a whole number of 1 or more")
+        for key in run_history.EPOCH_KEYS[1:]:
+            need(epoch.get(key) is None or _number(epoch[key]), f"{where}.epochs[{k}].{key}",
+                 "must be a finite number or null")
+    try:
+        test = _checked_last_run({"test": record.get("test")})["test"]
+    except ValueError as exc:
+        raise ProjectError(f"{label}: {RUNS_JSON} {where}: {exc}") from None
+    need(_number(record.get("seconds", 0)) and record.get("seconds", 0) >= 0, f"{where}.seconds",
+         "must be a finite number of 0 or more")
+    need(_count(record.get("parameters", 0)), f"{where}.parameters", "must be a whole number")
+    need(_count(record.get("steps_per_epoch", 0)), f"{where}.steps_per_epoch", "must be a whole number")
+    need(isinstance(record.get("has_weights", False), bool), f"{where}.has_weights", "must be true or false")
+    # The model and settings a run trained are checked exactly as a project's own are (a run
+    # keeps no dataset of its own: the project's is the one it trained on).
+    try:
+        model = _project_from_json({"format": FORMAT_NAME, "schema_version": SCHEMA_VERSION,
+                                    "graph": record.get("graph"), "training": record.get("training", {}),
+                                    "dataset": {"kind": "builtin", "name": "the project's"}},
+                                   f"{label}: {RUNS_JSON} {where}")
+    except ProjectError as exc:
+        raise _reworded(exc, "project.json") from None
+    return run_history.Run(number=number, when=when, kind=record["kind"], label=record["label"],
+                           ended=record["ended"], graph=model.graph, training=model.training, after=after,
+                           changes=list(changes), first_epoch=record.get("first_epoch", 0),
+                           epochs=[dict(e) for e in epochs], test=test, seconds=float(record.get("seconds", 0)),
+                           parameters=record.get("parameters", 0), steps_per_epoch=record.get("steps_per_epoch", 0))
+
+
+def _run_arrays(run: run_history.Run, has_weights: bool, arrays: dict[str, np.ndarray], where: str, label: str,
+                used: set[str], fit_weights: bool = True):
+    """Run ``run``'s per-step curve and weights from ``runs.npz``, checked; marks their keys ``used``."""
+    curve = {part: arrays.get(run_history.array_key(run.number, part)) for part in ("global_step", "loss")}
+    used.update(run_history.array_key(run.number, part) for part, value in curve.items() if value is not None)
+    if all(v is None for v in curve.values()):
+        numbers, losses = np.zeros(0, np.int64), np.zeros(0, np.float32)
+    else:
+        try:
+            numbers, losses = _check_steps({k: v for k, v in curve.items() if v is not None},
+                                           f"{label}: {RUNS_NPZ} run {run.number}")
+        except ProjectError as exc:
+            raise _reworded(exc, "steps.npz") from None
+    prefix = run_history.array_key(run.number, "weights/")
+    weights = {key[len(prefix):]: value for key, value in arrays.items() if key.startswith(prefix)}
+    used.update(prefix + name for name in weights)
+    if has_weights != bool(weights):
+        raise ProjectError(f"{label}: {RUNS_JSON} {where}.has_weights is {str(has_weights).lower()} but "
+                           f"{RUNS_NPZ} holds {'no' if not weights else 'its'} weights")
+    if weights:
+        try:
+            _check_weights(Project(graph=run.graph, weights=weights), analyse(run.graph) if fit_weights else None,
+                           f"{label}: {RUNS_NPZ} run {run.number}")
+        except ProjectError as exc:
+            raise _reworded(exc, "weights.npz") from None
+    return numbers, losses, weights
+
+
+def _reworded(exc: ProjectError, member: str) -> ProjectError:
+    """A check written for a project's own ``member``, its message reworded for the run history."""
+    return ProjectError(str(exc).replace(f": {member} ", ": ").replace(f"{member} ", ""))

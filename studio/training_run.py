@@ -62,7 +62,7 @@ class RunEvent(tuple):
     * ``("epoch", record)``: the epoch record, with ``confusion`` (NumPy) and ``class_names``;
     * ``("ended", {"kind", "message", "result"})``, last: kind is finished, stopped or failed;
       ``result`` is ``{"state": TrainState, "weights": dict, "test": dict or None}`` (see
-      ``_test_metrics``) or None
+      ``test_result``) or None
       when no model ran or its weights must not be kept.
     """
 
@@ -138,7 +138,7 @@ def _train(job: TrainingJob, control: Control, trainer: Trainer, model: Model, d
         return RunEvent("steps", payload)
 
     def result() -> dict:
-        return {"state": copy.deepcopy(trainer.state), "weights": model.state_dict(), "test": _test_metrics(trainer)}
+        return {"state": copy.deepcopy(trainer.state), "weights": model.state_dict(), "test": test_result(trainer)}
 
     try:
         for event in trainer.run(job.epochs, control):
@@ -190,7 +190,7 @@ def _train(job: TrainingJob, control: Control, trainer: Trainer, model: Model, d
     yield _ended("finished", "training finished", result())
 
 
-def _test_metrics(trainer: Trainer) -> dict | None:
+def test_result(trainer: Trainer) -> dict | None:
     """``{"loss", "accuracy" (None for regression), "samples"}`` of the trained model on the
     held-out test split, or None when there is none or it cannot be computed (the run's result
     never depends on it)."""

@@ -2,7 +2,8 @@
 
 **Build** (palette, canvas, inspector), **Train** (curves, training form, data, confusion
 matrix), **Inside** (the gates, cell state, gradients through time, gate health, filters and
-text generation of the selected block) and **Video**, the way Deep Network Designer and Neural
+text generation of the selected block), **Video** and **Compare** (variants trained side by
+side, the run history), the way Deep Network Designer and Neural
 Network Console separate designing, training and evaluating. Each view is its own
 ``QMainWindow`` page in a ``QStackedWidget``: its main panels share the central area as tabs
 (the tab bar shows only when there are two), the others are docks the person can move, float,
@@ -39,12 +40,18 @@ DEFAULT_ARRANGEMENT: dict[str, dict[str, list[list[str]]]] = {
     # readable height at 1280x800.
     "inside": {"right": [["Cell state", "Gradients through time", "Gate health", "Text generation"]]},
     "video": {},
+    "compare": {"left": [["Compare"]], "bottom": [["Final metrics"]]},
 }
 # Default widths of the dock areas, as shares of the window's width.
 DEFAULT_WIDTHS: dict[str, dict[str, float]] = {
     "build": {"left": 0.15, "right": 0.27},
     "train": {"left": 0.27, "right": 0.31},
     "inside": {"right": 0.42},
+    "compare": {"left": 0.22},
+}
+# Default heights of the bottom dock areas, as shares of the window's height.
+DEFAULT_HEIGHTS: dict[str, dict[str, float]] = {
+    "compare": {"bottom": 0.26},
 }
 
 
@@ -61,6 +68,7 @@ class ViewPage(QMainWindow):
         self.setObjectName(f"view-{spec.key}")
         self.setWindowFlags(Qt.Widget)
         self.setDockOptions(QMainWindow.AnimatedDocks | QMainWindow.AllowTabbedDocks | QMainWindow.AllowNestedDocks)
+        self.setCorner(Qt.BottomLeftCorner, Qt.LeftDockWidgetArea)   # a left dock runs the full height
         self.tabs = QTabWidget()
         self.tabs.setObjectName(f"centre-{spec.key}")
         self.tabs.setDocumentMode(True)
@@ -168,6 +176,11 @@ class ViewHost(QStackedWidget):
                               for n in stack if n in page.docks and not page.docks[n].isFloating()), None)
                 if first is not None:
                     page.resizeDocks([first], [int(width * share)], Qt.Horizontal)
+            for area, share in DEFAULT_HEIGHTS.get(view, {}).items():
+                first = next((page.docks[n] for stack in DEFAULT_ARRANGEMENT.get(view, {}).get(area, [])
+                              for n in stack if n in page.docks and not page.docks[n].isFloating()), None)
+                if first is not None:
+                    page.resizeDocks([first], [int(max(self.height(), 400) * share)], Qt.Vertical)
             for area, stacks in DEFAULT_ARRANGEMENT.get(view, {}).items():
                 heads = [page.docks[s[0]] for s in stacks if s and s[0] in page.docks]
                 if len(heads) > 1:

@@ -22,6 +22,8 @@ VIEWS = (
     ViewSpec("inside", "Inside", "Ctrl+3", "Look inside while it learns: gates, cell state, gradients through "
                                            "time, filters"),
     ViewSpec("video", "Video", "Ctrl+4", "Classify a webcam stream or a video file live"),
+    ViewSpec("compare", "Compare", "Ctrl+5", "Train variants side by side on the same batches (an RNN, an LSTM "
+                                             "and a GRU, say); every run of the project"),
 )
 VIEW_KEYS = tuple(v.key for v in VIEWS)
 

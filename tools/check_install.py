@@ -5,7 +5,8 @@
 Builds the wheel, makes a new virtual environment in a temporary folder, installs the wheel
 into it (not editable, so missing package data shows), and from that folder runs what a person
 runs first: ``gatescope --help``, one short ``gatescope train`` of a bundled example, and
-``gatescope --screenshot``. Exits 1 with the failing step's output when anything fails.
+``gatescope --screenshot``; checks that the compiled kernels were cached in the user's cache
+folder, not in the installed package. Exits 1 with the failing step's output when anything fails.
 ``make test`` runs it after the test suite, so CI checks the installed form too.
 """
 from __future__ import annotations
@@ -76,6 +77,16 @@ def main() -> int:
         if not result.get("test_accuracy") or result["test_accuracy"] < 0.5:
             print(f"check_install: one epoch of digits-cnn reached {result.get('test_accuracy')}", file=sys.stderr)
             return 1
+        # numba's cache must not need the installed package's folder to be writable (it may be
+        # read-only, as in a system install): compiled kernels go to the user's cache folder.
+        in_package = list((env_dir / "lib").rglob("*.nbi"))
+        in_user_cache = list((work / "home" / ".cache").rglob("*.nbi"))
+        if in_package or not in_user_cache:
+            print(f"check_install: numba's cache went to {in_package[:3] or 'nowhere'}, not the user's "
+                  f"cache folder ({len(in_user_cache)} index files there)", file=sys.stderr)
+            return 1
+        print(f"check_install: compiled kernels cached in the user's cache folder ({len(in_user_cache)} "
+              "index files), none in the package", flush=True)
         png = work / "window.png"
         step("gatescope --screenshot", [gatescope, "--screenshot", str(png), str(project)], cwd=work, env=run_env)
         if not png.is_file() or png.stat().st_size < 10_000:

@@ -45,6 +45,15 @@ def _plot(title: str, y_label: str, legend_offset: tuple[int, int]) -> pg.PlotWi
 AXES = {"epoch": "by epoch", "step": "by step"}
 
 
+def thinned(*series: np.ndarray, limit: int = MAX_STEP_POINTS) -> tuple[np.ndarray, ...]:
+    """Equal-length ``series`` cut back once longer than ``limit``: every other point of their
+    older half is dropped, so a long per-step curve keeps its shape at a cost that stops growing."""
+    if len(series[0]) <= limit:
+        return series
+    half = len(series[0]) // 2
+    return tuple(np.concatenate([s[:half:2], s[half:]]) for s in series)
+
+
 class CurvesPanel(QWidget):
     """Loss and accuracy plots; the x axis is the epoch or the training step (a menu chooses)."""
 
@@ -137,12 +146,8 @@ class CurvesPanel(QWidget):
 
     def add_steps(self, steps: np.ndarray, losses: np.ndarray) -> None:
         """Append per-step training losses at global step numbers ``steps``."""
-        self.step_x = np.concatenate([self.step_x, np.asarray(steps, dtype=float)])
-        self.step_loss = np.concatenate([self.step_loss, np.asarray(losses, dtype=float)])
-        if len(self.step_x) > MAX_STEP_POINTS:  # keep every other old point: the shape stays, the cost does not grow
-            half = len(self.step_x) // 2
-            self.step_x = np.concatenate([self.step_x[:half:2], self.step_x[half:]])
-            self.step_loss = np.concatenate([self.step_loss[:half:2], self.step_loss[half:]])
+        self.step_x, self.step_loss = thinned(np.concatenate([self.step_x, np.asarray(steps, dtype=float)]),
+                                              np.concatenate([self.step_loss, np.asarray(losses, dtype=float)]))
         if self.axis_choice.currentText() == "by step":
             self.items["train_loss_steps"].setData(self.step_x, self.step_loss)
 

@@ -17,6 +17,7 @@ from gatescope.assets import example_path
 from gatescope.compute.graph import GraphSpec
 from gatescope.studio.app import MainWindow, install_exception_hook, run_app
 from gatescope.studio.project import Project, load_project, save_project
+from gatescope.studio.viewspec import VIEW_KEYS
 
 QStandardPaths.setTestModeEnabled(True)
 
@@ -314,7 +315,7 @@ def test_dock_layout_saved_and_restored_and_panels_added(window, tmp_path):
     window.set_project(small_project())
     window.dialogs.save_to = str(tmp_path / "layout.gscope")
     assert window.save_as()
-    assert set(load_project(tmp_path / "layout.gscope").panels["views"]) == {"build", "train", "inside", "video"}
+    assert set(load_project(tmp_path / "layout.gscope").panels["views"]) == set(VIEW_KEYS)
     window.restore_default_layout()                               # View > Reset layout
     assert confusion.isVisible() and not window.views.docks["Data"].isFloating()
     window.open_path(tmp_path / "layout.gscope")                  # the project's own arrangement
@@ -467,3 +468,12 @@ def test_a_state_wire_is_dragged_like_any_other_and_a_wrong_one_says_why(make_wi
     window.document.connect_blocks(source, gru, 0)
     error = window.document.analysis.info[gru].error
     assert error is not None and error.startswith("an LSTM's state (h and C) cannot start a GRU, whose state is h alone")
+
+
+def test_the_palette_lists_each_group_in_the_lectures_order(window):
+    # The registry's order is the palette's: the recurrent cells come as the lectures
+    # introduce them, not in the order their modules happen to be imported.
+    blocks = window.palette.block_types()
+    recurrent = [b for b in blocks if b in ("SimpleRNN", "LSTM", "GRU", "ConvLSTM2D")]
+    assert recurrent == ["SimpleRNN", "LSTM", "GRU", "ConvLSTM2D"]
+    assert blocks[0] == "Input"

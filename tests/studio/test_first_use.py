@@ -270,3 +270,46 @@ def test_after_training_the_test_result_shows_and_a_confusion_cell_opens_its_sam
     assert len(gallery.samples) == min(int(matrix[true, predicted]), 24)
     targets = window.current_dataset().y[gallery.indices]
     assert (targets == true).all()
+
+
+@pytest.mark.parametrize("outcome,shown", [
+    ({"seconds": 31.7, "kernels": 24, "numba": True, "note": None}, "CPU kernels ready (compiled in 32 s)"),
+    ({"seconds": 0.4, "kernels": 0, "numba": False, "note": "numba is not installed"},
+     "The NumPy versions of the CPU kernels run (slower): numba is not installed"),
+    (RuntimeError("LLVM ran out of memory"), "Could not prepare the CPU kernels ahead (RuntimeError: LLVM ran out"),
+])
+def test_the_kernels_compile_at_start_on_a_worker_and_the_status_bar_says_so(window, qtbot, monkeypatch,
+                                                                              outcome, shown):
+    import threading
+
+    from gatescope.compute import kernels
+    from gatescope.studio.app import PREPARING_KERNELS
+    release, threads = threading.Event(), []
+
+    def prepare():
+        threads.append(threading.get_ident())
+        release.wait(10)                  # compiling: the GUI thread must stay free meanwhile
+        if isinstance(outcome, Exception):
+            raise outcome
+        return outcome
+
+    monkeypatch.setattr(kernels, "prepare", prepare)
+    window.prepare_kernels()
+    try:
+        assert window.statusBar().currentMessage() == PREPARING_KERNELS
+        qtbot.waitUntil(lambda: bool(threads))
+        window.show_view("train")             # the window answers while the kernels compile
+        assert window.current_view == "train" and threads[0] != threading.get_ident()
+    finally:
+        release.set()
+    qtbot.waitUntil(lambda: window.statusBar().currentMessage() != PREPARING_KERNELS)
+    assert window.statusBar().currentMessage().startswith(shown)
+
+
+def test_kernels_already_in_the_cache_say_nothing(window, qtbot, monkeypatch):
+    from gatescope.compute import kernels
+    from gatescope.studio.app import PREPARING_KERNELS
+    monkeypatch.setattr(kernels, "prepare", lambda: {"seconds": 0.8, "kernels": 24, "numba": True, "note": None})
+    window.prepare_kernels()
+    qtbot.waitUntil(lambda: window.statusBar().currentMessage() != PREPARING_KERNELS)
+    assert window.statusBar().currentMessage() == ""

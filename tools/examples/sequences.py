@@ -4,7 +4,7 @@ from gatescope.compute.train import TrainSettings
 from tools.examples.digits import chain_project
 
 
-def _adding(name: str, recurrent: tuple[str, dict], description: str):
+def adding_project(name: str, recurrent: tuple[str, dict], description: str):
     return chain_project(
         name, description,
         [("Input", {"shape": (100, 2)}), recurrent, ("Dense", {"units": 1}), ("Regress", {})],
@@ -14,14 +14,14 @@ def _adding(name: str, recurrent: tuple[str, dict], description: str):
 
 
 def adding_lstm():
-    return _adding("adding-lstm", ("LSTM", {"hidden_size": 64}),
+    return adding_project("adding-lstm", ("LSTM", {"hidden_size": 64}),
                    "The adding problem (Hochreiter & Schmidhuber 1997) at T = 100: sum the two marked "
                    "values of a long sequence. The LSTM's cell state carries them across the gap; compare "
                    "with adding-rnn, same data and budget. Always answering 1.0 scores MSE 0.167.")
 
 
 def adding_rnn():
-    return _adding("adding-rnn", ("SimpleRNN", {"hidden_size": 64, "activation": "tanh"}),
+    return adding_project("adding-rnn", ("SimpleRNN", {"hidden_size": 64, "activation": "tanh"}),
                    "The adding problem at T = 100 with a plain (Elman) RNN: its gradient vanishes "
                    "through time, so it stays near the 0.167 of always answering 1.0. Compare with "
                    "adding-lstm and the gradients-through-time panel.")

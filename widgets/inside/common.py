@@ -181,6 +181,18 @@ class _Controls:
         self.flow.insertWidget(self.flow.break_index(), widget)
 
 
+class _Unwrapped(QVBoxLayout):
+    """The one-widget layout between a panel's scroll area and its view, telling the scroll area
+    that the view's height does not depend on its width. Qt's resizable scroll area gives a view
+    whose layout has a height-for-width item (a wrapped caption) the height that item's layout
+    asks for at that width, which counts every plot at its size hint: the gradients panel, which
+    needs 88 pixels, scrolled at 373 with a 500-pixel view. Inside the view its own layout still
+    gives a wrapped caption all the lines it needs."""
+
+    def hasHeightForWidth(self) -> bool:  # noqa: N802 - Qt override
+        return False
+
+
 class InsidePanel(QWidget):
     """Frame of an "inside the network" panel: title, explanation, controls, content or message.
 
@@ -247,7 +259,11 @@ class InsidePanel(QWidget):
         self._scroll.setWidgetResizable(True)
         self._scroll.setFrameShape(QFrame.NoFrame)
         self._scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarAlwaysOff)
-        self._scroll.setWidget(widget)
+        holder = QWidget()
+        layout = _Unwrapped(holder)
+        layout.setContentsMargins(0, 0, 0, 0)
+        layout.addWidget(widget)
+        self._scroll.setWidget(holder)
         self._stack.addWidget(self._scroll)
         self.set_content_min_height(min_height)
 

@@ -81,15 +81,16 @@ class GradientsPanel(InsidePanel):
         self.show_message(EMPTY)
 
     # ----------------------------------------------------------------- curves
-    def set_curve(self, key: str, label: str, t, values, dashed: bool = False) -> None:
+    def set_curve(self, key: str, label: str, t, values, dashed: bool = False, colour: str | None = None) -> None:
         """Add or replace the curve ``key``: ``values`` (gradient norms) at time steps ``t``.
 
         Values of 0 (a gradient that vanished entirely, or a pinned gate) cannot be drawn on a
         log axis and leave a gap. ``dashed`` draws a second quantity of the same block
-        (||dL/dC_t|| beside ||dL/dh_t||) in the block's colour.
+        (||dL/dC_t|| beside ||dL/dh_t||) in the block's colour. ``colour``: this one instead of
+        the next free one (the Compare view gives each variant its colour in every panel).
         """
         self._put(Curve(key, label, np.asarray(t, dtype=np.float64), np.asarray(values, dtype=np.float64)),
-                  style=Qt.DashLine if dashed else Qt.SolidLine)
+                  style=Qt.DashLine if dashed else Qt.SolidLine, colour=colour)
         self.show_content()
 
     def remove_curve(self, key: str) -> None:

@@ -55,10 +55,12 @@ reaches step t from the output and from step t+1, after truncation), and
 batch and all units. ConvLSTM2D's per-step arrays are ``(F, H, W)`` in place of ``H``. A
 bidirectional block records its backward half under the same keys suffixed ``_rev``.
 """
-from gatescope.compute.layers.recurrent.base import PIN_CHOICES, Recurrent, pinned_gates
-from gatescope.compute.layers.recurrent.convlstm import ConvLSTM2D
-from gatescope.compute.layers.recurrent.gru import GRU
-from gatescope.compute.layers.recurrent.lstm import LSTM
-from gatescope.compute.layers.recurrent.simple_rnn import SimpleRNN
+# Imported in the lectures' order, which is the order blocks register in, so the palette's
+# Recurrent group and the Compare view's swap choices read SimpleRNN, LSTM, GRU, ConvLSTM2D.
+from gatescope.compute.layers.recurrent.base import PIN_CHOICES, Recurrent, pinned_gates  # isort: skip
+from gatescope.compute.layers.recurrent.simple_rnn import SimpleRNN  # isort: skip
+from gatescope.compute.layers.recurrent.lstm import LSTM  # isort: skip
+from gatescope.compute.layers.recurrent.gru import GRU  # isort: skip
+from gatescope.compute.layers.recurrent.convlstm import ConvLSTM2D  # isort: skip
 
 __all__ = ["PIN_CHOICES", "ConvLSTM2D", "GRU", "LSTM", "Recurrent", "SimpleRNN", "pinned_gates"]
