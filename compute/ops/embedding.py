@@ -6,9 +6,9 @@ plain ``dW[ids] += grad`` would keep only one of them. On NumPy arrays ``scatter
 serial numba kernel (``compute.jit``) with a NumPy twin; on CuPy arrays it is ``cupy.add.at``
 (atomic adds).
 
-Measured on this 2-core machine under load from other sessions (/tmp/s2s/scatter.py: 2,560
-rows, i.e. 64 sequences of 40 ids, medians of 15 alternated calls, a fresh zeroed ``dW`` each;
-ms):
+Measured on the 2-core development machine under load from other sessions
+(``tools/measure_embedding_backward.py``: 2,560 rows, i.e. 64 sequences of 40 ids, medians of 15
+alternated calls, a fresh zeroed ``dW`` each; ms):
 
     V      D    np.add.at (V,D)  add.at on the flat index  bincount per column  sort+reduceat  numba loop
     64     32   1.54             0.36                      0.54                 0.46           0.036
