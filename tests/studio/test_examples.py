@@ -120,6 +120,7 @@ def test_a_bag_of_words_cannot_tell_word_order(tmp_path, capsys):
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(900)    # 45 s here, several times that on a loaded machine
 def test_the_text_cnn_reads_word_order(tmp_path, capsys):
     result, _ = _train("text-cnn", tmp_path, capsys)
     assert result["test_accuracy"] >= 0.85
@@ -139,6 +140,7 @@ def test_train_json_reports_whole_answers_of_an_encoder_decoder(tmp_path, capsys
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(1800)   # 115 s with one BLAS thread; two threads on a loaded 2-core machine, 40x that
 def test_addition_seq2seq_answers_nine_sums_in_ten(tmp_path, capsys):
     result, _ = _train("addition-seq2seq", tmp_path, capsys)
     assert result["test_sequence_accuracy"] >= 0.9
