@@ -30,7 +30,8 @@ BLOCK_WIDTH = 200.0
 BLOCK_HEIGHT = 86.0
 PORT_RADIUS = 6.0
 MIN_ZOOM, MAX_ZOOM = 0.2, 3.0
-MIN_FIT_ZOOM = 0.6       # "fit to view" never shrinks blocks below this: their text stays readable
+MIN_FIT_ZOOM = 0.5       # "fit to view" never shrinks blocks below this: their titles stay readable
+                          # (digits-cnn, five layers a row, fits whole in the Build view at 1280x800)
 
 
 class PortItem(QGraphicsItem):
@@ -286,6 +287,8 @@ class ModelCanvas(QGraphicsView):
         self._press_positions: dict[str, QPointF] = {}
         self._pan_from: QPointF | None = None
         self._space_down = False
+        self._follow_size = False   # refit when the view is resized, until the person zooms or pans
+        self._fitting = False
         self.locked_message = ""
         self.setRenderHints(QPainter.Antialiasing | QPainter.TextAntialiasing)
         self.setDragMode(QGraphicsView.RubberBandDrag)
@@ -295,6 +298,8 @@ class ModelCanvas(QGraphicsView):
         self.setAcceptDrops(True)
         self.setFocusPolicy(Qt.StrongFocus)
         self._scene.selectionChanged.connect(self._on_selection_changed)
+        for bar in (self.horizontalScrollBar(), self.verticalScrollBar()):
+            bar.actionTriggered.connect(self._stop_following_size)   # the person's own scrolling only
         self._update_scene_rect()
 
     # ----------------------------------------------------------------- feeding
@@ -380,8 +385,11 @@ class ModelCanvas(QGraphicsView):
         """Zoom and scroll so every block is visible, between ``MIN_FIT_ZOOM`` and 1.25x.
 
         A model too large to fit at ``MIN_FIT_ZOOM`` (where block text is still readable) is
-        shown from its top-left corner; the rest is a scroll away.
+        shown from its top-left corner; the rest is a scroll away. The fit holds while the view
+        changes size (a project is opened before the window and its docks take their final
+        size) until the person zooms or scrolls.
         """
+        self._follow_size = True
         if not self.blocks:
             self.resetTransform()
             self.centerOn(0, 0)
@@ -405,8 +413,21 @@ class ModelCanvas(QGraphicsView):
         factor = min(MAX_ZOOM, max(MIN_ZOOM, factor))
         self.scale(factor / self.zoom(), factor / self.zoom())
 
+    def _stop_following_size(self, *_args) -> None:
+        self._follow_size = False
+
+    def resizeEvent(self, event) -> None:  # noqa: N802 - Qt override
+        super().resizeEvent(event)
+        if self._follow_size and not self._fitting:
+            self._fitting = True     # a scroll bar the fit shows or hides resizes the view again
+            try:
+                self.fit_to_view()
+            finally:
+                self._fitting = False
+
     def zoom_by(self, factor: float) -> None:
         """Zoom in (``factor`` > 1) or out about the view's centre (Ctrl+plus, Ctrl+minus)."""
+        self._follow_size = False
         anchor = self.transformationAnchor()
         self.setTransformationAnchor(QGraphicsView.AnchorViewCenter)
         self.set_zoom(self.zoom() * factor)
@@ -539,6 +560,7 @@ class ModelCanvas(QGraphicsView):
 
     def mousePressEvent(self, event) -> None:  # noqa: N802 - Qt override
         if event.button() == Qt.MiddleButton or (event.button() == Qt.LeftButton and self._space_down):
+            self._follow_size = False
             self._pan_from = event.position()
             self.viewport().setCursor(Qt.ClosedHandCursor)
             event.accept()
@@ -627,6 +649,7 @@ class ModelCanvas(QGraphicsView):
     def wheelEvent(self, event) -> None:  # noqa: N802 - Qt override
         steps = event.angleDelta().y() / 120.0
         if steps:
+            self._follow_size = False
             self.set_zoom(self.zoom() * (1.15 ** steps))
             event.accept()
         else:

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import numpy as np
 import pyqtgraph as pg
-from PySide6.QtWidgets import QLabel, QVBoxLayout, QWidget
+from PySide6.QtWidgets import QLabel, QWidget
 
 from gatescope.widgets import theme
 from gatescope.widgets.inside.common import InsidePanel, line_colour
@@ -32,20 +32,11 @@ class SampleGallery(InsidePanel):
     def __init__(self, parent: QWidget | None = None):
         super().__init__("Samples", "The validation samples of one cell of the confusion matrix, "
                          "with their true and predicted classes.", parent)
-        content = QWidget()
-        column = QVBoxLayout(content)
-        column.setContentsMargins(0, 0, 0, 0)
-        self.caption_label = QLabel()
-        self.caption_label.setObjectName("muted")
-        self.caption_label.setWordWrap(True)
         self.graphics = pg.GraphicsLayoutWidget()
         self.text_label = QLabel()
         self.text_label.setWordWrap(True)
         self.text_label.setStyleSheet("font-family: monospace;")
-        column.addWidget(self.caption_label)
-        column.addWidget(self.graphics, 1)
-        column.addWidget(self.text_label)
-        self.set_content(content, min_height=2 * TILE_HEIGHT + 40)
+        self.set_captioned_content(self.graphics, self.text_label, min_height=2 * TILE_HEIGHT + 40)
         self.kind = ""
         self.indices = np.zeros(0, dtype=np.int64)
         self.captions: list[str] = []

@@ -72,6 +72,24 @@ def test_canvas_move_select_delete(canvas, qtbot):
     assert deleted.args == [["dense1"], []]
 
 
+def test_a_fitted_canvas_stays_fitted_as_it_is_resized_until_the_person_zooms(canvas):
+    # A project is fitted when it opens, before the window and its docks take their final size.
+    def all_visible():
+        seen = canvas.mapToScene(canvas.viewport().rect()).boundingRect()
+        return all(seen.contains(item.sceneBoundingRect()) for item in canvas.blocks.values())
+
+    for size in ((700, 360), (1400, 700), (760, 420)):
+        canvas.resize(*size)
+        assert all_visible(), size
+    canvas.zoom_by(1.5)
+    zoom = canvas.zoom()
+    canvas.resize(900, 500)
+    assert canvas.zoom() == pytest.approx(zoom)          # the person's own zoom is kept
+    canvas.fit_to_view()
+    canvas.resize(720, 380)
+    assert all_visible()
+
+
 def test_canvas_zoom_and_fit(canvas):
     canvas.set_zoom(1.0)
     canvas.set_zoom(100.0)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 import pyqtgraph as pg
-from PySide6.QtWidgets import QLabel, QVBoxLayout, QWidget
+from PySide6.QtWidgets import QLabel, QWidget
 
 from gatescope.widgets import theme
 from gatescope.widgets.inside.common import InsidePanel, gate_symbol, line_colour
@@ -29,21 +29,12 @@ class GateSaturationPanel(InsidePanel):
                          "Share of gate values shut (near 0), wide open (near 1) and of units that never move, "
                          "on the same validation samples for every variant. A gate that is nearly always "
                          "saturated passes almost no gradient.", parent)
-        content = QWidget()
-        column = QVBoxLayout(content)
-        column.setContentsMargins(0, 0, 0, 0)
-        self.caption_label = QLabel()
-        self.caption_label.setObjectName("muted")
-        self.caption_label.setWordWrap(True)
         self.graphics = pg.GraphicsLayoutWidget()
         self.graphics.setBackground(theme.BACKGROUND)
         legend = "   ".join(f"<span style='color:{colour}'>■</span> {text}" for _, text, colour in MEASURES)
         self.legend_label = QLabel(legend)
         self.legend_label.setObjectName("muted")
-        column.addWidget(self.caption_label)
-        column.addWidget(self.graphics, 1)
-        column.addWidget(self.legend_label)
-        self.set_content(content, min_height=PLOT_MIN[1] + 60)
+        self.set_captioned_content(self.graphics, self.legend_label, min_height=PLOT_MIN[1] + 60)
         self.labels: list[str] = []
         self.plots: list[pg.PlotItem] = []
         self.health: list[dict[str, dict[str, float]]] = []

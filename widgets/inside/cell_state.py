@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 import pyqtgraph as pg
 from PySide6.QtCore import Signal
-from PySide6.QtWidgets import QLabel, QLineEdit, QPushButton, QSpinBox, QVBoxLayout, QWidget
+from PySide6.QtWidgets import QLabel, QLineEdit, QPushButton, QSpinBox, QWidget
 
 from gatescope.widgets import theme
 from gatescope.widgets.axes import plot_axes
@@ -73,21 +73,12 @@ class CellStatePanel(InsidePanel):
         self.controls.addWidget(self.count_spin)
         self.controls.addWidget(self.most_active_button)
 
-        content = QWidget()
-        column = QVBoxLayout(content)
-        column.setContentsMargins(0, 0, 0, 0)
-        self.caption_label = QLabel()
-        self.caption_label.setObjectName("muted")
-        self.caption_label.setWordWrap(True)
         self.graphics = pg.GraphicsLayoutWidget()
         self.error_label = QLabel()
         self.error_label.setObjectName("error")
         self.error_label.hide()
-        column.addWidget(self.caption_label)
-        column.addWidget(self.graphics, 1)
-        column.addWidget(self.error_label)
         # The strip, the legend row and two plots that each still show their lines; below, it scrolls.
-        self.set_content(content, min_height=60 + 40 + 2 * MIN_PLOT_HEIGHT + 90)
+        self.set_captioned_content(self.graphics, self.error_label, min_height=60 + 40 + 2 * MIN_PLOT_HEIGHT + 90)
 
         self.input_plot = self.graphics.addPlot(row=0, col=0, axisItems=plot_axes(bottom="integer"))
         self.input_plot.setMaximumHeight(80)

@@ -198,7 +198,8 @@ class InsidePanel(QWidget):
 
     Subclasses put their controls into ``controls`` (``addWidget``: before the save buttons,
     wrapping onto a second row when the panel is narrow) and their view into
-    ``set_content(widget, min_height)``, and implement ``data_table()``. The view scrolls when
+    ``set_content(widget, min_height)`` (or ``set_captioned_content``: a caption line above the
+    view, a footer below), and implement ``data_table()``. The view scrolls when
     the panel is shorter than ``min_height`` (its plots keep a readable size rather than being
     squashed). While there is nothing to show, ``show_message(text)`` replaces the view by
     ``text`` (what to do). "Save picture" saves the view alone, not the panel's buttons.
@@ -266,6 +267,22 @@ class InsidePanel(QWidget):
         self._scroll.setWidget(holder)
         self._stack.addWidget(self._scroll)
         self.set_content_min_height(min_height)
+
+    def set_captioned_content(self, view: QWidget, footer: QWidget | None = None, min_height: int = 0) -> None:
+        """``set_content`` with the panels' usual column: a wrapped caption line
+        (``caption_label``) above ``view``, which takes the room, and an optional ``footer``
+        (a hover read-out, a legend, an error line) below it."""
+        content = QWidget()
+        column = QVBoxLayout(content)
+        column.setContentsMargins(0, 0, 0, 0)
+        self.caption_label = QLabel()
+        self.caption_label.setObjectName("muted")
+        self.caption_label.setWordWrap(True)
+        column.addWidget(self.caption_label)
+        column.addWidget(view, 1)
+        if footer is not None:
+            column.addWidget(footer)
+        self.set_content(content, min_height)
 
     def set_content_min_height(self, pixels: int) -> None:
         """The least height the view needs to stay readable (it scrolls below that)."""

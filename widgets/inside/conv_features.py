@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pyqtgraph as pg
 from PySide6.QtCore import QPointF, QRectF, Signal
-from PySide6.QtWidgets import QComboBox, QLabel, QSpinBox, QVBoxLayout, QWidget
+from PySide6.QtWidgets import QComboBox, QLabel, QSpinBox, QWidget
 
 from gatescope.widgets.inside.common import (ColourBar, InsidePanel, diverging_colormap, heatmap_plot, sequential_colormap,
                                    set_heatmap, write_csv)
@@ -80,19 +80,10 @@ class ConvFeaturesPanel(InsidePanel):
         self.controls.addWidget(self.channel_spin)
         self.controls.addWidget(self.frame_spin)
 
-        content = QWidget()
-        column = QVBoxLayout(content)
-        column.setContentsMargins(0, 0, 0, 0)
-        self.caption_label = QLabel()
-        self.caption_label.setObjectName("muted")
-        self.caption_label.setWordWrap(True)
         self.graphics = pg.GraphicsLayoutWidget()
         self.hover_label = QLabel("Move the mouse over a tile to read its filter number and value.")
         self.hover_label.setObjectName("muted")
-        column.addWidget(self.caption_label)
-        column.addWidget(self.graphics, 1)
-        column.addWidget(self.hover_label)
-        self.set_content(content)
+        self.set_captioned_content(self.graphics, self.hover_label)
         self.filter_plot, self.filter_image = heatmap_plot(self.graphics, 0, 0, "filters")
         self.map_plot, self.map_image = heatmap_plot(self.graphics, 0, 1, "feature maps")
         for plot in (self.filter_plot, self.map_plot):

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 import pyqtgraph as pg
-from PySide6.QtWidgets import QLabel, QVBoxLayout, QWidget
+from PySide6.QtWidgets import QLabel, QWidget
 
 from gatescope.widgets import theme
 from gatescope.widgets.inside.common import InsidePanel, gate_symbol
@@ -31,20 +31,11 @@ class GateHealthPanel(InsidePanel):
         super().__init__("Gate health", "Share of gate values saturated (stuck shut or wide open) and of "
                          "units that never change. Saturated gates pass almost no gradient: they stop learning.",
                          parent)
-        content = QWidget()
-        column = QVBoxLayout(content)
-        column.setContentsMargins(0, 0, 0, 0)
-        self.caption_label = QLabel()
-        self.caption_label.setObjectName("muted")
-        self.caption_label.setWordWrap(True)
         self.plot_widget = pg.PlotWidget()
         self.findings_label = QLabel()
         self.findings_label.setWordWrap(True)
-        column.addWidget(self.caption_label)
-        column.addWidget(self.plot_widget, 1)
-        column.addWidget(self.findings_label)
         self.plot_widget.setMinimumHeight(160)
-        self.set_content(content, min_height=240)
+        self.set_captioned_content(self.plot_widget, self.findings_label, min_height=240)
         self.plot = self.plot_widget.getPlotItem()
         theme.plain_axes(self.plot)
         self.plot.setMenuEnabled(False)

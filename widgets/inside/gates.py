@@ -12,7 +12,7 @@ from __future__ import annotations
 import numpy as np
 import pyqtgraph as pg
 from PySide6.QtCore import QPointF, Qt, Signal
-from PySide6.QtWidgets import QComboBox, QLabel, QPushButton, QSpinBox, QVBoxLayout, QWidget
+from PySide6.QtWidgets import QComboBox, QLabel, QPushButton, QSpinBox, QWidget
 
 from gatescope.widgets import theme
 from gatescope.widgets.axes import plot_axes
@@ -62,19 +62,10 @@ class GatesPanel(InsidePanel):
         self.controls.addWidget(self.sample_spin)
         self.controls.addWidget(self.next_button)
 
-        content = QWidget()
-        column = QVBoxLayout(content)
-        column.setContentsMargins(0, 0, 0, 0)
-        self.caption_label = QLabel()
-        self.caption_label.setObjectName("muted")
-        self.caption_label.setWordWrap(True)
         self.graphics = pg.GraphicsLayoutWidget()
         self.hover_label = QLabel("Move the mouse over a heatmap to read a value.")
         self.hover_label.setObjectName("muted")
-        column.addWidget(self.caption_label)
-        column.addWidget(self.graphics, 1)
-        column.addWidget(self.hover_label)
-        self.set_content(content)
+        self.set_captioned_content(self.graphics, self.hover_label)
         self.graphics.scene().sigMouseMoved.connect(self._on_mouse_moved)
 
         self.gates: dict[str, np.ndarray] = {}

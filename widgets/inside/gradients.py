@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 import pyqtgraph as pg
 from PySide6.QtCore import Qt, Signal
-from PySide6.QtWidgets import QLabel, QPushButton, QVBoxLayout, QWidget
+from PySide6.QtWidgets import QPushButton, QWidget
 
 from gatescope.widgets import theme
 from gatescope.widgets.axes import plot_axes
@@ -55,16 +55,8 @@ class GradientsPanel(InsidePanel):
         self.controls.addWidget(self.pin_button)
         self.controls.addWidget(self.clear_button)
 
-        content = QWidget()
-        column = QVBoxLayout(content)
-        column.setContentsMargins(0, 0, 0, 0)
-        self.caption_label = QLabel()
-        self.caption_label.setObjectName("muted")
-        self.caption_label.setWordWrap(True)
         self.plot_widget = pg.PlotWidget(axisItems=plot_axes(bottom="integer", left="log"))
-        column.addWidget(self.caption_label)
-        column.addWidget(self.plot_widget, 1)
-        self.set_content(content, min_height=260)
+        self.set_captioned_content(self.plot_widget, min_height=260)
         self.plot = self.plot_widget.getPlotItem()
         self.plot.setLogMode(x=False, y=True)
         theme.plain_axes(self.plot)
