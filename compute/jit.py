@@ -9,7 +9,7 @@
     def lstm_step(pre, c_prev, out_c, out_h):           # the same signature, numba-compilable
         ...
 
-A kernel is compiled with ``numba.njit(fastmath=True, error_model="numpy", cache=True)``, serial:
+A kernel is compiled with ``numba.njit(fastmath=FASTMATH, error_model="numpy", cache=True)``, serial:
 ``error_model="numpy"`` lets a float division vectorise, and ``parallel=True`` inside a step loop
 fought OpenBLAS's threads (11-85x slower than the GEMM, measured for issue 16). Calling it runs
 the compiled code. Where numba is missing, fails to import, or a kernel fails to compile, the
@@ -36,7 +36,12 @@ from gatescope.compute.userdirs import user_cache_dir
 
 log = logging.getLogger(__name__)
 
-OPTIONS = dict(fastmath=True, error_model="numpy", cache=True, nogil=True)
+# LLVM's fast-math flags except "nnan" and "ninf": with those, LLVM may assume no NaN or
+# infinity ever occurs and fold them away (tanh(NaN) came out as 1 and an LSTM's NaN cell
+# state as a finite h), so a diverging training would go on with garbage instead of stopping
+# on its first NaN as the twins do. The flags kept are the ones vectorisation needs.
+FASTMATH = frozenset({"nsz", "arcp", "contract", "afn", "reassoc"})
+OPTIONS = dict(fastmath=set(FASTMATH), error_model="numpy", cache=True, nogil=True)
 
 
 def _sources_digest() -> str:

@@ -705,6 +705,44 @@ def test_adam_twin_matches_closed_form(weight_decay, decoupled):
     np.testing.assert_allclose(param, expected, rtol=1e-12)
 
 
+# --------------------------------------------------------------------------- NaN and infinity
+
+def _non_finite_inputs(*shape):
+    rng = np.random.default_rng(21)
+    x = rng.standard_normal(shape).astype(np.float32)
+    x[0, 1], x[0, 2], x[-1, 0] = np.nan, np.inf, -np.inf
+    return x
+
+
+@pytest.mark.skipif(not jit.available(), reason=str(jit.why_not()))
+@pytest.mark.parametrize("cell", ["rnn-tanh", "rnn-relu", "lstm", "gru"])
+def test_the_numba_kernels_keep_nan_and_infinity_where_their_twins_do(cell):
+    # A diverging training must stop on its first NaN (the trainer checks the loss). With LLVM's
+    # "no NaN" fast-math flag the kernels had folded NaN away: tanh(NaN) came out as 1.
+    batch, units = 3, 8
+    state = np.random.default_rng(22).standard_normal((batch, units)).astype(np.float32)
+    state[1, 3] = np.nan
+
+    def run():
+        if cell.startswith("rnn"):
+            return [kernels.simple_rnn_forward(_non_finite_inputs(batch, units), state,
+                                               activation=cell.split("-")[1])]
+        if cell == "lstm":
+            return list(kernels.lstm_forward(_non_finite_inputs(batch, 4 * units), _non_finite_inputs(batch, 4 * units),
+                                             state))
+        return list(kernels.gru_pytorch_forward(_non_finite_inputs(batch, 3 * units),
+                                                _non_finite_inputs(batch, 3 * units), state,
+                                                b_hn=np.zeros(units, np.float32)))
+
+    compiled = run()
+    with jit.use_numba(False):
+        twins = run()
+    for got, want in zip(compiled, twins):
+        np.testing.assert_array_equal(np.isnan(got), np.isnan(want))
+        np.testing.assert_array_equal(np.isposinf(got), np.isposinf(want))
+        assert np.isnan(got).any()
+
+
 # --------------------------------------------------------------------------- ahead of the first training
 
 @pytest.mark.skipif(not jit.available(), reason=str(jit.why_not()))

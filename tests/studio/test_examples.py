@@ -19,7 +19,7 @@ EXPECTED = ["adding-lstm", "adding-rnn", "digits-cnn", "digits-rows-lstm", "hell
             "digits-spell-lstm", "text-bag-of-words", "text-cnn"]
 COMPARISONS = {"adding-rnn-lstm-gru": ["SimpleRNN", "LSTM", "GRU"],
                "digits-rows-gated": ["LSTM", "GRU", "peephole LSTM", "coupled LSTM"],
-               "exploding-relu-rnn": ["clip_norm 0", "clip_norm 1"]}
+               "exploding-relu-rnn": ["clip_norm 0", "clip_norm 0.25"]}
 
 
 def test_the_contract_examples_are_bundled():
@@ -88,10 +88,13 @@ def _compare(name, tmp_path, capsys):
     return {run["label"]: run for run in result["runs"]}
 
 
-def test_exploding_relu_rnn_fails_unclipped_and_learns_clipped(tmp_path, capsys):
+def test_exploding_relu_rnn_learns_only_clipped(tmp_path, capsys):
+    # Unclipped, the run usually overflows and stops; whether it does depends on rounding (numba or
+    # the twins, the BLAS's thread count), so the test holds what does not: it never learns.
     runs = _compare("exploding-relu-rnn", tmp_path, capsys)
-    assert runs["clip_norm 0"]["ended"] == "failed"
-    assert runs["clip_norm 1"]["ended"] == "finished" and runs["clip_norm 1"]["test_accuracy"] >= 0.85
+    unclipped, clipped = runs["clip_norm 0"], runs["clip_norm 0.25"]
+    assert clipped["ended"] == "finished" and clipped["test_accuracy"] >= 0.9
+    assert unclipped["ended"] == "failed" or unclipped["test_accuracy"] <= clipped["test_accuracy"] - 0.4
 
 
 # Four and three models trained in one test: on the shared 2-core machine under load the digits
