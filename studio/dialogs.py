@@ -98,7 +98,8 @@ class Dialogs:
 
 
 class QuietDialogs(Dialogs):
-    """For the offscreen screenshot: messages go to the log, questions take the safe answer."""
+    """For the offscreen screenshot: messages go to the log, questions take the safe answer, and
+    no file dialog opens."""
 
     def error(self, title: str, text: str) -> None:
         log.warning("%s: %s", title, text)
@@ -113,6 +114,15 @@ class QuietDialogs(Dialogs):
         return True
 
     def offer_recovery(self, paths: list[Path]) -> Path | None:
+        return None
+
+    def open_path(self) -> str | None:
+        return None             # no file dialog offscreen: nothing is chosen
+
+    def save_path(self, suggested: str) -> str | None:
+        return None
+
+    def export_path(self, suggested: str) -> str | None:
         return None
 
     def show_help(self, title: str, html: str) -> None:

@@ -1018,12 +1018,13 @@ class VideoController(QObject):
             self.panel.set_model_status(describe_model(None, None, str(exc)))
             return False
         self.panel.set_model_status(describe_model(self.pipeline.clip_format, model, class_names=class_names))
+        self.panel.set_class_names(class_names)
         block = recurrent_block(model)
         if block:
             # The gate heatmaps are laid out now, while nothing plays (building them took the
             # GUI thread 0.5-1 s on a loaded machine when the first window's gates arrived).
             layer = model.layers[block]
-            blank = np.full((self.pipeline.clip_format.frames, layer.units), 0.5, np.float32)
+            blank = np.full((self.pipeline.clip_format.frames, layer.units), np.nan, np.float32)  # drawn empty
             self.panel.show_gates({name: blank for name in layer.gate_names},
                                   "GRU" if layer.type_name == "GRU" else "LSTM", block)
         return True

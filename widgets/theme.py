@@ -72,7 +72,7 @@ QProgressBar {{
 }}
 QProgressBar::chunk {{ background: #2f5d96; }}
 QTreeWidget, QListWidget {{ background: {PANEL}; border: none; }}
-QTreeWidget::item {{ padding: 3px 0; }}
+QTreeWidget::item, QListWidget::item {{ padding: 3px 0; }}
 QTreeWidget::item:selected {{ background: {RAISED}; }}
 QGroupBox {{ border: 1px solid {BORDER}; border-radius: 4px; margin-top: 10px; padding-top: 6px; }}
 QGroupBox::title {{ subcontrol-origin: margin; left: 8px; padding: 0 4px; color: {MUTED}; }}
@@ -92,6 +92,12 @@ QMenu {{ background: {PANEL}; border: 1px solid {BORDER}; }}
 QTabBar::tab {{ background: {PANEL}; padding: 4px 10px; border: 1px solid {BORDER}; }}
 QTabBar::tab:selected {{ background: {RAISED}; }}
 QScrollArea {{ border: none; }}
+QCheckBox::indicator, QAbstractItemView::indicator {{
+    width: 13px; height: 13px; border: 1px solid {MUTED}; border-radius: 3px; background: {BACKGROUND};
+}}
+QCheckBox::indicator:hover, QAbstractItemView::indicator:hover {{ border-color: {ACCENT}; }}
+QCheckBox::indicator:checked, QAbstractItemView::indicator:checked {{ background: {ACCENT}; border-color: {ACCENT}; }}
+QCheckBox::indicator:disabled, QAbstractItemView::indicator:disabled {{ border-color: {BORDER}; }}
 """
 
 

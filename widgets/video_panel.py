@@ -3,6 +3,8 @@ predictions, capture and inference rates, source controls and labelled-clip reco
 
 Plain data in:
   ``show_frame(image)``            an (H, W) grey or (H, W, 3) RGB uint8 picture.
+  ``set_class_names(names)``      the model's classes: the probability bars and the timeline are
+                                   labelled with them before the first window is classified.
   ``show_prediction(probabilities, class_names, position)``  one window's class
                                    probabilities (floats summing to 1) and where it ends
                                    (a frame number); updates the overlay, bars and timeline.
@@ -172,6 +174,7 @@ class VideoPanel(QWidget):
         self.timeline_plot.setLabel("bottom", "frame", color=theme.MUTED)
         self.timeline_points: list[pg.ScatterPlotItem] = []  # one per class: uniform styles draw fast
         right_layout.addWidget(self.timeline_plot, 1)
+        self._set_class_names([])         # no classes yet: no fractional ticks on the class axes
         self.rates = QLabel("capture – fps · inference – fps · drawn – fps")
         self.rates.setObjectName("muted")
         right_layout.addWidget(self.rates)
@@ -265,6 +268,11 @@ class VideoPanel(QWidget):
         if first:
             self.frame_box.autoRange(padding=0)
             self.overlay.setPos(0, 0)
+
+    def set_class_names(self, names: Sequence[str]) -> None:
+        """Label the probability bars and the timeline with the model's classes (their order)."""
+        if list(names) != self.class_names:
+            self._set_class_names(list(names))
 
     def show_prediction(self, probabilities: Sequence[float], class_names: Sequence[str],
                         position: float) -> None:
@@ -439,9 +447,9 @@ class VideoPanel(QWidget):
             self.timeline_plot.addItem(item)
         ticks = [list(enumerate(names))]
         self.bar_plot.getAxis("bottom").setTicks(ticks)
-        self.bar_plot.setXRange(-0.6, len(names) - 0.4, padding=0)
+        self.bar_plot.setXRange(-0.6, max(len(names), 1) - 0.4, padding=0)
         self.timeline_plot.getAxis("left").setTicks(ticks)
-        self.timeline_plot.setYRange(-0.5, len(names) - 0.5, padding=0)
+        self.timeline_plot.setYRange(-0.5, max(len(names), 1) - 0.5, padding=0)
 
     def _request_camera(self) -> None:
         index = self.camera_choice.currentData()

@@ -1,11 +1,10 @@
 """Reshape: NumPy's row-major reshape per sample (the closed form), its gradient, and the
 messages that point a person at it."""
 import numpy as np
-import pytest
+from gradcheck import check_layer
 
 from gatescope.compute import layers
 from gatescope.compute.graph import GraphSpec, Model, analyse
-from tests.gradcheck import check_layer
 
 
 def test_forward_is_numpy_reshape_per_sample_and_backward_its_inverse():

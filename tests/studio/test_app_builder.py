@@ -4,7 +4,6 @@ Dialogs are replaced by ``FakeDialogs``, so nothing ever waits on a modal window
 """
 import shutil
 import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -18,49 +17,12 @@ from gatescope.compute.graph import GraphSpec
 from gatescope.studio.app import MainWindow, install_exception_hook, run_app
 from gatescope.studio.project import Project, load_project, save_project
 from gatescope.studio.viewspec import VIEW_KEYS
+from fake_dialogs import FakeDialogs
+
 
 QStandardPaths.setTestModeEnabled(True)
 
 
-class FakeDialogs:
-    """Records messages; answers questions from its attributes."""
-
-    def __init__(self):
-        self.errors, self.infos, self.exceptions, self.questions = [], [], [], []
-        self.save_answer = "discard"
-        self.stop_answer = True
-        self.save_to: str | None = None
-        self.recover: Path | None = None
-
-    def error(self, title, text):
-        self.errors.append((title, text))
-
-    def info(self, title, text):
-        self.infos.append((title, text))
-
-    def ask_save(self, text):
-        self.questions.append(text)
-        return self.save_answer
-
-    def ask_stop_training(self, text):
-        self.questions.append(text)
-        return self.stop_answer
-
-    def open_path(self):
-        return None
-
-    def save_path(self, suggested):
-        return self.save_to
-
-    def export_path(self, suggested):
-        return None
-
-    def offer_recovery(self, paths):
-        self.questions.append([str(p) for p in paths])
-        return self.recover
-
-    def show_exception(self, summary, details):
-        self.exceptions.append((summary, details))
 
 
 @pytest.fixture

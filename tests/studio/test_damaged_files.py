@@ -26,7 +26,7 @@ import pytest
 from PySide6.QtCore import QSettings, QStandardPaths
 
 from damaged_files import CASES, input_batch, make, members, meta, snapshot, zip_of
-from test_integration import QuietDialogs  # records errors; every question gets the safe answer
+from fake_dialogs import FakeDialogs
 from gatescope.studio import atomic
 from gatescope.studio.cli import main
 from gatescope.studio.project import Project, ProjectError, load_project, parse_project, save_project
@@ -96,7 +96,7 @@ def window(qapp, tmp_path_factory):
     from gatescope.studio.app import MainWindow
     folder = tmp_path_factory.mktemp("window")
     win = MainWindow(settings=QSettings(str(folder / "settings.ini"), QSettings.IniFormat),
-                     dialogs=QuietDialogs(), autosave_dir=folder / "autosave", extra_panels=False)
+                     dialogs=FakeDialogs(), autosave_dir=folder / "autosave", extra_panels=False)
     win.resize(1280, 800)
     win.show()
     previous = folder / "previous.gscope"

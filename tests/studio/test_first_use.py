@@ -19,50 +19,19 @@ from gatescope.compute.graph import GraphSpec
 from gatescope.studio.app import LOCKED_MESSAGE, MainWindow
 from gatescope.studio.project import Project, load_project
 from gatescope.widgets.canvas import BLOCK_WIDTH
+from fake_dialogs import FakeDialogs
+
 
 QStandardPaths.setTestModeEnabled(True)
 
 
-class Dialogs:
-    def __init__(self):
-        self.errors, self.help_pages, self.save_to = [], [], None
-
-    def error(self, title, text):
-        self.errors.append((title, text))
-
-    def info(self, title, text):
-        pass
-
-    def ask_save(self, text):
-        return "discard"
-
-    def ask_stop_training(self, text):
-        return True
-
-    def open_path(self):
-        return None
-
-    def save_path(self, suggested):
-        return self.save_to
-
-    def export_path(self, suggested):
-        return None
-
-    def offer_recovery(self, paths):
-        return None
-
-    def show_help(self, title, html):
-        self.help_pages.append((title, html))
-
-    def show_exception(self, summary, details):
-        self.errors.append((summary, details))
 
 
 @pytest.fixture
 def make_window(qtbot, tmp_path):
     def make():
         window = MainWindow(settings=QSettings(str(tmp_path / "settings.ini"), QSettings.IniFormat),
-                            dialogs=Dialogs(), autosave_dir=tmp_path / "autosave")
+                            dialogs=FakeDialogs(), autosave_dir=tmp_path / "autosave")
         qtbot.addWidget(window)
         window.resize(1280, 800)
         window.show()

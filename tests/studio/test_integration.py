@@ -5,7 +5,6 @@ Open the example, click the LSTM block, press Train, watch the gate and gradient
 pin the gates in the inspector (forget = 1, input = 0) and see the cell state stop moving.
 """
 from dataclasses import replace
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -15,50 +14,20 @@ from PySide6.QtTest import QTest
 from gatescope.assets import example_path
 from gatescope.studio.app import MainWindow
 from gatescope.studio.views import DEFAULT_ARRANGEMENT
+from fake_dialogs import FakeDialogs
+
 
 QStandardPaths.setTestModeEnabled(True)
 
 STEPS_PER_EPOCH = 6
 
 
-class QuietDialogs:
-    """Every question gets the safe answer; messages are kept for the asserts."""
-
-    def __init__(self):
-        self.errors: list[tuple[str, str]] = []
-
-    def error(self, title, text):
-        self.errors.append((title, text))
-
-    def info(self, title, text):
-        pass
-
-    def ask_save(self, text):
-        return "discard"
-
-    def ask_stop_training(self, text):
-        return True
-
-    def open_path(self):
-        return None
-
-    def save_path(self, suggested):
-        return None
-
-    def export_path(self, suggested):
-        return None
-
-    def offer_recovery(self, paths):
-        return None
-
-    def show_exception(self, summary, details):
-        self.errors.append((summary, details))
 
 
 @pytest.fixture
 def window(qtbot, tmp_path):
     win = MainWindow(settings=QSettings(str(tmp_path / "settings.ini"), QSettings.IniFormat),
-                     dialogs=QuietDialogs(), autosave_dir=tmp_path / "autosave")
+                     dialogs=FakeDialogs(), autosave_dir=tmp_path / "autosave")
     qtbot.addWidget(win)
     win.resize(1500, 950)
     win.show()
@@ -136,7 +105,7 @@ def test_adding_lstm_train_look_inside_and_pin_the_gates(window, qtbot):
     np.testing.assert_array_equal(inside.gates.images["forget"].image, 1.0)
     np.testing.assert_array_equal(inside.gates.images["input"].image, 0.0)
     assert "pinned to 1" in inside.gates.plots["forget"].titleLabel.text
-    assert not window.dialogs.errors
+    assert not window.dialogs.errors and not window.dialogs.exceptions
 
 
 def test_a_block_with_stuck_gates_is_flagged_on_the_canvas(window, qtbot):

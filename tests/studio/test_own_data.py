@@ -13,37 +13,17 @@ from PySide6.QtCore import QSettings, QStandardPaths
 from gatescope.compute.graph import GraphSpec
 from gatescope.studio.app import MainWindow
 from gatescope.studio.project import Project
+from fake_dialogs import FakeDialogs
+
 
 QStandardPaths.setTestModeEnabled(True)
 
 
-class Dialogs:
-    def __init__(self):
-        self.errors = []
-        self.save_to = None
-
-    def error(self, title, text):
-        self.errors.append(text)
-
-    def info(self, title, text):
-        pass
-
-    def ask_save(self, text):
-        return "discard"
-
-    def ask_stop_training(self, text):
-        return True
-
-    def save_path(self, suggested):
-        return self.save_to
-
-    def offer_recovery(self, paths):
-        return None
 
 
 @pytest.fixture
 def window(qtbot, tmp_path):
-    w = MainWindow(settings=QSettings(str(tmp_path / "settings.ini"), QSettings.IniFormat), dialogs=Dialogs(),
+    w = MainWindow(settings=QSettings(str(tmp_path / "settings.ini"), QSettings.IniFormat), dialogs=FakeDialogs(),
                    autosave_dir=tmp_path / "autosave", extra_panels=False)
     qtbot.addWidget(w)
     w.resize(1280, 800)

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from gatescope.compute.datasets import Dataset, load
-from gatescope.compute.graph import Model, analyse
+from gatescope.compute.graph import analyse
 from gatescope.compute.train import Trainer
 from gatescope.studio import templates
 from gatescope.studio.cli import main

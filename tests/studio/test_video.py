@@ -479,3 +479,13 @@ def test_a_recurrent_model_shows_its_input_and_gates_beside_the_picture(controll
     picture = panel.input_image.image
     assert picture.shape == (S, T * (S + 1) - 1)
     assert np.isnan(picture[:, S]).all() and np.nanmax(picture) == 1.0
+
+
+def test_the_class_axes_name_the_models_classes_before_anything_plays(controller):
+    panel = controller.panel
+    # (pyqtgraph keeps the ticks a plot was given in _tickLevels; it has no public reader)
+    assert panel.bar_plot.getAxis("bottom")._tickLevels == [[]]      # no classes: no 0.2, 0.4 ... ticks
+    controller.set_model(motion_model(), ["left", "right"])
+    assert panel.class_names == ["left", "right"]
+    for axis in (panel.bar_plot.getAxis("bottom"), panel.timeline_plot.getAxis("left")):
+        assert axis._tickLevels == [[(0, "left"), (1, "right")]]

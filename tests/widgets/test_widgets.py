@@ -278,3 +278,29 @@ def test_data_panel_shows_each_formats_options_and_keeps_them_per_path(qtbot):
     panel.file_button.click()
     assert requested[-1]["params"]["label_column"] == 2
     assert panel.option_editors["label_column"].specialValueText() == "last"
+
+
+@pytest.mark.parametrize("checked", [False, True])
+def test_a_checkbox_shows_its_box_on_the_dark_theme_and_checked_differs_from_unchecked(qtbot, checked):
+    # The dark style sheet once drew no box at all for an unchecked check box ("Augment: mirror",
+    # the Compare view's list): nothing told a person there was something to click.
+    from PySide6.QtGui import QColor
+    from PySide6.QtWidgets import QCheckBox, QStyle, QStyleOptionButton
+
+    from gatescope.widgets import theme
+    box = QCheckBox("Augment: mirror")
+    box.setStyleSheet(theme.STYLE_SHEET + f"QCheckBox {{ background: {theme.BACKGROUND}; }}")
+    box.setChecked(checked)
+    qtbot.addWidget(box)
+    box.show()
+    qtbot.waitExposed(box)
+    option = QStyleOptionButton()
+    box.initStyleOption(option)
+    rect = box.style().subElementRect(QStyle.SE_CheckBoxIndicator, option, box)
+    image = box.grab().toImage()
+    background = QColor(theme.BACKGROUND).rgb()
+    colours = {image.pixel(x, y) for x in range(rect.left(), rect.right() + 1)
+               for y in range(rect.top(), rect.bottom() + 1)}
+    assert colours - {background}, "the indicator is invisible"
+    inside = QColor(image.pixel(rect.center())).name()
+    assert (inside == theme.ACCENT.lower()) == checked
