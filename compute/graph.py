@@ -210,15 +210,22 @@ def analyse(spec: GraphSpec) -> Analysis:
             if len(ports) < 2 or sorted(ports) != list(range(len(ports))):
                 block_info.error = "needs two or more inputs wired, one per port"
                 continue
-        elif len(ports) < n_wanted:
-            missing = [p + 1 for p in range(n_wanted) if p not in ports]
-            block_info.error = (f"input {missing[0]} is not connected; wire a block's output into it"
-                                if n_wanted > 1 else "its input is not connected; wire a block's output into it")
-            continue
-        sources = [ports[p] for p in sorted(ports)]
-        if any(info[s].out_shape is None for s in sources):
+        else:
+            missing = [p + 1 for p in range(n_wanted) if p not in ports and p not in layer.optional_ports]
+            if missing:
+                block_info.error = (f"input {missing[0]} is not connected; wire a block's output into it"
+                                    if n_wanted > 1 else "its input is not connected; wire a block's output into it")
+                continue
+        state_source = ports.get(layer.state_port) if layer.state_port is not None else None
+        sources = [ports[p] for p in sorted(ports) if p != layer.state_port]
+        if any(info[s].out_shape is None for s in sources + ([state_source] if state_source else [])):
             block_info.error = "waits for the block before it, which has a problem"
             continue
+        if state_source is not None:
+            problem = layer.state_problem(info[state_source].layer, info[state_source].out_shape)
+            if problem:
+                block_info.error = problem
+                continue
         shapes = [info[s].out_shape for s in sources]
         try:
             distributed = layer.time_distributed(shapes)
@@ -251,6 +258,19 @@ def analyse(spec: GraphSpec) -> Analysis:
     return Analysis(info, order, graph_errors, inputs[0] if inputs else None, heads[0] if heads else None)
 
 
+def input_problem(analysis: Analysis, spec: GraphSpec, x) -> str | None:
+    """Why the samples ``x`` cannot go through the blocks the Input feeds (values those blocks
+    cannot read, such as token ids outside an Embedding's vocabulary), naming the block; None
+    when they can. Shapes are ``fit_problem``'s to check (``compute.train``)."""
+    for wire in spec.wires:
+        layer = analysis.info[wire.dst].layer if wire.dst in analysis.info else None
+        if wire.src == analysis.input_id and layer is not None:
+            problem = layer.input_problem(x)
+            if problem:
+                return f"the data does not fit {wire.dst} ({layer.type_name}): {problem}"
+    return None
+
+
 class GraphError(ValueError):
     """The graph cannot be built; the message lists the problems."""
 
@@ -270,11 +290,15 @@ class Model:
         self.order = [bid for bid in analysis.order]
         self.layers: dict[str, Layer] = {bid: analysis.info[bid].layer for bid in self.order}
         self.sources: dict[str, list[str]] = {}
+        self.state_sources: dict[str, str] = {}   # block -> the block whose state starts it
         ports: dict[str, dict[int, str]] = defaultdict(dict)
         for w in spec.wires:
             ports[w.dst][w.port] = w.src
         for bid in self.order:
-            self.sources[bid] = [ports[bid][p] for p in sorted(ports[bid])]
+            state_port = self.layers[bid].state_port
+            self.sources[bid] = [ports[bid][p] for p in sorted(ports[bid]) if p != state_port]
+            if state_port in ports[bid]:
+                self.state_sources[bid] = ports[bid][state_port]
         rng = np.random.default_rng(seed)
         for bid in self.order:  # initialised in topological order, so a seed fixes every weight
             self.layers[bid].build(analysis.info[bid].in_shapes, rng, xp, self.dtype)
@@ -299,6 +323,8 @@ class Model:
                 outputs[bid] = x
                 continue
             inputs = [outputs[s] for s in self.sources[bid]]
+            if bid in self.state_sources:
+                inputs.append(self._handed_state(self.state_sources[bid], outputs))
             if self.analysis.info[bid].time_distributed:
                 n, t = inputs[0].shape[:2]
                 y = layer.forward([a.reshape((n * t,) + a.shape[2:]) for a in inputs], training)
@@ -312,17 +338,31 @@ class Model:
         """The head's loss for the last forward pass against ``targets``."""
         return self.head.loss(targets)
 
+    def _handed_state(self, source: str, outputs: dict) -> dict:
+        """What a state wire from ``source`` carries: a recurrent block's final state (h, and C
+        from an LSTM), or any other block's output as h_0."""
+        layer = self.layers[source]
+        return layer.final_state() if layer.hands_state else {"h0": outputs[source]}
+
     def backward(self) -> None:
-        """Backpropagate the head's loss gradient through every block, adding into ``grads``."""
+        """Backpropagate the head's loss gradient through every block, adding into ``grads``.
+        A state wire carries its gradient back the same way: dL/d(initial state) of the block it
+        starts becomes dL/d(final state) of the block that handed it over (BPTT runs on through
+        the handover), or dL/d(output) of a block whose output was the initial h."""
         grads: dict[str, Any] = {self.head_id: None}
+        state_grads: dict[str, dict] = {}
         for bid in reversed(self.order):
-            if bid == self.input_id or bid not in grads:
+            if bid == self.input_id or (bid not in grads and bid not in state_grads):
                 continue
-            layer, grad = self.layers[bid], grads.pop(bid)
+            layer = self.layers[bid]
+            # a block read only through its state wire gets no gradient on its output
+            grad = grads.pop(bid) if bid in grads else self.xp.zeros_like(self._outputs[bid])
             if self.analysis.info[bid].time_distributed:
                 n, t = grad.shape[:2]
                 d_inputs = layer.backward(grad.reshape((n * t,) + grad.shape[2:]))
                 d_inputs = [d.reshape((n, t) + d.shape[1:]) for d in d_inputs]
+            elif bid in state_grads:
+                d_inputs = layer.backward(grad, final_state_grad=state_grads.pop(bid))
             else:
                 d_inputs = layer.backward(grad)
             for src, d in zip(self.sources[bid], d_inputs):
@@ -330,6 +370,14 @@ class Model:
                     grads[src] = grads[src] + d  # an output that feeds several blocks
                 else:
                     grads[src] = d
+            if bid in self.state_sources:
+                src, d_state = self.state_sources[bid], d_inputs[len(self.sources[bid])]
+                if not self.layers[src].hands_state:
+                    grads[src] = grads[src] + d_state["h0"] if src in grads else d_state["h0"]
+                elif src in state_grads:
+                    state_grads[src] = {k: state_grads[src][k] + v for k, v in d_state.items()}
+                else:
+                    state_grads[src] = d_state
 
     def zero_grads(self) -> None:
         for layer in self.layers.values():

@@ -24,7 +24,7 @@ from gatescope.compute.augment import check_settings as check_augmentation
 from gatescope.compute.backend import to_numpy
 from gatescope.compute.datasets import Dataset, DataError, Split, split_indices
 from gatescope.compute.datasets.checks import MAX_SEED
-from gatescope.compute.graph import Model
+from gatescope.compute.graph import Model, input_problem
 from gatescope.compute.optim import OPTIMIZERS, SCHEDULES, clip_by_global_norm, global_norm, learning_rate, make_optimizer
 
 
@@ -285,6 +285,9 @@ class Trainer:
         model = self.model
         problem = fit_problem(self.dataset, model.input_shape, model.task,
                               model.analysis.info[model.head_id].out_shape)
+        for x in (self.dataset.x, self.dataset.x_test):
+            if problem is None and x is not None:
+                problem = input_problem(model.analysis, model.spec, x)
         if problem:
             raise DataError(problem)
 
@@ -304,6 +307,19 @@ class Trainer:
     def test_metrics(self) -> Metrics:
         _, _, (xt, yt) = self._parts()
         return evaluate(self.model, xt, yt, max(256, self.settings.batch_size))
+
+    def test_sequence_accuracy(self) -> float | None:
+        """For an encoder-decoder dataset (one whose ``meta`` has an ``answer`` recipe): the share
+        of held-out questions whose whole answer, written by the model feeding its own characters
+        back (``compute.generate.answer_greedily``, no teacher forcing), is right. None for other
+        datasets or without test samples."""
+        recipe = self.dataset.meta.get("answer")
+        _, _, (xt, yt) = self._parts()
+        if not recipe or len(xt) == 0:
+            return None
+        from gatescope.compute.generate import answer_greedily, sequence_accuracy
+        answers, _ = answer_greedily(self.model, xt, recipe, max(256, self.settings.batch_size))
+        return sequence_accuracy(answers, yt, int(recipe["end_id"]))
 
     # ----------------------------------------------------------------- the batches
     def batch_plan(self) -> tuple[int, int]:

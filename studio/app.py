@@ -30,7 +30,7 @@ from PySide6.QtWidgets import QApplication, QFrame, QLabel, QMainWindow, QMenu, 
 from gatescope.compute.backend import DeviceError, select_device
 from gatescope.compute.datasets import Dataset, DataError
 from gatescope.compute.datasets.files import LOADER_OPTIONS, detect_format
-from gatescope.compute.graph import Model
+from gatescope.compute.graph import Model, input_problem
 from gatescope.compute.train import TrainSettings, dataset_split, fit_problem
 from gatescope.studio import __version__, palette_data
 from gatescope.studio import help as help_pages
@@ -687,8 +687,9 @@ class MainWindow(QMainWindow):
             if self.data.busy:
                 return None     # the run loads it itself when Train is pressed before it arrives
             return "no dataset is loaded; choose one in the Data panel of the Train view"
-        return fit_problem(dataset, analysis.info[analysis.input_id].out_shape, analysis.task,
-                           analysis.info[analysis.head_id].out_shape)
+        return (fit_problem(dataset, analysis.info[analysis.input_id].out_shape, analysis.task,
+                            analysis.info[analysis.head_id].out_shape)
+                or input_problem(analysis, self.project.graph, dataset.x))
 
     # ----------------------------------------------------------------- clipboard
     def copy(self) -> None:

@@ -321,6 +321,9 @@ def cmd_train(args) -> int:
               "test_loss": test.loss}
     if model.task == "classification":
         result["test_accuracy"] = test.accuracy
+    whole_answers = trainer.test_sequence_accuracy()
+    if whole_answers is not None:
+        result["test_sequence_accuracy"] = whole_answers
     if trainer.state.history:
         result["final"] = trainer.state.history[-1]
     if args.json:
@@ -330,6 +333,8 @@ def cmd_train(args) -> int:
             score = "no test samples (test_fraction is 0)"
         elif model.task == "classification":
             score = f"test accuracy {test.accuracy:.4f}"
+            if whole_answers is not None:
+                score += f" per character, {whole_answers:.4f} of whole answers (fed back, no teacher forcing)"
         else:
             score = f"test MSE {test.loss:.5f}"
         print(f"{score}, {epochs} epochs in {seconds:.1f} s on the {device.name}; saved {out}")

@@ -18,7 +18,17 @@ How blocks map (the details are in ``docs/onnx.md``):
 - Conv2D -> Conv; Conv1D -> Conv with a 1-D kernel between two Transposes
   ((N, T, F) -> (N, F, T) and back); MaxPool/AvgPool 1D/2D -> MaxPool/AveragePool (1-D ones
   between Transposes too); GlobalAvgPool -> GlobalAveragePool (images) or ReduceMean over time
-  (sequences); BatchNorm -> BatchNormalization with the running statistics.
+  (sequences); GlobalMaxPool1D -> ReduceMax over time; BatchNorm -> BatchNormalization with the
+  running statistics.
+- Embedding -> Cast of the input to int64, then Gather of the table's rows (ids outside the
+  vocabulary are an error in ONNX Runtime, as in GateScope); TimeSlice -> Slice along time;
+  RepeatSteps -> Unsqueeze and Tile.
+- A state wire (an encoder-decoder's handover) -> the source's ``Y_h`` (and ``Y_c``) as the
+  ``initial_h`` (and ``initial_c``) of the block it starts; from a non-recurrent block, its
+  output unsqueezed to ``(1, N, H)`` as ``initial_h``. The exported model computes what
+  ``Model.forward`` does: the decoder reads whatever the Input's answer steps hold (teacher
+  forcing); the step-by-step feedback of ``compute.generate.answer_greedily`` is a loop around
+  the model, not part of it. Unrolled blocks (pinned gates, the coupled LSTM) refuse state wires.
 - Add -> Add; Concat -> Concat along the feature or channel axis.
 - A time-distributed block (a Conv2D fed a video clip, a Dense fed a sequence) is wrapped in
   Reshape (N, T, ...) -> (N*T, ...) and back.
@@ -137,6 +147,7 @@ class _Graph:
         self._used: set[str] = {INPUT_NAME, OUTPUT_NAME}
         self._ints: dict[tuple, str] = {}
         self.ops_of_block: list[str] = []
+        self.final_states: dict[str, dict[str, str]] = {}   # block id -> its Y_h (and Y_c), (1, N, H)
 
     def name(self, base: str) -> str:
         """A fresh tensor name starting with ``base``."""
@@ -193,6 +204,8 @@ class _Block:
         self.in_shapes: list[tuple[int, ...]] = [tuple(s) for s in in_shapes]  # per sample (per step)
         self.out_shape: tuple[int, ...] = tuple(out_shape)                       # per sample (per step)
         self.settings: dict[str, Any] = layer.settings
+        self.state_in: dict[str, str] | None = None   # a state wire's initial h (and C), (1, N, H)
+        self.hands_state = False                      # whether a state wire reads its final state
 
 
 Emitter = Callable[[_Graph, _Block, list[str]], str]
@@ -268,6 +281,26 @@ def _global_avg_pool(g: _Graph, b: _Block, xs: list[str]) -> str:
     return g.op("ReduceMean", [xs[0]], b.id, axes=[1], keepdims=0)  # sequence: mean over time
 
 
+def _global_max_pool_1d(g: _Graph, b: _Block, xs: list[str]) -> str:
+    return g.op("ReduceMax", [xs[0]], b.id, axes=[1], keepdims=0)  # the largest of each feature over time
+
+
+def _time_slice(g: _Graph, b: _Block, xs: list[str]) -> str:
+    start, stop = b.layer._span(b.in_shapes[0][0])
+    return g.slice(xs[0], start, stop, 1, b.id)
+
+
+def _repeat_steps(g: _Graph, b: _Block, xs: list[str]) -> str:
+    steps = b.settings["steps"]
+    return g.op("Tile", [g.op("Unsqueeze", [xs[0], g.ints(f"{b.id}_axis", [1])], b.id),
+                         g.ints(f"{b.id}_repeats", [1, steps, 1])], b.id)   # (N, F) -> (N, steps, F)
+
+
+def _embedding(g: _Graph, b: _Block, xs: list[str]) -> str:
+    ids = g.op("Cast", [xs[0]], b.id, to=g.helper.np_dtype_to_tensor_dtype(np.dtype(np.int64)))
+    return g.op("Gather", [g.const(f"{b.id}_W", b.params["W"]), ids], b.id, axis=0)  # (N, T) -> (N, T, D)
+
+
 def _batch_norm(g: _Graph, b: _Block, xs: list[str]) -> str:
     stats = [g.const(f"{b.id}_{n}", b.params[n]) for n in ("gamma", "beta", "running_mean", "running_var")]
     eps = float(b.settings["epsilon"])
@@ -334,7 +367,19 @@ def _emit_recurrent(g: _Graph, b: _Block, xs: list[str]) -> str:
               and not (b.type == "LSTM" and b.settings["variant"] == "coupled"))
     if native:
         return _native_recurrent(g, b, xs[0])
+    if b.state_in is not None or b.hands_state:
+        raise ExportError(f"block {b.id} ({b.type}) is unrolled in the export (a pinned gate, the coupled "
+                          "variant, or unroll_recurrent), and an unrolled block does not take or hand over a "
+                          "state wire yet; unpin its gates or use the standard variant")
     return _unrolled(g, b, xs[0], conv=False)
+
+
+def _state_in(g: _Graph, model, source: str, values: dict[str, str]) -> dict[str, str]:
+    """What a state wire from ``source`` hands over, as ONNX's ``initial_h`` (and ``initial_c``)
+    ``(1, N, H)``: a recurrent block's Y_h (and Y_c), or any other block's output as h_0."""
+    if model.layers[source].hands_state:
+        return g.final_states[source]
+    return {"h0": g.op("Unsqueeze", [values[source], g.ints(f"{source}_axis0", [0])], f"{source}_state")}
 
 
 def _native_recurrent(g: _Graph, b: _Block, x: str) -> str:
@@ -363,7 +408,9 @@ def _native_recurrent(g: _Graph, b: _Block, x: str) -> str:
     time_major = g.transpose(x, [1, 0, 2], b.id)  # (N, T, D) -> (T, N, D)
     inputs = [time_major] + [g.const(f"{b.id}_{name}", np.stack([w[k] for w in weights]))
                              for k, name in enumerate(("W", "R", "B"))]
-    if b.settings["initial_state"] == "learned":
+    if b.state_in is not None:        # a state wire: initial_h (and initial_c; left out, it is zero)
+        inputs += ["", b.state_in["h0"]] + ([b.state_in["c0"]] if "c0" in b.state_in else [])
+    elif b.settings["initial_state"] == "learned":
         states = ("h0", "c0") if b.type == "LSTM" else ("h0",)
         inputs.append("")  # sequence_lens: every sequence has all T steps
         batch = g.op("Shape", [x], f"{b.id}_batch", start=0, end=1)
@@ -376,14 +423,22 @@ def _native_recurrent(g: _Graph, b: _Block, x: str) -> str:
     if peepholes:
         inputs += [""] * (7 - len(inputs)) + [g.const(f"{b.id}_P", np.stack(peepholes))]
 
-    if b.settings["return_sequences"]:
-        y = g.op(op_type, inputs, b.id, outputs=[g.name(f"{b.id}_Y")], **attrs)   # (T, dirs, N, H)
-        y = g.transpose(y, [2, 0, 1, 3], b.id)                                     # (N, T, dirs, H)
+    sequences = b.settings["return_sequences"]
+    outputs = [g.name(f"{b.id}_Y") if sequences else "",                                   # (T, dirs, N, H)
+               g.name(f"{b.id}_Y_h") if b.hands_state or not sequences else ""]             # (dirs, N, H)
+    if b.hands_state and b.type == "LSTM":
+        outputs.append(g.name(f"{b.id}_Y_c"))
+    while not outputs[-1]:
+        outputs.pop()
+    g.op(op_type, inputs, b.id, outputs=list(outputs), **attrs)
+    if b.hands_state:
+        g.final_states[b.id] = {"h0": outputs[1], **({"c0": outputs[2]} if b.type == "LSTM" else {})}
+    if sequences:
+        y = g.transpose(outputs[0], [2, 0, 1, 3], b.id)                            # (N, T, dirs, H)
         if len(dirs) == 2 and b.settings["merge"] == "sum":
             return g.op("ReduceSum", [y, g.ints(f"{b.id}_axes", [2])], b.id, keepdims=0)
         return g.reshape(y, [0, 0, len(dirs) * units], b.id)                        # forward first
-    _, last = g.op(op_type, inputs, b.id, outputs=["", g.name(f"{b.id}_Y_h")], **attrs)  # (dirs, N, H)
-    last = g.transpose(last, [1, 0, 2], b.id)                                           # (N, dirs, H)
+    last = g.transpose(outputs[1], [1, 0, 2], b.id)                                     # (N, dirs, H)
     if len(dirs) == 2 and b.settings["merge"] == "sum":
         return g.op("ReduceSum", [last, g.ints(f"{b.id}_axes", [1])], b.id, keepdims=0)
     return g.reshape(last, [0, len(dirs) * units], b.id)
@@ -612,6 +667,10 @@ EMITTERS: dict[str, Emitter] = {
     "MaxPool1D": _pool("MaxPool", 1),
     "AvgPool1D": _pool("AveragePool", 1),
     "GlobalAvgPool": _global_avg_pool,
+    "GlobalMaxPool1D": _global_max_pool_1d,
+    "Embedding": _embedding,
+    "TimeSlice": _time_slice,
+    "RepeatSteps": _repeat_steps,
     "BatchNorm": _batch_norm,
     "Add": _add,
     "Concat": _concat,
@@ -658,6 +717,7 @@ def build_onnx(project, unroll_recurrent: bool = False) -> tuple[Any, dict]:
     g = _Graph(helper, numpy_helper, unroll_recurrent)
     values: dict[str, str] = {}
     exported: list[dict] = []
+    handing = set(model.state_sources.values())
     for bid in model.order:
         layer = model.layers[bid]
         if bid == model.input_id:
@@ -671,6 +731,9 @@ def build_onnx(project, unroll_recurrent: bool = False) -> tuple[Any, dict]:
         distributed = block_info.time_distributed
         step_out = block_info.out_shape[1:] if distributed else block_info.out_shape
         block = _Block(bid, layer, params, block_info.in_shapes, step_out)
+        block.hands_state = bid in handing
+        if bid in model.state_sources:
+            block.state_in = _state_in(g, model, model.state_sources[bid], values)
         xs = [values[s] for s in model.sources[bid]]
         g.ops_of_block = []
         if distributed:

@@ -34,7 +34,7 @@ from PySide6.QtCore import QObject, Signal
 
 from gatescope.compute.backend import to_numpy
 from gatescope.compute.datasets import Dataset, DataError
-from gatescope.compute.generate import generate
+from gatescope.compute.generate import ask, generate
 from gatescope.compute.graph import GraphSpec, Model
 from gatescope.compute.layers import REGISTRY
 from gatescope.compute.layers.recurrent import pinned_gates
@@ -676,6 +676,8 @@ class InsideController(QObject):
         """Whether the current model reads one-hot characters and predicts them; if not, why."""
         from gatescope.widgets.inside.text_generation import EMPTY_NO_MODEL
         dataset, project = self.dataset, self.project
+        if project is not None and dataset is not None and dataset.meta.get("answer"):
+            return True, ""           # an encoder-decoder: the prefix is its question
         if project is None or dataset is None or not dataset.vocab:
             return False, EMPTY_NO_MODEL
         result = self.last_result
@@ -695,6 +697,9 @@ class InsideController(QObject):
                 # A trained character model opened: show what it writes, as a person would ask first.
                 self._generated_once = True
                 panel = self.text_generation
+                recipe = self.dataset.meta.get("answer") if self.dataset is not None else None
+                if recipe and recipe.get("example"):
+                    panel.prefix_edit.setText(recipe["example"])    # an encoder-decoder: ask it a question
                 self.generate(panel.prefix_edit.text(), panel.temperature_spin.value(), panel.length_spin.value())
         else:
             self.text_generation.set_available(False, why)
@@ -708,9 +713,26 @@ class InsideController(QObject):
             self.text_generation.set_available(False, why)
             return
         request = self._make_request()
-        vocab = list(self.dataset.vocab)
         self.text_generation.set_busy(True)
+        recipe = self.dataset.meta.get("answer")
+        if recipe:
+            self._submit(self._answer_job, request, dict(recipe), prefix, float(temperature))
+            return
+        vocab = list(self.dataset.vocab)
         self._submit(self._generate_job, request, vocab, prefix, float(temperature), int(length))
+
+    def _answer_job(self, request: ProbeRequest, recipe: dict, question: str, temperature: float) -> GenerationResult:
+        """An encoder-decoder's answer to ``question``, its characters fed back (``compute.generate.ask``)."""
+        result = GenerationResult(question, vocab=list(recipe["vocab"]))
+        try:
+            model, _ = self._model_for(request)
+            answer, result.probabilities = ask(model, recipe, question, temperature, np.random.default_rng())
+            result.text = question + answer
+        except ValueError as exc:
+            result.error = str(exc)
+        except Exception as exc:  # noqa: BLE001 - reported in the panel, never raised on a thread
+            result.error = f"{type(exc).__name__}: {exc}"
+        return result
 
     def _generate_job(self, request: ProbeRequest, vocab: list[str], prefix: str, temperature: float,
                       length: int) -> GenerationResult:

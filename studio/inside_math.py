@@ -169,8 +169,9 @@ def label_text(y: np.ndarray, dataset: Dataset | None) -> str:
         if y.ndim == 0:
             names = dataset.class_names
             return f"label {names[int(y)] if int(y) < len(names) else int(y)}"
-        if dataset.vocab:
-            return "targets " + repr("".join(dataset.vocab[int(i)] for i in y.reshape(-1)))
+        vocab = dataset.vocab or dataset.meta.get("answer", {}).get("vocab")   # characters, or an answer's
+        if vocab:
+            return "targets " + repr("".join(vocab[int(i)] for i in y.reshape(-1)))
         return "labels " + " ".join(str(int(i)) for i in y.reshape(-1)[:12]) + (" …" if y.size > 12 else "")
     flat = y.reshape(-1)
     return "target " + ", ".join(f"{v:.3g}" for v in flat[:6]) + (" …" if flat.size > 6 else "")

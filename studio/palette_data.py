@@ -116,6 +116,7 @@ def canvas_blocks(graph: GraphSpec, positions: dict[str, tuple[float, float]]) -
         x, y = positions.get(block.id, (0.0, 0.0))
         out.append({"id": block.id, "type": block.type, "category": cls.category if cls else "",
                     "detail": block_detail(block), "inputs": input_port_count(block, graph),
+                    "port_names": list(cls.port_names) if cls else [],
                     "has_output": cls is None or cls.category != "Output", "x": x, "y": y})
     return out
 
@@ -296,14 +297,18 @@ def dataset_view(dataset: Dataset, n_train: int, n_val: int, n_test: int, n_samp
 
 def gallery_view(dataset: Dataset, indices: np.ndarray) -> tuple[str, list, list[str]]:
     """``(kind, samples, captions)`` of ``dataset.x[indices]`` as the samples panel draws them
-    (``widgets.sample_gallery``): characters as text, other sequences as lines, images as grey
-    or colour tiles, clips as frames."""
+    (``widgets.sample_gallery``): characters and word ids (a dataset listing ``meta["words"]``)
+    as text, other sequences as lines, images as grey or colour tiles, clips as frames."""
     samples, captions = [], []
     kind = "sequence"
+    words = dataset.meta.get("words") or []
     for i in indices:
         x = np.asarray(dataset.x[int(i)], dtype=np.float32)
         captions.append(f"#{int(i)}")
-        if x.ndim == 2 and dataset.vocab and x.shape[1] == len(dataset.vocab):
+        if x.ndim == 1 and words:
+            kind = "text"
+            samples.append(" ".join(words[int(k)] if 0 <= k < len(words) else "?" for k in x))
+        elif x.ndim == 2 and dataset.vocab and x.shape[1] == len(dataset.vocab):
             kind = "text"
             samples.append("".join(dataset.vocab[int(k)] if row.any() else "" for k, row in zip(x.argmax(1), x)))
         elif x.ndim == 3:

@@ -5,7 +5,8 @@ The canvas holds no model. It is fed plain data and reports what the person does
 ``set_graph(blocks, wires)``
     ``blocks``: dicts ``{"id", "type", "category", "detail", "inputs", "has_output", "x", "y"}``
     (``detail`` is a key setting such as ``"8 filters 3x3"``; ``inputs`` the number of input
-    ports). ``wires``: ``(src, dst, port)`` tuples.
+    ports), optionally ``"port_names"``, what each input port takes (its tooltip; a recurrent
+    block's "sequence" and "initial state"). ``wires``: ``(src, dst, port)`` tuples.
 ``set_status(status)``
     ``{block_id: {"shape": str, "params": str, "error": str | None, "warning": str | None}}``.
 
@@ -98,8 +99,10 @@ class BlockItem(QGraphicsObject):
             for port in self.input_ports:
                 _discard(port)
             self.input_ports = [PortItem(self, i) for i in range(n_inputs)]
+        names = list(data.get("port_names", ()))
         for i, port in enumerate(self.input_ports):
             port.setPos(0, BLOCK_HEIGHT * (i + 1) / (n_inputs + 1))
+            port.setToolTip(f"input {i + 1}: {names[i]}" if i < len(names) and names[i] else f"input {i + 1}")
         if has_output and self.output_port is None:
             self.output_port = PortItem(self, -1)
             self.output_port.setPos(BLOCK_WIDTH, BLOCK_HEIGHT / 2)

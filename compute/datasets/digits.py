@@ -24,3 +24,21 @@ def digits(layout: str = "image") -> Dataset:
     x = images.reshape((len(images),) + shapes[layout])
     return Dataset("digits", x, labels, "classification", [str(i) for i in range(10)],
                    description="UCI handwritten digits, 8x8, values scaled to 0..1")
+
+
+DIGIT_NAMES = ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine")
+
+
+@register_builtin("digit_names", "UCI handwritten digits with their names spelled out: one image in, a word out")
+def digit_names() -> Dataset:
+    """One-to-many (seed 001's image captioning, in miniature): each digit image ``(1, 8, 8)``
+    with its name spelled one letter per step, then the end mark ``.``, padded with end marks to
+    6 steps: ``y`` ``(1797, 6)`` labels of the letters of the names (class names: the letters,
+    ``.`` last). The name is a fixed function of the class, so a model that reads the image
+    right spells the word right; what it shows is a decoder writing a sequence from one vector."""
+    images, labels = _load_raw()
+    letters = sorted(set("".join(DIGIT_NAMES))) + ["."]
+    index = {c: i for i, c in enumerate(letters)}
+    spelled = np.array([[index[c] for c in (name + ".").ljust(6, ".")] for name in DIGIT_NAMES], dtype=np.int64)
+    return Dataset("digit_names", images.reshape(-1, 1, 8, 8), spelled[labels], "classification", letters,
+                   description="UCI handwritten digits, 8x8, each with its name spelled in 6 steps")

@@ -7,10 +7,12 @@ for one regression target per sequence, ``(N, T)`` labels or ``(N, T, 1)`` targe
 """
 from __future__ import annotations
 
+import re
+
 import numpy as np
 
 from gatescope.assets import DATA
-from gatescope.compute.datasets import Dataset, register_builtin
+from gatescope.compute.datasets import Dataset, DataError, register_builtin
 from gatescope.compute.datasets.checks import (MAX_GENERATED, MAX_SEED, flag, real_number, sample_budget,
                                                whole_number)
 
@@ -139,3 +141,118 @@ def text(n: int = 2000, length: int = 50, lowercase: bool = False, seed: int = 0
     return Dataset("text", x, y, "classification", list(vocab), vocab=list(vocab),
                    description=f"Alice in Wonderland, windows of {length} characters, "
                                f"{len(vocab)} distinct characters")
+
+
+UNKNOWN_WORD = "<rare>"
+
+
+@register_builtin("word_order", "Word order: is a run of words from Alice in the book's order, or shuffled?")
+def word_order(words: int = 12, vocabulary: int = 1000, stride: int = 3, test_share: float = 0.15,
+               seed: int = 0) -> Dataset:
+    """Runs of ``words`` consecutive words of the bundled text as token ids ``(N, words)``
+    (floats holding whole numbers), labelled 1 ("in order") as the book has them or 0
+    ("shuffled"): the same words in a random other order. Every run appears twice, once each
+    way, so the two classes hold exactly the same bags of words: a model that ignores word
+    order (a bag of words) cannot score above 50%, and one that reads neighbouring words
+    (seed 004's n-gram filters, an RNN) can. It is what the probing task "bigram shift" of
+    Conneau et al. (2018) asks, with the whole run shuffled rather than two words swapped.
+
+    Words are the lowercased runs of letters (with inner apostrophes); id 0 stands for every
+    word outside the ``vocabulary - 1`` most frequent ones of the training part (``meta["words"]``
+    lists id -> word). The book is cut once: runs from its first ``1 - test_share`` form ``x``,
+    runs from the rest the fixed test set ``x_test``, so no test run overlaps a training one.
+    Runs start every ``stride`` words."""
+    length = whole_number("word_order", "words", words, 2, 200)
+    vocabulary = whole_number("word_order", "vocabulary", vocabulary, 2, 100_000)
+    stride = whole_number("word_order", "stride", stride, 1, 200)
+    test_share = real_number("word_order", "test_share", test_share, 0.05, 0.5)
+    seed = whole_number("word_order", "seed", seed, 0, MAX_SEED)
+    tokens = re.findall(r"[a-z]+(?:'[a-z]+)*", load_text().lower())
+    cut = int(len(tokens) * (1.0 - test_share))
+    counts: dict[str, int] = {}
+    for word in tokens[:cut]:
+        counts[word] = counts.get(word, 0) + 1
+    kept = sorted(counts, key=lambda w: (-counts[w], w))[:vocabulary - 1]
+    index = {w: i + 1 for i, w in enumerate(kept)}
+    ids = np.array([index.get(w, 0) for w in tokens], dtype=np.int64)
+    rng = np.random.default_rng([seed, 2018])
+
+    def runs(first: int, end: int) -> tuple[np.ndarray, np.ndarray]:
+        starts = np.arange(first, end - length + 1, stride)
+        ordered = ids[starts[:, None] + np.arange(length)]
+        shuffled = ordered.copy()
+        for row in shuffled:
+            original = row.copy()
+            while len(np.unique(original)) > 1 and np.array_equal(row, original):
+                rng.shuffle(row)
+        differs = (shuffled != ordered).any(axis=1)
+        x = np.concatenate([ordered[differs], shuffled[differs]]).astype(np.float32)
+        y = np.concatenate([np.ones(differs.sum(), np.int64), np.zeros(differs.sum(), np.int64)])
+        return x, y
+
+    x, y = runs(0, cut)
+    x_test, y_test = runs(cut, len(tokens))
+    return Dataset("word_order", x, y, "classification", ["shuffled", "in order"], x_test=x_test, y_test=y_test,
+                   description=f"Alice in Wonderland, runs of {length} words in the book's order or shuffled "
+                               f"({vocabulary} word ids; {len(x):,} training and {len(x_test):,} test runs)",
+                   meta={"words": [UNKNOWN_WORD] + kept})
+
+
+ADDITION_VOCAB = list("0123456789+ =.")
+"""The addition dataset's characters: digits, plus, the padding space, ``=`` (the decoder's
+start token) and ``.`` (the end of an answer)."""
+
+
+@register_builtin("addition", "Sums written as characters: read '123+45', write '168' (encoder-decoder)")
+def addition(n: int = 20000, digits: int = 3, reverse_question: bool = True, seed: int = 0) -> Dataset:
+    """Unsynchronised many-to-many (seed 003's machine translation, on sums): the question
+    ``a+b`` (each of 1 to ``digits`` digits, padded with spaces to ``Q = 2*digits + 1``
+    characters) and its answer ``a + b`` followed by the end mark ``.`` (padded with more end
+    marks to ``A = digits + 2`` characters).
+
+    One Input carries both sequences, one-hot over ``ADDITION_VOCAB``, ``x`` ``(n, Q + A, 14)``:
+    steps 0..Q-1 the question (written backwards with ``reverse_question``, as Sutskever et al.
+    2014 feed their encoder: the last digits read are then the first ones the answer needs),
+    steps Q.. the answer as the decoder reads it while training, ``=`` then the answer but its
+    last character (teacher forcing: the target shifted by one step). ``y`` ``(n, A)``: the
+    answer's characters, one label per decoder step. At inference a model reads no answer: it is
+    fed its own characters back (``compute.generate.answer_greedily``, from ``meta["answer"]``).
+    Distinct questions only; the same question never lands in two splits.
+    """
+    n = whole_number("addition", "n", n, 1, MAX_GENERATED)
+    digits = whole_number("addition", "digits", digits, 1, 9)
+    reverse = flag("addition", "reverse_question", reverse_question)
+    seed = whole_number("addition", "seed", seed, 0, MAX_SEED)
+    distinct = (10 ** digits) ** 2
+    if n > distinct // 2:
+        raise DataError(f"addition: {digits}-digit sums give {distinct:,} questions; ask for at most "
+                        f"{distinct // 2:,} (n), or more digits")
+    question, answer = 2 * digits + 1, digits + 2
+    sample_budget("addition", n, (question + answer) * len(ADDITION_VOCAB))
+    rng = np.random.default_rng([seed, 2014])
+    seen: set[tuple[int, int]] = set()
+    pairs = []
+    while len(pairs) < n:
+        width_a, width_b = rng.integers(1, digits + 1, 2)
+        a, b = int(rng.integers(0, 10 ** width_a)), int(rng.integers(0, 10 ** width_b))
+        if (a, b) not in seen:
+            seen.add((a, b))
+            pairs.append((a, b))
+    index = {c: i for i, c in enumerate(ADDITION_VOCAB)}
+    ids = np.zeros((n, question + answer), dtype=np.int64)
+    y = np.zeros((n, answer), dtype=np.int64)
+    for row, (a, b) in enumerate(pairs):
+        asked = f"{a}+{b}".ljust(question)
+        said = f"{a + b}.".ljust(answer, ".")
+        ids[row, :question] = [index[c] for c in (asked[::-1] if reverse else asked)]
+        ids[row, question:] = [index["="]] + [index[c] for c in said[:-1]]
+        y[row] = [index[c] for c in said]
+    x = np.eye(len(ADDITION_VOCAB), dtype=np.float32)[ids]
+    return Dataset("addition", x, y, "classification", list(ADDITION_VOCAB),
+                   description=f"Sums of numbers up to {digits} digits as characters, {n:,} questions: "
+                               f"{question} question steps{' (written backwards)' if reverse else ''}, then "
+                               f"{answer} answer steps",
+                   meta={"answer": {"start_step": question, "steps": answer, "start_id": index["="],
+                                    "end_id": index["."], "vocab": list(ADDITION_VOCAB), "pad": " ",
+                                    "example": "123+45" if digits >= 3 else "1+2",
+                                    "reversed_question": reverse}})

@@ -57,6 +57,8 @@ def _calls():
     kernels.gru_cho_forward_n(x_gates, arr(*state), arr(*state), gates)
     d_gates, dh_prev = kernels.gru_cho_backward_n(arr(*state), None, gates, arr(*state))
     kernels.gru_cho_backward_r(arr(*state), gates, arr(*state), d_gates, dh_prev)
+    from gatescope.compute.ops import embedding as embedding_ops
+    embedding_ops.scatter_rows(numpy.array([0, 1, 0]), arr(3, 2), numpy.zeros((2, 2), numpy.float32), -1)
     _convolution_calls(arr)
 
 

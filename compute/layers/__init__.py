@@ -2,7 +2,12 @@
 
 To add a block: write a ``Layer`` subclass in a module here, decorate it with ``@register``,
 and add the module to ``_MODULES`` below. The palette, the inspector, project files and the
-command line pick it up from the registry.
+command line pick it up from the registry. Then give it: a float64 finite-difference gradient
+check and a closed-form or NumPy reference for its forward (``tests/compute``, with
+``tests/gradcheck.py``); shape errors in words (``ShapeError``, ``describe_shape``); an ONNX
+emitter in ``studio/export_onnx.EMITTERS`` with a case in ``tests/studio/test_export_onnx.py``
+and a row in ``docs/onnx.md``; and, if it has parameters, their names and shapes in its
+docstring (the weights file's keys, ``docs/file-format.md``).
 """
 from __future__ import annotations
 
@@ -35,6 +40,7 @@ def create(type_name: str, settings: dict | None = None) -> Layer:
 
 _MODULES = (
     "core",
+    "embedding",
     "activations",
     "heads",
     "recurrent",

@@ -50,8 +50,12 @@ def reshape_hint(shape: tuple[int, ...], rank: int) -> str:
 
 
 def with_article(noun: str) -> str:
-    """``'an image'``, ``'a sequence'``: the indefinite article a word takes (by its first letter)."""
-    return f"{'an' if noun[:1].lower() in 'aeiou' else 'a'} {noun}"
+    """``'an image'``, ``'a sequence'``, ``'an LSTM'``, ``'a GRU'``: the indefinite article a word
+    takes, by its first letter, or for a capitalised acronym by how that letter is said ("el")."""
+    word = noun.split(" ")[0]
+    acronym = len(word) > 1 and word[:2].isupper()
+    vowel = noun[:1] in "AEFHILMNORSX" if acronym else noun[:1].lower() in "aeiou"
+    return f"{'an' if vowel else 'a'} {noun}"
 
 
 class ShapeError(ValueError):
@@ -150,6 +154,13 @@ class Layer:
                       with shared weights (time-distributed, DESIGN section 2). None: any rank.
       ``buffers``     names in ``params`` that are state, not trainable (BatchNorm's running
                       statistics): saved with the weights, never updated from gradients.
+      ``optional_ports`` input ports that may stay unwired.
+      ``port_names``  what each input port takes, as the canvas names it ("" for plain blocks).
+      ``state_port``  the input port that takes an initial state (recurrent blocks: 1), or None.
+                      Its wire does not feed ``output_shape``: the block checks it with
+                      ``state_problem`` and ``forward`` gets the state as a last input (a dict:
+                      ``h0``, and ``c0`` from an LSTM), its gradient returned the same way.
+      ``hands_state`` True for blocks whose final state a state wire hands on (``final_state``).
     """
 
     type_name: ClassVar[str] = ""
@@ -159,6 +170,10 @@ class Layer:
     n_inputs: ClassVar[int | None] = 1
     step_rank: ClassVar[int | None] = None
     buffers: ClassVar[tuple[str, ...]] = ()
+    optional_ports: ClassVar[tuple[int, ...]] = ()
+    port_names: ClassVar[tuple[str, ...]] = ()
+    state_port: ClassVar[int | None] = None
+    hands_state: ClassVar[bool] = False
 
     def __init__(self, **settings: Any):
         self.settings = self.coerce_settings(settings)
@@ -213,6 +228,12 @@ class Layer:
         """The output-size arithmetic in the lectures' words for blocks that slide a window
         (``floor((8 + 2x1 - 3) / 1) + 1 = 8``); empty for the others."""
         return ""
+
+    def input_problem(self, x) -> str | None:
+        """Why this block cannot read the values of ``x``, a batch straight from the Input (ids
+        out of an Embedding's vocabulary), in one sentence; None when it can, or when any values
+        do (the default). Checked on the whole dataset before training starts."""
+        return None
 
     # ----------------------------------------------------------------- parameters
     def build(self, in_shapes: list[tuple[int, ...]], rng: np.random.Generator, xp=np,

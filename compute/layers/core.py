@@ -1,4 +1,4 @@
-"""Input, Dense, Flatten, Reshape and Dropout."""
+"""Input, Dense, Flatten, Reshape, Dropout, TimeSlice and RepeatSteps."""
 from __future__ import annotations
 
 import numpy as np
@@ -189,3 +189,82 @@ class Dropout(Layer):
         if self._mask is None:
             return [grad_output]
         return [grad_output * self._mask]
+
+
+@register
+class TimeSlice(Layer):
+    """Steps ``start`` to ``start + length`` of a sequence (T, F) (or of a clip), so one Input
+    can carry two sequences one after the other: an encoder-decoder's question and the answer
+    its decoder reads while training (teacher forcing). Backward puts the gradient back at those
+    steps and zeros elsewhere."""
+
+    type_name = "TimeSlice"
+    category = "Dense"
+    summary = "Keeps a run of timesteps of a sequence: steps start to start + length."
+    settings_spec = (
+        Setting("start", "int", 0, "Start", "The first step kept (0 is the first step of the sequence).", 0,
+                1_000_000),
+        Setting("length", "int", 0, "Length", "How many steps are kept; 0 keeps every step from Start on.", 0,
+                1_000_000),
+    )
+
+    def _span(self, steps: int) -> tuple[int, int]:
+        start, length = self.settings["start"], self.settings["length"]
+        return start, (steps if length == 0 else start + length)
+
+    def output_shape(self, in_shapes):
+        shape = tuple(in_shapes[0])
+        if len(shape) < 2:
+            raise ShapeError(f"TimeSlice keeps timesteps of a sequence, but is fed "
+                             f"{with_article(describe_shape(shape))}, which has no time axis")
+        start, stop = self._span(shape[0])
+        if start >= shape[0] or stop > shape[0]:
+            raise ShapeError(f"TimeSlice keeps steps {start} to {stop - 1}, but the sequence has {shape[0]} steps "
+                             f"(0 to {shape[0] - 1}); lower Start or Length")
+        return (stop - start,) + shape[1:]
+
+    def size_formula(self, in_shapes):
+        start, stop = self._span(in_shapes[0][0])
+        return f"steps {start} to {stop - 1} of {in_shapes[0][0]}: {stop - start} steps"
+
+    def forward(self, inputs, training):
+        x = inputs[0]
+        self._shape = x.shape
+        start, stop = self._span(x.shape[1])
+        return x[:, start:stop].copy()
+
+    def backward(self, grad_output):
+        dx = get_array_module(grad_output).zeros(self._shape, dtype=grad_output.dtype)
+        start, stop = self._span(self._shape[1])
+        dx[:, start:stop] = grad_output
+        return [dx]
+
+
+@register
+class RepeatSteps(Layer):
+    """A vector (F,) repeated as a sequence of ``steps`` equal steps (steps, F): how one input
+    (an image's features) becomes the input of every step of a recurrent decoder, one-to-many.
+    Backward sums the gradients of all steps."""
+
+    type_name = "RepeatSteps"
+    category = "Dense"
+    summary = "Repeats a vector at every step of a sequence, so one input can feed a recurrent decoder."
+    settings_spec = (Setting("steps", "int", 8, "Steps", "How many steps the sequence has.", 1, 100_000),)
+
+    def output_shape(self, in_shapes):
+        shape = tuple(in_shapes[0])
+        if len(shape) != 1:
+            raise ShapeError(f"RepeatSteps repeats a vector, but is fed {with_article(describe_shape(shape))}; "
+                             "put Flatten or GlobalAvgPool before it")
+        return (self.settings["steps"], shape[0])
+
+    def size_formula(self, in_shapes):
+        return f"{in_shapes[0][0]} values at each of {self.settings['steps']} steps"
+
+    def forward(self, inputs, training):
+        x = inputs[0]
+        xp = get_array_module(x)
+        return xp.repeat(x[:, None, :], self.settings["steps"], axis=1)
+
+    def backward(self, grad_output):
+        return [grad_output.sum(axis=1)]

@@ -1,4 +1,4 @@
-"""Pooling: MaxPool1D/2D, AvgPool1D/2D and GlobalAvgPool. No parameters.
+"""Pooling: MaxPool1D/2D, AvgPool1D/2D, GlobalAvgPool and GlobalMaxPool1D. No parameters.
 
 Windows are 'valid' (no padding): the output length is ``floor((n - size) / stride) + 1``.
 Max and average pooling pool the last two axes of planes: an image batch (N, C, H, W) is
@@ -17,7 +17,7 @@ from gatescope.compute.ops import pooling as pool_ops
 from gatescope.compute.ops.dispatch import kernel_path
 from gatescope.compute.ops.windows import output_size
 from gatescope.compute.ops.threads import run
-from gatescope.compute.layers.base import Layer, Setting, ShapeError, describe_shape
+from gatescope.compute.layers.base import Layer, Setting, ShapeError, describe_shape, with_article
 
 
 def _pool_settings() -> tuple[Setting, ...]:
@@ -215,6 +215,12 @@ class GlobalAvgPool(Layer):
         raise ShapeError(f"GlobalAvgPool needs an image or a sequence, but is fed a {describe_shape(shape)}; "
                          "it has nothing to average over")
 
+    def size_formula(self, in_shapes):
+        shape = in_shapes[0]
+        if len(shape) == 3:
+            return f"the mean of each {shape[1]}x{shape[2]} map: {shape[0]} channels -> {shape[0]} values"
+        return f"the mean over {shape[0]} steps: {shape[1]} features -> {shape[1]} values"
+
     def _axes(self, ndim):
         return (2, 3) if ndim == 4 else (1,)
 
@@ -231,3 +237,39 @@ class GlobalAvgPool(Layer):
             count *= self._x_shape[a]
         grad = xp.expand_dims(grad_output, axes) * (1.0 / count)
         return [xp.broadcast_to(grad, self._x_shape).copy()]
+
+
+@register
+class GlobalMaxPool1D(Layer):
+    """Max over time (seed 004's text CNN): a sequence (T, F) -> (F,), the largest value each
+    feature reaches at any step, so a filter that found its phrase anywhere in the text says so.
+    Backward sends each gradient to the step of that maximum (the first, on ties)."""
+
+    type_name = "GlobalMaxPool1D"
+    category = "Pooling"
+    summary = "Keeps the largest value of each feature over all steps (max over time)."
+
+    def output_shape(self, in_shapes):
+        shape = in_shapes[0]
+        if len(shape) != 2:
+            hint = ("; for an image use MaxPool2D, or GlobalAvgPool to average each map" if len(shape) == 3
+                    else "")
+            raise ShapeError(f"GlobalMaxPool1D takes the maximum over the steps of a sequence, but is fed "
+                             f"{with_article(describe_shape(shape))}{hint}")
+        return (shape[1],)
+
+    def size_formula(self, in_shapes):
+        steps, features = in_shapes[0]
+        return f"the largest of {steps} steps: {features} features -> {features} values"
+
+    def forward(self, inputs, training):
+        x = inputs[0]
+        xp = get_array_module(x)
+        self._steps = x.shape[1]
+        self._where = xp.argmax(x, axis=1)          # (N, F): argmax gives the first maximum
+        return xp.take_along_axis(x, self._where[:, None, :], axis=1)[:, 0, :]
+
+    def backward(self, grad_output):
+        xp = get_array_module(grad_output)
+        chosen = xp.arange(self._steps)[None, :, None] == self._where[:, None, :]
+        return [chosen * grad_output[:, None, :]]

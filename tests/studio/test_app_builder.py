@@ -410,6 +410,28 @@ def test_no_plot_in_the_window_rescales_its_axis_numbers(window, qtbot):
     assert rescaled == []
 
 
+def test_a_state_wire_is_dragged_like_any_other_and_a_wrong_one_says_why(make_window, qtbot):
+    """An LSTM's output dragged onto a GRU's second port ("initial state") makes a state wire;
+    the GRU turns red with the reason, in words."""
+    window = make_window()
+    window.new_project()
+    qtbot.waitUntil(lambda: window.current_dataset() is not None, timeout=10000)
+    window.canvas.set_zoom(0.6)
+    lstm = drop_block(window, "LSTM", QPoint(120, 120))
+    gru = drop_block(window, "GRU", QPoint(420, 200))
+    assert window.canvas.blocks[gru].input_ports[1].toolTip() == "input 2: initial state"
+    drag_wire(window, lstm, gru, port=1)
+    assert [(w.src, w.dst, w.port) for w in window.project.graph.wires] == [(lstm, gru, 1)]
+    error = window.document.analysis.info[gru].error
+    assert error == "input 1 is not connected; wire a block's output into it"
+    source = window.document.add_block("Input", 0.0, 300.0)
+    window.document.set_setting(source, "shape", (6, 3))
+    window.document.connect_blocks(source, lstm, 0)
+    window.document.connect_blocks(source, gru, 0)
+    error = window.document.analysis.info[gru].error
+    assert error is not None and error.startswith("an LSTM's state (h and C) cannot start a GRU, whose state is h alone")
+
+
 def test_the_palette_lists_each_group_in_the_lectures_order(window):
     # The registry's order is the palette's: the recurrent cells come as the lectures
     # introduce them, not in the order their modules happen to be imported.

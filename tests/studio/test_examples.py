@@ -8,14 +8,15 @@ import pytest
 
 from gatescope.assets import example_names, example_path
 from gatescope.compute.generate import generate
-from gatescope.compute.train import Trainer
+from gatescope.compute.train import Trainer, dataset_split
 from gatescope.studio.cli import main
 from gatescope.studio.compare import variants_for
-from gatescope.studio.project import load_project
+from gatescope.studio.project import load_project, save_project
 from gatescope.studio.session import load_dataset
 
 EXPECTED = ["adding-lstm", "adding-rnn", "digits-cnn", "digits-rows-lstm", "hello-lstm", "moving-shapes-cnn-lstm",
-            "text-lstm", "adding-rnn-lstm-gru", "digits-rows-gated", "exploding-relu-rnn"]
+            "text-lstm", "adding-rnn-lstm-gru", "digits-rows-gated", "exploding-relu-rnn", "addition-seq2seq",
+            "digits-spell-lstm", "text-bag-of-words", "text-cnn"]
 COMPARISONS = {"adding-rnn-lstm-gru": ["SimpleRNN", "LSTM", "GRU"],
                "digits-rows-gated": ["LSTM", "GRU", "peephole LSTM", "coupled LSTM"],
                "exploding-relu-rnn": ["clip_norm 0", "clip_norm 0.25"]}
@@ -113,3 +114,54 @@ def test_adding_rnn_lstm_gru_the_gated_cells_remember_and_the_rnn_does_not(tmp_p
     runs = _compare("adding-rnn-lstm-gru", tmp_path, capsys)
     assert runs["LSTM"]["test_loss"] < 0.01 and runs["GRU"]["test_loss"] < 0.01
     assert runs["SimpleRNN"]["test_loss"] > 0.1
+
+
+def test_a_bag_of_words_cannot_tell_word_order(tmp_path, capsys):
+    """In-order and shuffled runs hold the same words, so averaging word vectors stays at chance."""
+    result, _ = _train("text-bag-of-words", tmp_path, capsys)
+    assert abs(result["test_accuracy"] - 0.5) < 0.02
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(900)    # 45 s here, several times that on a loaded machine
+def test_the_text_cnn_reads_word_order(tmp_path, capsys):
+    result, _ = _train("text-cnn", tmp_path, capsys)
+    assert result["test_accuracy"] >= 0.85
+
+
+def test_train_json_reports_whole_answers_of_an_encoder_decoder(tmp_path, capsys):
+    """A small copy of addition-seq2seq: the last JSON line carries test_sequence_accuracy."""
+    project = load_project(example_path("addition-seq2seq"))
+    project.dataset["params"]["n"] = 400
+    for block in project.graph.blocks:
+        if block.type == "LSTM":
+            block.settings["hidden_size"] = 8
+    path = save_project(project, tmp_path / "small-addition.gscope")
+    assert main(["train", str(path), "--json", "--epochs", "1"]) == 0
+    result = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert 0.0 <= result["test_sequence_accuracy"] <= 1.0 and "test_accuracy" in result
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(1800)   # 115 s with one BLAS thread; two threads on a loaded 2-core machine, 40x that
+def test_addition_seq2seq_answers_nine_sums_in_ten(tmp_path, capsys):
+    result, _ = _train("addition-seq2seq", tmp_path, capsys)
+    assert result["test_sequence_accuracy"] >= 0.9
+
+
+@pytest.mark.slow
+def test_digits_spell_lstm_writes_whole_names(tmp_path, capsys):
+    """One-to-many: one image in, the digit's name out, letter by letter; 95% of the held-out
+    digits get their whole name right."""
+    _, project = _train("digits-spell-lstm", tmp_path, capsys)
+    dataset = load_dataset(project)
+    test = dataset_split(dataset, project.training.val_fraction, project.training.test_fraction,
+                         project.training.seed).test
+    letters = dataset.class_names
+
+    def words(rows):
+        return ["".join(letters[i] for i in row).split(".")[0] for row in rows]
+    spelled = words(project.build_model().predict(dataset.x[test]).argmax(axis=-1))
+    truth = words(dataset.y[test])
+    assert set(truth) == {"zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine"}
+    assert np.mean([a == b for a, b in zip(spelled, truth)]) >= 0.95

@@ -49,13 +49,24 @@ def export_and_compare(project: Project, tmp_path, batch: int = 3, seed: int = 2
     onnx_model = onnx.load(str(path))
     onnx.checker.check_model(onnx_model, full_check=True)
     model = project.build_model()
-    x = np.random.default_rng(seed).normal(0.0, 1.0, (batch,) + tuple(model.input_shape)).astype(np.float32)
+    x = sample_input(model, batch, seed)
     expected = model.predict(x)
     session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     (got,) = session.run(None, {"input": x})
     assert got.shape == expected.shape
     np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-5)
     return summary
+
+
+def sample_input(model, batch: int, seed: int) -> np.ndarray:
+    """Random samples for ``model``: token ids where the Input feeds an Embedding, else normal values."""
+    rng = np.random.default_rng(seed)
+    shape = (batch,) + tuple(model.input_shape)
+    readers = [model.layers[bid] for bid, sources in model.sources.items() if model.input_id in sources]
+    vocabularies = [layer.settings["vocabulary"] for layer in readers if layer.type_name == "Embedding"]
+    if vocabularies:
+        return rng.integers(0, min(vocabularies), shape).astype(np.float32)
+    return rng.normal(0.0, 1.0, shape).astype(np.float32)
 
 
 def chain(*blocks) -> GraphSpec:
@@ -105,6 +116,16 @@ CONV_AND_MERGE = {
                                         ("Conv2D", {"filters": 3, "kernel_size": 3}), ("BatchNorm", {}),
                                         ("MaxPool2D", {"size": 2}), ("GlobalAvgPool", {}),
                                         ("Dense", {"units": 3}), ("Classify", {})),
+    "embedding_max_over_time": chain(("Input", {"shape": (9,)}),
+                                     ("Embedding", {"vocabulary": 11, "dimension": 4, "padding_id": 0}),
+                                     ("Conv1D", {"filters": 3, "kernel_size": 2}), ("GlobalMaxPool1D", {}),
+                                     ("Dense", {"units": 2}), ("Classify", {})),
+    "time_slice_into_lstm": chain(("Input", {"shape": (7, 3)}), ("TimeSlice", {"start": 2, "length": 4}),
+                                  ("LSTM", {"hidden_size": 3}), ("Regress", {})),
+    "repeat_steps_into_gru": chain(("Input", {"shape": (5,)}), ("Dense", {"units": 3}), ("RepeatSteps", {"steps": 4}),
+                                   ("GRU", {"hidden_size": 3, "return_sequences": True}), ("Regress", {})),
+    "embedding_into_lstm": chain(("Input", {"shape": (6,)}), ("Embedding", {"vocabulary": 5, "dimension": 3}),
+                                 ("LSTM", {"hidden_size": 4}), ("Regress", {})),
 }
 
 
@@ -446,3 +467,37 @@ CONVLSTM = {
 def test_convlstm2d_matches(name, tmp_path):
     spec = chain(("Input", {"shape": (3, 2, 5, 4)}), ("ConvLSTM2D", CONVLSTM[name]), ("Regress", {}))
     export_and_compare(randomised_project(spec, name=name), tmp_path)
+
+
+# ----------------------------------------------------------------------------- state wires
+def state_wire_graph(encoder: tuple[str, dict], decoder: tuple[str, dict], bridge: bool = False) -> GraphSpec:
+    """Input (4 + 3 steps) -> TimeSlice each -> encoder --state--> decoder (every step) -> Dense -> Regress;
+    with ``bridge`` the state comes from a Dense of the encoder's output instead."""
+    blocks = [Block("in", "Input", {"shape": (7, 3)}), Block("question", "TimeSlice", {"start": 0, "length": 4}),
+              Block("answer", "TimeSlice", {"start": 4, "length": 3}),
+              Block("enc", encoder[0], encoder[1]), Block("dec", decoder[0], {"return_sequences": True, **decoder[1]}),
+              Block("dense", "Dense", {"units": 2}), Block("out", "Regress", {})]
+    wires = [Wire("in", "question"), Wire("in", "answer"), Wire("question", "enc"), Wire("answer", "dec", 0),
+             Wire("dec", "dense"), Wire("dense", "out")]
+    if bridge:
+        blocks.append(Block("bridge", "Dense", {"units": decoder[1]["hidden_size"]}))
+        wires += [Wire("enc", "bridge"), Wire("bridge", "dec", 1)]
+    else:
+        wires.append(Wire("enc", "dec", 1))
+    return GraphSpec(blocks, wires)
+
+
+@pytest.mark.parametrize("name,encoder,decoder,bridge", [
+    ("lstm_to_lstm", ("LSTM", {"hidden_size": 4, "return_sequences": True}), ("LSTM", {"hidden_size": 4}), False),
+    ("peephole_lstm_to_lstm", ("LSTM", {"hidden_size": 3, "variant": "peephole"}), ("LSTM", {"hidden_size": 3}), False),
+    ("gru_to_rnn", ("GRU", {"hidden_size": 3, "form": "pytorch"}), ("SimpleRNN", {"hidden_size": 3}), False),
+    ("dense_to_lstm", ("LSTM", {"hidden_size": 5}), ("LSTM", {"hidden_size": 3}), True),
+])
+def test_state_wires_export_and_match(name, encoder, decoder, bridge, tmp_path):
+    export_and_compare(randomised_project(state_wire_graph(encoder, decoder, bridge), name=name), tmp_path)
+
+
+def test_an_unrolled_block_on_a_state_wire_is_refused_by_name(tmp_path):
+    spec = state_wire_graph(("LSTM", {"hidden_size": 3}), ("LSTM", {"hidden_size": 3, "pin_forget": "1"}))
+    with pytest.raises(ExportError, match="block dec \\(LSTM\\) is unrolled in the export.*does not take or hand over"):
+        export_project(randomised_project(spec), tmp_path / "pinned.onnx")

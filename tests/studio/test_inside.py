@@ -311,3 +311,27 @@ def test_install_registers_docks_and_follows_the_window(qtbot):
     window.trainingStep.emit({"last": {"global_step": 0}, "probes": {"b1": stuck}})
     assert "output gate" in window.flags["b1"]
     controller.shutdown()
+
+
+def test_an_encoder_decoder_answers_in_the_text_generation_panel(qtbot, controller):
+    """The prefix is the question; the panel shows the answer it writes, its characters fed back,
+    with the probabilities of every character it wrote (the end mark included)."""
+    from gatescope.assets import example_path
+    from gatescope.studio.project import load_project
+    project = load_project(example_path("addition-seq2seq"))
+    project.dataset["params"]["n"] = 200
+    controller.set_project(project)
+    settle(qtbot, controller)
+    panel = controller.text_generation
+    assert panel.generate_button.isEnabled()
+    panel.prefix_edit.setText("12+7")
+    panel.temperature_spin.setValue(0.0)
+    panel.generate_button.click()
+    qtbot.waitUntil(lambda: not controller.busy and bool(panel.generated), timeout=10000)
+    assert 1 <= len(panel.generated) <= 5 and panel.probabilities.shape == (len(panel.generated), 14)
+    assert set(panel.generated) <= set("0123456789+ =.")
+    np.testing.assert_allclose(panel.probabilities.sum(axis=1), 1.0, rtol=1e-5)
+    panel.prefix_edit.setText("12*7")
+    panel.generate_button.click()
+    qtbot.waitUntil(lambda: not controller.busy and panel.error_label.isVisibleTo(panel), timeout=10000)
+    assert "'*' is not among them" in panel.error_label.text()

@@ -55,6 +55,20 @@ def test_round_trip_keeps_everything_and_weights_bit_identical(tmp_path):
         assert state.step_numbers == [0, 1, 2, 3] and state.step_losses == [2.25, 2.0, 1.5, 1.25]
 
 
+def test_the_text_blocks_round_trip_with_their_weights(tmp_path):
+    """Embedding (with its padding id) and GlobalMaxPool1D reopen as saved and compute the same."""
+    graph = GraphSpec.chain(("Input", {"shape": [7]}), ("Embedding", {"vocabulary": 9, "dimension": 3, "padding_id": 0}),
+                            ("Conv1D", {"filters": 2, "kernel_size": 2}), ("GlobalMaxPool1D", {}),
+                            ("Dense", {"units": 2}), ("Classify", {}))
+    p = Project(name="words", graph=graph)
+    model = p.build_model(seed=3)              # not the seed a reopened project builds from
+    p.weights = model.state_dict()
+    q = load_project(save_project(p, tmp_path / "words.gscope"))
+    assert q.graph == p.graph and q.graph.blocks[1].settings["padding_id"] == 0
+    ids = np.random.default_rng(4).integers(0, 9, (5, 7)).astype(np.float32)
+    np.testing.assert_array_equal(q.build_model().predict(ids), model.predict(ids))
+
+
 def test_untrained_project_round_trips(tmp_path):
     p = small_project(trained=False)
     q = load_project(save_project(p, tmp_path / "u.gscope"))

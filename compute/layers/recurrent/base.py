@@ -11,7 +11,7 @@ import numpy as np
 
 from gatescope.compute.backend import get_array_module, to_numpy
 from gatescope.compute.kernels import graphs
-from gatescope.compute.layers.base import Layer, Setting
+from gatescope.compute.layers.base import Layer, Setting, describe_shape, with_article
 
 PIN_CHOICES = ("learned", "0", "1")
 
@@ -122,18 +122,68 @@ class Recurrent(Layer):
 
     category = "Recurrent"
     step_rank = 2
+    n_inputs = 2
+    optional_ports = (1,)
+    state_port = 1
+    port_names = ("sequence", "initial state")
+    hands_state = True
     has_cell = False
     gate_names: tuple[str, ...] = ()
     state_names: tuple[str, ...] = ("h0",)
     pin_letters: dict[str, str] = {}
     #: ConvLSTM2D sets False: its recurrent convolution runs array code inside the loop.
     capturable = True
+    #: ConvLSTM2D sets False: its states are maps, which no state wire carries.
+    state_wirable = True
     _MAX_LOOPS = 4  # geometries kept per layer (a last, smaller batch is a second one)
 
     def __init__(self, **settings):
         super().__init__(**settings)
         self.probe = None
         self.probe_data: dict = {}
+        self._state_in: dict | None = None      # the initial state a state wire handed over
+        self._state_grad: dict = {}
+
+    # ----------------------------------------------------------------- state wires
+    def _state_words(self) -> str:
+        return "h and C" if self.has_cell else "h alone"
+
+    def state_problem(self, source: Layer | None, source_shape: tuple[int, ...]) -> str | None:
+        """Why the block ``source`` (output shape ``source_shape``) cannot start this one's state
+        through its state port, in words; None when it can. A recurrent source hands over its
+        final state (h, and C from an LSTM): the kinds and sizes must match. Any other block's
+        output is taken as h_0, a vector of ``hidden_size`` values (an LSTM's C_0 is then zero)."""
+        own = self.type_name
+        if self.settings["bidirectional"]:
+            return (f"a bidirectional {own} cannot take a wired initial state (its backward half starts "
+                    "from the end of the sequence); turn Bidirectional off")
+        if self.settings["initial_state"] == "learned":
+            return "its initial state is wired, so it cannot also learn one; set Initial state to zero"
+        if source is not None and source.hands_state:
+            kind = source.type_name
+            if not source.state_wirable:
+                return f"a {kind} cannot hand over its state (its states are maps, not vectors)"
+            if source.settings["bidirectional"]:
+                return (f"a bidirectional {kind} has two final states; turn its Bidirectional off to hand "
+                        "its state over")
+            if source.has_cell != self.has_cell:
+                return (f"{with_article(kind)}'s state ({source._state_words()}) cannot start {with_article(own)}, "
+                        f"whose state is {self._state_words()}; use the same kind of block for both, or "
+                        "wire its output (its last h) through a Dense block")
+            if source.units != self.units:
+                return (f"the {kind} handing over its state has {source.units} units but this {own} has "
+                        f"{self.units}; give both the same hidden size")
+            return None
+        if tuple(source_shape) != (self.units,):
+            return (f"its initial state is fed {with_article(describe_shape(tuple(source_shape)))}, but it takes "
+                    f"a vector of {self.units} values (its hidden size) as h_0")
+        return None
+
+    def final_state(self) -> dict:
+        """The state after the last step of the last forward: ``{"h0": (N, H)}``, and ``"c0"`` for
+        an LSTM, named as the initial state they start (copies: the loop's buffers are reused)."""
+        return {name: self._ctx[""][key][-1].copy() for name, key in (("h0", "h"), ("c0", "c"))
+                if key in self._ctx[""]}
 
     # ----------------------------------------------------------------- settings and shapes
     @property
@@ -331,14 +381,20 @@ class Recurrent(Layer):
 
     # ----------------------------------------------------------------- state helpers
     def _initial(self, name, sfx, like):
-        """The initial state ``(rows..., H)``: zeros or the learned vector broadcast."""
-        if self.settings["initial_state"] == "learned":
+        """The initial state ``(rows..., H)``: the one a state wire handed over (a missing C_0
+        is zero), or zeros, or the learned vector broadcast."""
+        if self._state_in is not None:
+            like[...] = self._state_in[name] if name in self._state_in else 0
+        elif self.settings["initial_state"] == "learned":
             like[...] = self.params[name + sfx]
         else:
             like[...] = 0
 
     def _initial_grad(self, name, sfx, grad):
-        if self.settings["initial_state"] == "learned":
+        """Takes dL/d(initial state ``name``): kept for the state wire, or added to the learned one."""
+        if self._state_in is not None:
+            self._state_grad[name] = grad.copy()
+        elif self.settings["initial_state"] == "learned":
             axes = tuple(range(grad.ndim - 1))
             self.grads[name + sfx] += grad.sum(axis=axes)
 
@@ -380,7 +436,9 @@ class Recurrent(Layer):
 
     # ----------------------------------------------------------------- forward / backward
     def forward(self, inputs, training):
+        """``inputs``: the sequence, and with a state wire the initial state (see ``state_port``)."""
         x = inputs[0]
+        self._state_in = inputs[1] if len(inputs) > 1 else None
         xp = get_array_module(x)
         n, t = x.shape[:2]
         xs = self._time_major(x)
@@ -408,9 +466,13 @@ class Recurrent(Layer):
         axis = 2 if self.settings["return_sequences"] else 1
         return xp.concatenate(outs, axis=axis)
 
-    def backward(self, grad_output):
+    def backward(self, grad_output, final_state_grad: dict | None = None):
+        """dL/d(output) -> [dL/d(sequence)], plus dL/d(initial state) (a dict like the one
+        forward took) when a state wire fed it. ``final_state_grad``: dL/d(final state) from the
+        block this one handed its state to (``final_state``'s names), added at the last step."""
         xp = get_array_module(grad_output)
         n, t, xs = self._ctx["n"], self._ctx["t"], self._ctx["xs"]
+        self._state_grad = {}
         suffixes = self._suffixes()
         units = self.units
         dxs = None
@@ -426,6 +488,12 @@ class Recurrent(Layer):
             else:
                 dh_seq = xp.zeros((t,) + cache["h"].shape[1:], dtype=grad_output.dtype)
                 dh_seq[0 if reverse else t - 1] = self._internal_step(g)
+            if final_state_grad is not None:      # a state wire: never bidirectional (state_problem)
+                dh_seq = dh_seq + 0                 # a copy: dh_seq may be a view of grad_output
+                dh_seq[t - 1] += final_state_grad["h0"]
+                cache["dc_final"] = final_state_grad.get("c0")
+            else:
+                cache["dc_final"] = None
             norms = None
             if self._probe_idx is not None:
                 norms = GradientNorms(xp, self._probe_idx, t, grad_output.dtype, self.has_cell)
@@ -434,6 +502,8 @@ class Recurrent(Layer):
                 norms.store(self.probe_data, sfx)
             d = self._project_backward(xs, da, sfx)
             dxs = d if dxs is None else dxs + d
+        if self._state_in is not None:
+            return [self._from_time_major(dxs, n, t), dict(self._state_grad)]
         return [self._from_time_major(dxs, n, t)]
 
     def _forward_direction(self, xs, n, t, sfx, reverse) -> dict:

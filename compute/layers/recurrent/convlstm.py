@@ -39,6 +39,11 @@ class ConvLSTM2D(LSTM):
     summary = "LSTM whose products are convolutions: a cell state per pixel, for video clips."
     step_rank = 4
     capturable = False
+    n_inputs = 1
+    optional_ports = ()
+    state_port = None
+    port_names = ()
+    state_wirable = False
     settings_spec = (
         Setting("filters", "int", 8, "Filters", "Channels F of the hidden and cell states.", 1, 1024),
         Setting("kernel_size", "int", 3, "Kernel size", "Odd k of the k x k convolutions ('same' padding).",

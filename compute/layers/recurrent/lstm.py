@@ -149,15 +149,18 @@ class LSTM(Recurrent):
         variant, pins = self.variant, self.kernel_pins()
         steps, (po, no) = self._order(t, reverse)
         loop = self._gradient_in(cache["loops"], dh_seq, {"dgates": gates.shape, "carry": state,
-                                                           "dcs": (2,) + state})
-        dh_in, dgates, carry, dcs = loop.dh_seq, loop.dgates, loop.carry, loop.dcs
+                                                           "dcs": (2,) + state, "dc_final": state})
+        dh_in, dgates, carry, dcs, dc_final = loop.dh_seq, loop.dgates, loop.carry, loop.dcs, loop.dc_final
+        # dL/dC_T: from the block this one handed its state to, else zero (a buffer either way,
+        # so a captured loop replays for both)
+        dc_final[...] = 0 if cache.get("dc_final") is None else cache["dc_final"].reshape(state)
         dc_total = None if norms is None else get_array_module(dh_seq).empty(state, dh_seq.dtype)
         dh_t, gates_t, cs_t = by_step(dh_in), by_step(gates), by_step(cs)
         dgates_t, dcs_t = by_step(dgates), by_step(dcs)
         carry_b, dc_total_b = flat(carry), None if dc_total is None else flat(dc_total)
 
         def body():
-            carried = dc_next = None                          # nothing flows into h_T, C_T
+            carried, dc_next = None, flat(dc_final)           # dL/dh_T arrives with dh_seq's last step
             for k, s in reversed(list(enumerate(steps))):
                 dc_prev = dcs_t[k % 2]
                 kernels.lstm_backward(dh_t[s], carried, dc_next, gates_t[s], cs_t[s + po], cs_t[s + no], peephole,
