@@ -68,7 +68,7 @@ def addition_seq2seq():
     """Input (question + answer steps) -> TimeSlice each -> LSTM encoder --state--> LSTM decoder -> Dense -> Classify."""
     from gatescope.compute.datasets.sequences import ADDITION_VOCAB
     from gatescope.compute.graph import Block, GraphSpec, Wire
-    from gatescope.studio.layout import layered_positions
+    from gatescope.studio.layout import LAYER_X, LAYER_Y, layered_positions
     from gatescope.studio.project import Project
     digits, hidden = 3, 128
     question, answer, vocabulary = 2 * digits + 1, digits + 2, len(ADDITION_VOCAB)
@@ -87,6 +87,10 @@ def addition_seq2seq():
     positions = layered_positions(spec, {})
     x, y = positions["encoder"]
     positions["answer"] = (x, y - 110.0)      # above the encoder: its wire reaches the decoder's first port
+    # The head on a second row, as layered_positions wraps longer models: six layers in one row
+    # did not fit the Build view at 1280x800 even at the canvas's smallest fit.
+    positions["dense"] = (x, y + LAYER_Y + 40.0)
+    positions["classify"] = (x + LAYER_X, y + LAYER_Y + 40.0)
     return Project(
         name="addition-seq2seq",
         description="An encoder-decoder (unsynchronised many-to-many, seed 003): an LSTM reads a sum "
