@@ -215,6 +215,18 @@ def _build(project, label: str, xp=np):
                            f"{weights_text(analyse(project.graph).total_params)}; make it smaller") from None
 
 
+def _dataset(project, label: str):
+    """The project's dataset; CommandError naming ``label`` when it cannot be read or held."""
+    from gatescope.compute.datasets import DataError
+    from gatescope.studio.session import load_dataset
+    try:
+        return load_dataset(project)
+    except DataError as exc:
+        raise CommandError(f"{label}: {exc}") from None
+    except MemoryError:
+        raise CommandError(f"{label}: not enough memory for the dataset; ask for a smaller one") from None
+
+
 def _device(requested: str | None):
     from gatescope.compute.backend import DeviceError, select_device
     try:
@@ -245,7 +257,7 @@ def cmd_train(args) -> int:
     from gatescope.studio.atomic import check_writable
     from gatescope.studio.project import ProjectError, save_project
     from gatescope.studio.runs import new_run
-    from gatescope.studio.session import load_dataset, portable_reference
+    from gatescope.studio.session import portable_reference
 
     label = Path(args.project).name
     project = _load(args.project, buildable=True)
@@ -257,12 +269,7 @@ def cmd_train(args) -> int:
         check_writable(out)
     except OSError as exc:
         raise CommandError(f"cannot save to {out}: {exc.strerror or exc}; nothing was trained") from None
-    try:
-        dataset = load_dataset(project)  # host arrays: read before the device is chosen and said
-    except DataError as exc:
-        raise CommandError(f"{label}: {exc}") from None
-    except MemoryError:
-        raise CommandError(f"{label}: not enough memory for the dataset; ask for a smaller one") from None
+    dataset = _dataset(project, label)  # host arrays: read before the device is chosen and said
     device = _device(args.device or project.training.device)
     model = _build(project, label, device.xp)
     try:
@@ -342,13 +349,12 @@ def cmd_train(args) -> int:
 
 
 def cmd_compare(args) -> int:
-    from gatescope.compute.datasets import DataError
     from gatescope.compute.train import WHOLE_RANGES, Control
     from gatescope.studio.atomic import check_writable
     from gatescope.studio.compare import CompareJob, compare_events, slug, variant_project, variants_for
     from gatescope.studio.compare_choice import ChoiceError, parse_swap, parse_vary
     from gatescope.studio.project import ProjectError, save_project
-    from gatescope.studio.session import dataset_reference, load_dataset, portable_reference
+    from gatescope.studio.session import dataset_reference, portable_reference
 
     name = Path(args.project).name
     project = _load(args.project, buildable=True)
@@ -375,12 +381,7 @@ def cmd_compare(args) -> int:
         except OSError as exc:
             raise CommandError(f"cannot write the variants to {folder}: {exc.strerror or exc}; nothing was "
                                "trained") from None
-    try:
-        dataset = load_dataset(project)  # host arrays: read before the device is chosen and said
-    except DataError as exc:
-        raise CommandError(f"{name}: {exc}") from None
-    except MemoryError:
-        raise CommandError(f"{name}: not enough memory for the dataset; ask for a smaller one") from None
+    dataset = _dataset(project, name)  # host arrays: read before the device is chosen and said
     device = _device(args.device or project.training.device)
     epochs = args.epochs if args.epochs is not None else choice.epochs
     job = CompareJob(variants, dataset_reference(project), epochs, dataset, device.name)
